@@ -1,0 +1,92 @@
+"""Text generation with a KV cache: batched prompts, greedy / temperature / top-k / top-p."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tinylm_jax.model.transformer import Transformer, init_kv_cache
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    max_new_tokens: int = 64
+    temperature: float = 0.0  # 0 is greedy
+    top_k: int = 0  # 0 keeps all
+    top_p: float = 1.0
+    seed: int = 0
+
+
+def sample_logits(logits_BV: jax.Array, rng: jax.Array, config: SamplingConfig) -> jax.Array:
+    """Next token ids [B] from the last position's logits."""
+    if config.temperature == 0:
+        return jnp.argmax(logits_BV, axis=-1).astype(jnp.int32)
+    logits_BV = logits_BV / config.temperature
+    if config.top_k:
+        kth = jax.lax.top_k(logits_BV, config.top_k)[0][:, -1:]
+        logits_BV = jnp.where(logits_BV < kth, -jnp.inf, logits_BV)
+    if config.top_p < 1.0:
+        sorted_BV = jnp.sort(logits_BV, axis=-1)[:, ::-1]
+        cumulative = jnp.cumsum(jax.nn.softmax(sorted_BV, axis=-1), axis=-1)
+        # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
+        cutoff_index = jnp.sum(cumulative < config.top_p, axis=-1, keepdims=True)
+        cutoff = jnp.take_along_axis(sorted_BV, cutoff_index, axis=-1)
+        logits_BV = jnp.where(logits_BV < cutoff, -jnp.inf, logits_BV)
+    return jax.random.categorical(rng, logits_BV, axis=-1).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "config", "eos_id"))
+def _generate(model: Transformer, params: dict, tokens_BP: jax.Array, pad_B: jax.Array,
+              config: SamplingConfig, eos_id: int) -> jax.Array:
+    B, P = tokens_BP.shape
+    S = P + config.max_new_tokens
+    valid_BS = jnp.arange(S)[None, :] >= pad_B[:, None]
+    positions_BP = jnp.maximum(jnp.arange(P)[None, :] - pad_B[:, None], 0)
+    cache = init_kv_cache(model.config, B, S)
+    logits, cache = model.apply({"params": params}, tokens_BP, positions_BP, kv_cache=cache,
+                                cache_index=jnp.int32(0), kv_valid_BS=valid_BS)
+    rng = jax.random.key(config.seed)
+    first = sample_logits(logits[:, -1], jax.random.fold_in(rng, 0), config)
+    out_BN = jnp.zeros((B, config.max_new_tokens), jnp.int32).at[:, 0].set(first)
+
+    def cond(carry):
+        i, _, _, done_B = carry
+        return jnp.logical_and(i < config.max_new_tokens, ~jnp.all(done_B))
+
+    def body(carry):
+        i, out_BN, cache, done_B = carry
+        last_B1 = out_BN[:, i - 1][:, None]
+        positions_B1 = (P + i - 1 - pad_B)[:, None]
+        logits, cache = model.apply({"params": params}, last_B1, positions_B1, kv_cache=cache,
+                                    cache_index=P + i - 1, kv_valid_BS=valid_BS)
+        token_B = sample_logits(logits[:, -1], jax.random.fold_in(rng, i), config)
+        token_B = jnp.where(done_B, eos_id, token_B)
+        return i + 1, out_BN.at[:, i].set(token_B), cache, done_B | (token_B == eos_id)
+
+    _, out_BN, _, _ = jax.lax.while_loop(cond, body, (1, out_BN, cache, first == eos_id))
+    return out_BN
+
+
+def generate(model: Transformer, params: dict, prompts: list[list[int]], config: SamplingConfig,
+             eos_id: int, pad_id: int = 0) -> list[list[int]]:
+    """Completion ids per prompt, cut at (and excluding) the first EOS."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token (encode with a BOS token)")
+    longest = max(len(p) for p in prompts)
+    if longest + config.max_new_tokens > model.config.max_seq_len:
+        raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({config.max_new_tokens}) "
+                         f"exceeds ModelConfig.max_seq_len={model.config.max_seq_len}")
+    tokens = np.full((len(prompts), longest), pad_id, np.int32)
+    pads = np.array([longest - len(p) for p in prompts], np.int32)
+    for row, prompt in enumerate(prompts):
+        tokens[row, pads[row]:] = prompt
+    out = np.asarray(_generate(model, params, jnp.asarray(tokens), jnp.asarray(pads), config,
+                               eos_id))
+    completions = []
+    for row in out.tolist():
+        completions.append(row[:row.index(eos_id)] if eos_id in row else row)
+    return completions

@@ -1,0 +1,149 @@
+"""Transformer building blocks with logical axis names on every parameter and key activation.
+
+Shape suffixes: B batch, L length, D d_model, N query heads, K key/value heads, H head dim,
+F FFN width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from tinylm_jax.model.config import ModelConfig
+
+Array = jax.Array
+KVCache = tuple[Array, Array]  # (k_BSKH, v_BSKH) of one layer; S is the cache length
+
+
+def _normal(std: float, axes: tuple[str, ...]):
+    return nn.with_logical_partitioning(nn.initializers.normal(std), axes)
+
+
+def output_init_std(config: ModelConfig) -> float:
+    """Init std of projections that write into the residual stream (GPT-2 depth scaling)."""
+    if config.scale_init_by_depth:
+        return config.init_std / (2 * config.n_layers) ** 0.5
+    return config.init_std
+
+
+class RMSNorm(nn.Module):
+    eps: float
+    dtype: jnp.dtype
+    param_dtype: jnp.dtype
+
+    @nn.compact
+    def __call__(self, x_BLD: Array) -> Array:
+        scale_D = self.param(
+            "scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
+            (x_BLD.shape[-1],), self.param_dtype)
+        x32 = x_BLD.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (normed * scale_D.astype(jnp.float32)).astype(self.dtype)
+
+
+def rotary(x_BLNH: Array, positions_BL: Array, theta: float) -> Array:
+    """Rotary embedding in the half-split layout used by Hugging Face Llama (`rotate_half`)."""
+    head_dim = x_BLNH.shape[-1]
+    inv_freq = 1.0 / theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
+    angles_BLh = positions_BL.astype(jnp.float32)[..., None] * inv_freq
+    cos = jnp.cos(angles_BLh)[:, :, None, :]
+    sin = jnp.sin(angles_BLh)[:, :, None, :]
+    x1, x2 = jnp.split(x_BLNH.astype(jnp.float32), 2, axis=-1)
+    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.astype(x_BLNH.dtype)
+
+
+def attention_mask(segment_ids_BL: Array | None, kv_segment_ids_BS: Array | None = None,
+                   ) -> Array | None:
+    """[B, 1, L, S] boolean mask keeping attention inside a document, or None."""
+    if segment_ids_BL is None:
+        return None
+    kv = segment_ids_BL if kv_segment_ids_BS is None else kv_segment_ids_BS
+    return (segment_ids_BL[:, None, :, None] == kv[:, None, None, :])
+
+
+class Attention(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BLD: Array, positions_BL: Array, mask_B1LS: Array | None,
+                 kv_cache: KVCache | None = None, cache_index: Array | None = None,
+                 ) -> tuple[Array, KVCache | None]:
+        cfg = self.config
+        N, K, H, D = cfg.n_heads, cfg.resolved_n_kv_heads, cfg.resolved_head_dim, cfg.d_model
+
+        def proj(name: str, heads: int, axis: str) -> Array:
+            kernel = self.param(name, _normal(cfg.init_std, ("embed", axis, "kv")),
+                                (D, heads, H), cfg.weight_dtype)
+            return jnp.einsum("bld,dnh->blnh", x_BLD, kernel.astype(cfg.compute_dtype))
+
+        q_BLNH = rotary(proj("q_proj", N, "heads"), positions_BL, cfg.rope_theta)
+        k_BLKH = rotary(proj("k_proj", K, "kv_heads"), positions_BL, cfg.rope_theta)
+        v_BLKH = proj("v_proj", K, "kv_heads")
+        q_BLNH = nn.with_logical_constraint(q_BLNH, ("act_batch", "act_length", "act_heads", None))
+
+        if kv_cache is None:
+            out_BLNH = jax.nn.dot_product_attention(
+                q_BLNH, k_BLKH, v_BLKH, mask=mask_B1LS, is_causal=True)
+        else:
+            # Decoding: write this chunk at cache_index and attend over the filled prefix.
+            k_BSKH = jax.lax.dynamic_update_slice_in_dim(
+                kv_cache[0], k_BLKH.astype(kv_cache[0].dtype), cache_index, axis=1)
+            v_BSKH = jax.lax.dynamic_update_slice_in_dim(
+                kv_cache[1], v_BLKH.astype(kv_cache[1].dtype), cache_index, axis=1)
+            S, L = k_BSKH.shape[1], x_BLD.shape[1]
+            visible_LS = jnp.arange(S)[None, :] <= (cache_index + jnp.arange(L))[:, None]
+            mask = visible_LS[None, None]
+            if mask_B1LS is not None:
+                mask = jnp.logical_and(mask, mask_B1LS)
+            out_BLNH = jax.nn.dot_product_attention(
+                q_BLNH, k_BSKH.astype(q_BLNH.dtype), v_BSKH.astype(q_BLNH.dtype), mask=mask)
+            kv_cache = (k_BSKH, v_BSKH)
+
+        o_kernel = self.param("o_proj", _normal(output_init_std(cfg), ("heads", "kv", "embed")),
+                              (N, H, D), cfg.weight_dtype)
+        out_BLD = jnp.einsum("blnh,nhd->bld", out_BLNH, o_kernel.astype(cfg.compute_dtype))
+        return out_BLD, kv_cache
+
+
+class Mlp(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BLD: Array) -> Array:
+        cfg = self.config
+        D, F = cfg.d_model, cfg.resolved_ffn_dim
+
+        def kernel(name: str, shape: tuple[int, int], axes: tuple[str, str], std: float):
+            return self.param(name, _normal(std, axes), shape, cfg.weight_dtype).astype(
+                cfg.compute_dtype)
+
+        up_BLF = x_BLD @ kernel("up_proj", (D, F), ("embed", "mlp"), cfg.init_std)
+        if cfg.gated:
+            gate_BLF = x_BLD @ kernel("gate_proj", (D, F), ("embed", "mlp"), cfg.init_std)
+            act = nn.silu if cfg.activation == "swiglu" else nn.gelu
+            h_BLF = act(gate_BLF) * up_BLF
+        else:
+            h_BLF = nn.gelu(up_BLF) if cfg.activation == "gelu" else nn.relu(up_BLF)
+        h_BLF = nn.with_logical_constraint(h_BLF, ("act_batch", "act_length", "act_mlp"))
+        return h_BLF @ kernel("down_proj", (F, D), ("mlp", "embed"), output_init_std(cfg))
+
+
+class Block(nn.Module):
+    """Pre-norm decoder block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BLD: Array, positions_BL: Array, mask_B1LS: Array | None,
+                 kv_cache: KVCache | None = None, cache_index: Array | None = None,
+                 ) -> tuple[Array, KVCache | None]:
+        cfg = self.config
+        norm = lambda name: RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.weight_dtype, name=name)
+        attn_out, kv_cache = Attention(cfg, name="attn")(
+            norm("attn_norm")(x_BLD), positions_BL, mask_B1LS, kv_cache, cache_index)
+        x_BLD = x_BLD + attn_out
+        x_BLD = x_BLD + Mlp(cfg, name="mlp")(norm("mlp_norm")(x_BLD))
+        x_BLD = nn.with_logical_constraint(x_BLD, ("act_batch", "act_length", "act_embed"))
+        return x_BLD, kv_cache

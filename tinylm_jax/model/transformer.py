@@ -1,0 +1,95 @@
+"""The decoder-only Transformer: embedding, a stack of blocks (scanned or unrolled), head.
+
+Parameter tree (unrolled; with `scan_layers` the blocks live under `layers` with a leading
+layer axis instead of `layers_{i}`):
+  token_embed [V, D]; layers_{i}/{attn_norm,mlp_norm}/scale [D];
+  layers_{i}/attn/{q_proj [D, N, H], k_proj [D, K, H], v_proj [D, K, H], o_proj [N, H, D]};
+  layers_{i}/mlp/{gate_proj [D, F], up_proj [D, F], down_proj [F, D]}; final_norm/scale [D];
+  lm_head [D, V] (absent when embeddings are tied).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from tinylm_jax.model.config import ModelConfig
+from tinylm_jax.model.layers import Block, KVCache, RMSNorm, _normal, attention_mask
+
+Array = jax.Array
+KV_CACHE_AXES = ("layers", "act_batch", "act_length", "act_kv_heads", None)
+
+
+def _remat_policy(name: str):
+    return {
+        "full": None,
+        "dots_saveable": jax.checkpoint_policies.dots_saveable,
+        "dots_with_no_batch_dims_saveable":
+            jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    }[name]
+
+
+class Transformer(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens_BL: Array, positions_BL: Array | None = None,
+                 segment_ids_BL: Array | None = None, kv_cache: KVCache | None = None,
+                 cache_index: Array | None = None, kv_valid_BS: Array | None = None,
+                 ) -> tuple[Array, KVCache | None]:
+        """Returns float32 logits [B, L, V] and, when decoding, the updated stacked KV cache.
+
+        `kv_cache` is (k, v), each [n_layers, B, S, K, H], from `init_kv_cache`; tokens are
+        written at `cache_index`. `kv_valid_BS` masks key slots out (e.g. left padding).
+        """
+        cfg = self.config
+        if positions_BL is None:
+            start = 0 if cache_index is None else cache_index
+            positions_BL = start + jnp.broadcast_to(jnp.arange(tokens_BL.shape[1]), tokens_BL.shape)
+        mask_B1LS = attention_mask(segment_ids_BL) if cfg.document_attention else None
+        if kv_valid_BS is not None:
+            valid_B11S = kv_valid_BS[:, None, None, :]
+            mask_B1LS = valid_B11S if mask_B1LS is None else jnp.logical_and(mask_B1LS, valid_B11S)
+
+        embedding_VD = self.param("token_embed", _normal(cfg.init_std, ("vocab", "embed")),
+                                  (cfg.vocab_size, cfg.d_model), cfg.weight_dtype)
+        x_BLD = jnp.take(embedding_VD, tokens_BL, axis=0).astype(cfg.compute_dtype)
+        x_BLD = nn.with_logical_constraint(x_BLD, ("act_batch", "act_length", "act_embed"))
+
+        block = Block
+        if cfg.remat != "none":
+            block = nn.remat(Block, policy=_remat_policy(cfg.remat), prevent_cse=not cfg.scan_layers)
+        if cfg.scan_layers:
+            stack = nn.scan(
+                block, variable_axes={"params": 0}, split_rngs={"params": True},
+                in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast), length=cfg.n_layers,
+                metadata_params={nn.PARTITION_NAME: "layers"})(cfg, name="layers")
+            x_BLD, kv_cache = stack(x_BLD, positions_BL, mask_B1LS, kv_cache, cache_index)
+        else:
+            new_cache = []
+            for i in range(cfg.n_layers):
+                layer_cache = None if kv_cache is None else (kv_cache[0][i], kv_cache[1][i])
+                x_BLD, layer_cache = block(cfg, name=f"layers_{i}")(
+                    x_BLD, positions_BL, mask_B1LS, layer_cache, cache_index)
+                new_cache.append(layer_cache)
+            if kv_cache is not None:
+                kv_cache = tuple(jnp.stack([c[j] for c in new_cache]) for j in range(2))
+
+        x_BLD = RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.weight_dtype, name="final_norm")(x_BLD)
+        if cfg.tie_embeddings:
+            head_DV = embedding_VD.T
+        else:
+            head_DV = self.param("lm_head", _normal(cfg.init_std, ("embed", "vocab")),
+                                 (cfg.d_model, cfg.vocab_size), cfg.weight_dtype)
+        logits_BLV = jnp.einsum("bld,dv->blv", x_BLD, head_DV.astype(cfg.compute_dtype))
+        logits_BLV = nn.with_logical_constraint(logits_BLV, ("act_batch", "act_length", "act_vocab"))
+        return logits_BLV.astype(jnp.float32), kv_cache
+
+
+def init_kv_cache(config: ModelConfig, batch: int, length: int,
+                  dtype: jnp.dtype | None = None) -> KVCache:
+    """Zeroed stacked KV cache [n_layers, B, S, K, H] for `Transformer` decoding."""
+    shape = (config.n_layers, batch, length, config.resolved_n_kv_heads, config.resolved_head_dim)
+    dtype = dtype or config.compute_dtype
+    return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)

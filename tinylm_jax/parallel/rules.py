@@ -1,0 +1,102 @@
+"""Logical axis rules: the table mapping the model's logical axis names onto mesh axes.
+
+Parameters use `embed, vocab, heads, kv_heads, kv, mlp, norm, layers`; activations use the
+`act_*` names, so that e.g. parameters shard over `fsdp` while activations do not.
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import gin
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from tinylm_jax.model.config import ConfigError
+
+Rules = tuple[tuple[str, str | tuple[str, ...] | None], ...]
+
+DEFAULT_RULES: Rules = (
+    ("act_batch", ("data", "fsdp")),
+    ("act_length", None),
+    ("act_embed", None),
+    ("act_heads", "tensor"),
+    ("act_kv_heads", "tensor"),
+    ("act_mlp", "tensor"),
+    ("act_vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("vocab", "tensor"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("mlp", "tensor"),
+    ("kv", None),
+    ("norm", None),
+    ("layers", None),
+)
+
+# Which setting a user changes when a logical axis does not divide its mesh axes.
+_AXIS_FIELDS = {
+    "embed": "ModelConfig.d_model", "vocab": "ModelConfig.vocab_size",
+    "heads": "ModelConfig.n_heads", "kv_heads": "ModelConfig.n_kv_heads",
+    "mlp": "ModelConfig.ffn_dim", "kv": "ModelConfig.head_dim",
+    "layers": "ModelConfig.n_layers",
+}
+
+
+@gin.configurable
+def logical_axis_rules(rules: Rules = DEFAULT_RULES) -> Rules:
+    """The gin-bound rule table (`logical_axis_rules.rules = (...)`)."""
+    return tuple((name, tuple(mesh) if isinstance(mesh, list) else mesh) for name, mesh in rules)
+
+
+def _mesh_axes(rule_target) -> tuple[str, ...]:
+    if rule_target is None:
+        return ()
+    return (rule_target,) if isinstance(rule_target, str) else tuple(rule_target)
+
+
+def check_divisible(abstract_boxed, mesh: Mesh, rules: Rules) -> None:
+    """Fails, naming parameter, dimension and mesh axis, if any sharded dim is uneven."""
+    table = dict(rules)
+    boxes = jax.tree_util.tree_leaves_with_path(
+        abstract_boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+    for path, box in boxes:
+        if not isinstance(box, nn.LogicallyPartitioned):
+            continue
+        for dim, (size, logical) in enumerate(zip(box.value.shape, box.names, strict=True)):
+            axes = _mesh_axes(table.get(logical))
+            shards = math.prod(mesh.shape[a] for a in axes)
+            if size % shards:
+                name = "/".join(str(getattr(k, "key", k)) for k in path)
+                hint = _AXIS_FIELDS.get(logical, f"the logical axis {logical!r}")
+                raise ConfigError(
+                    f"Cannot shard parameter {name} of shape {tuple(box.value.shape)}: dimension "
+                    f"{dim} (logical axis {logical!r}, set by {hint}) has size {size}, which is not "
+                    f"divisible by mesh axes {axes} of total size {shards}. Change {hint}, the "
+                    f"MeshConfig sizes, or map {logical!r} elsewhere in logical_axis_rules.rules.")
+
+
+def check_batch_divisible(batch_size: int, mesh: Mesh, rules: Rules, what: str) -> None:
+    axes = _mesh_axes(dict(rules).get("act_batch"))
+    shards = math.prod(mesh.shape[a] for a in axes)
+    if batch_size % shards:
+        raise ConfigError(
+            f"{what}={batch_size} is not divisible by the batch mesh axes {axes} of total size "
+            f"{shards}; choose a multiple of {shards} or change MeshConfig.")
+
+
+def shardings_for(abstract_boxed, mesh: Mesh, rules: Rules):
+    """NamedShardings for a (possibly boxed) abstract tree; unboxed leaves are replicated."""
+    specs = nn.get_partition_spec(abstract_boxed)
+    return nn.logical_to_mesh_sharding(specs, mesh, rules)
+
+
+def batch_sharding(mesh: Mesh, rules: Rules, ndim: int = 2) -> NamedSharding:
+    """Sharding of a [B, ...] batch: B over the mesh axes of `act_batch`, the rest replicated."""
+    return NamedSharding(mesh, nn.logical_to_mesh_axes(("act_batch",) + (None,) * (ndim - 1),
+                                                       rules))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())

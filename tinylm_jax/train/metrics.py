@@ -1,0 +1,99 @@
+"""Run metrics: peak-FLOPs table for MFU, and the writer for stdout, metrics.jsonl and TensorBoard."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+
+import gin
+import jax
+import jax.numpy as jnp
+
+# Dense bf16 peak FLOP/s per JAX device (one chip; TPU v2/v3 expose one device per core).
+PEAK_FLOPS = {
+    "TPU v2": 22.5e12, "TPU v3": 61.5e12, "TPU v4": 275e12, "TPU v5 lite": 197e12,
+    "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v5": 459e12, "TPU v6 lite": 918e12,
+    "TPU v6e": 918e12, "A100": 312e12, "H100": 989e12, "H200": 989e12, "H800": 989e12,
+    "A10G": 125e12, "L4": 121e12, "V100": 125e12,
+}
+
+
+@functools.cache
+def measured_cpu_flops(size: int = 1024, repeats: int = 8) -> float:
+    """FLOP/s a jitted float32 matmul reaches on this host's CPU devices, all cores together."""
+    x = jnp.ones((size, size), jnp.float32)
+    matmul = jax.jit(lambda a: (a @ a) * 1e-3)
+    matmul(x).block_until_ready()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        x = matmul(x)
+    x.block_until_ready()
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+@gin.configurable
+def peak_flops_per_device(device: jax.Device | None = None, override: float | None = None) -> float:
+    """Peak FLOP/s of one device, the denominator of MFU.
+
+    Accelerators use the vendor's dense bf16 figure. CPUs have no such table: their "peak" is
+    the measured float32 matmul throughput of the host shared by its local CPU devices, so CPU
+    MFU says how close the step comes to XLA's best dense matmul here. Override with
+    `peak_flops_per_device.override = 1e12`.
+    """
+    if override:
+        return float(override)
+    device = device or jax.local_devices()[0]
+    if device.platform == "cpu":
+        return measured_cpu_flops() / max(jax.local_device_count(), 1)
+    kind = device.device_kind
+    for name in sorted(PEAK_FLOPS, key=len, reverse=True):
+        if name.lower() in kind.lower():
+            return PEAK_FLOPS[name]
+    raise ValueError(f"No peak FLOP/s known for device kind {kind!r}; set "
+                     "--gin_param='peak_flops_per_device.override = <FLOP/s>'")
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+class MetricsWriter:
+    """Writes records to `metrics.jsonl`, TensorBoard events and a readable stdout line.
+
+    Only the primary process writes files, so multi-process runs keep one log.
+    """
+
+    def __init__(self, workdir: str | Path, primary: bool = True):
+        self.primary = primary
+        self._jsonl = None
+        self._tb = None
+        if primary:
+            workdir = Path(workdir)
+            workdir.mkdir(parents=True, exist_ok=True)
+            self._jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
+            from tensorboardX import SummaryWriter
+            self._tb = SummaryWriter(str(workdir / "tensorboard"))
+
+    def write(self, step: int, record: dict[str, float], line: str | None = None) -> None:
+        if not self.primary:
+            return
+        record = {"step": step, **{k: float(v) for k, v in record.items()}}
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        for key, value in record.items():
+            if key != "step":
+                self._tb.add_scalar(key, value, step)
+        self._tb.flush()
+        if line:
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self._jsonl:
+            self._jsonl.close()
+        if self._tb:
+            self._tb.close()

@@ -1,0 +1,78 @@
+"""Pure train and eval step functions (jit them with explicit shardings in the loop)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from tinylm_jax.train.state import TrainState
+
+Batch = dict[str, jax.Array]
+
+
+def token_losses(model: nn.Module, params: dict, batch: Batch) -> tuple[jax.Array, jax.Array]:
+    """Per-token cross entropy [B, L] (nats) and its weights [B, L]."""
+    logits_BLV, _ = model.apply({"params": params}, batch["inputs"], batch["positions"],
+                                batch["segment_ids"])
+    losses_BL = optax.softmax_cross_entropy_with_integer_labels(logits_BLV, batch["targets"])
+    return losses_BL, batch["weights"]
+
+
+def _split_microbatches(batch: Batch, microbatches: int) -> Batch:
+    """[B, ...] -> [M, B/M, ...] taking strided rows, so each microbatch spans every shard."""
+
+    def split(x: jax.Array) -> jax.Array:
+        x = x.reshape((x.shape[0] // microbatches, microbatches) + x.shape[1:])
+        x = jnp.swapaxes(x, 0, 1)
+        return nn.with_logical_constraint(x, (None, "act_batch") + (None,) * (x.ndim - 2))
+
+    return jax.tree_util.tree_map(split, batch)
+
+
+def train_step(state: TrainState, batch: Batch, *, model: nn.Module,
+               tx: optax.GradientTransformation, schedule: optax.Schedule,
+               microbatches: int = 1) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer step on the token-weighted mean loss, accumulating over microbatches."""
+
+    def loss_sum(params: dict, micro: Batch) -> tuple[jax.Array, jax.Array]:
+        losses, weights = token_losses(model, params, micro)
+        return jnp.sum(losses * weights), jnp.sum(weights)
+
+    grad_fn = jax.value_and_grad(loss_sum, has_aux=True)
+    if microbatches == 1:
+        (total_loss, total_weight), grads = grad_fn(state.params, batch)
+    else:
+        def accumulate(carry, micro):
+            loss, weight, grads = carry
+            (l_, w_), g_ = grad_fn(state.params, micro)
+            return (loss + l_, weight + w_, jax.tree_util.tree_map(jnp.add, grads, g_)), None
+
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
+        (total_loss, total_weight, grads), _ = jax.lax.scan(
+            accumulate, (jnp.zeros(()), jnp.zeros(()), zeros),
+            _split_microbatches(batch, microbatches))
+
+    denominator = jnp.maximum(total_weight, 1.0)
+    grads = jax.tree_util.tree_map(lambda g: g / denominator, grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {
+        "loss": total_loss / denominator,
+        "grad_norm": optax.global_norm(grads),
+        "learning_rate": schedule(state.step),
+        "tokens": total_weight,
+    }
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def eval_step(params: dict, batch: Batch, byte_lengths_V: jax.Array, *, model: nn.Module,
+              ) -> dict[str, jax.Array]:
+    """Sums for held-out metrics: loss (nats), tokens and the UTF-8 bytes those tokens decode to."""
+    losses, weights = token_losses(model, params, batch)
+    return {
+        "loss_sum": jnp.sum(losses * weights),
+        "tokens": jnp.sum(weights),
+        "bytes": jnp.sum(byte_lengths_V[batch["targets"]] * weights),
+    }
