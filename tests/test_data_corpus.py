@@ -6,126 +6,144 @@ import pathlib
 import pytest
 import tensorflow_datasets as tfds
 
-from _data_corpus_util import write_corpus
-from tinylm_jax.data import DataConfig, DataError
-from tinylm_jax.data import builders, corpus
+from tests._data_corpus_util import write_corpus
+from tinylm_jax.data import DataConfig, DataError, builders, corpus
 
 
 def _load(tmp_path, **kwargs):
-  config = DataConfig(**{'dataset': 'text_files', 'validation_fraction': 0.2, **kwargs})
-  return corpus.load_raw_corpus(config, tmp_path / 'data')
+    config = DataConfig(**{"dataset": "text_files", "validation_fraction": 0.2, **kwargs})
+    return corpus.load_raw_corpus(config, tmp_path / "data")
 
 
 def _keys(raw, split):
-  return sorted(raw.splits[split][i]['key'].decode() for i in range(len(raw.splits[split])))
+    return sorted(raw.splits[split][i]["key"].decode() for i in range(len(raw.splits[split])))
 
 
 def test_text_files_counts_and_deterministic_split(tmp_path):
-  write_corpus(tmp_path / 'c', n_txt=20, n_jsonl=25)
-  raw = _load(tmp_path, paths=(str(tmp_path / 'c' / '*'),))
-  n_train, n_val = len(raw.splits['train']), len(raw.splits['validation'])
-  assert n_train + n_val == 45
-  assert 0 < n_val < 45
-  assert raw.stats['train']['documents'] == n_train
-  # Same inputs -> same dataset, same split (also in a fresh data dir).
-  again = _load(tmp_path / 'other', paths=(str(tmp_path / 'c' / '*'),))
-  assert again.name == raw.name
-  assert _keys(again, 'validation') == _keys(raw, 'validation')
-  # Splitting is per document: validation does not depend on other documents.
-  few = _load(tmp_path, paths=(str(tmp_path / 'c' / '*.txt'),))
-  assert set(_keys(few, 'validation')) <= set(_keys(raw, 'validation'))
+    write_corpus(tmp_path / "c", n_txt=20, n_jsonl=25)
+    raw = _load(tmp_path, paths=(str(tmp_path / "c" / "*"),))
+    n_train, n_val = len(raw.splits["train"]), len(raw.splits["validation"])
+    assert n_train + n_val == 45
+    assert 0 < n_val < 45
+    assert raw.stats["train"]["documents"] == n_train
+    # Same inputs -> same dataset, same split (also in a fresh data dir).
+    again = _load(tmp_path / "other", paths=(str(tmp_path / "c" / "*"),))
+    assert again.name == raw.name
+    assert _keys(again, "validation") == _keys(raw, "validation")
+    # Splitting is per document: validation does not depend on other documents.
+    few = _load(tmp_path, paths=(str(tmp_path / "c" / "*.txt"),))
+    assert set(_keys(few, "validation")) <= set(_keys(raw, "validation"))
 
 
 def test_changed_inputs_change_the_dataset_config(tmp_path):
-  write_corpus(tmp_path / 'c', n_txt=5, n_jsonl=5)
-  paths = (str(tmp_path / 'c' / '*'),)
-  first = _load(tmp_path, paths=paths)
-  assert _load(tmp_path, paths=paths, text_key='meta').name != first.name
-  assert _load(tmp_path, paths=paths, validation_fraction=0.5).name != first.name
-  (tmp_path / 'c' / 'doc000.txt').write_text('changed\n')
-  changed = _load(tmp_path, paths=paths)
-  assert changed.name != first.name and changed.fingerprint != first.fingerprint
+    write_corpus(tmp_path / "c", n_txt=5, n_jsonl=5)
+    paths = (str(tmp_path / "c" / "*"),)
+    first = _load(tmp_path, paths=paths)
+    assert _load(tmp_path, paths=paths, text_key="meta").name != first.name
+    assert _load(tmp_path, paths=paths, validation_fraction=0.5).name != first.name
+    (tmp_path / "c" / "doc000.txt").write_text("changed\n")
+    changed = _load(tmp_path, paths=paths)
+    assert changed.name != first.name and changed.fingerprint != first.fingerprint
 
 
 def test_skipped_documents_are_counted(tmp_path):
-  c = tmp_path / 'c'
-  write_corpus(c, n_txt=3, n_jsonl=0)
-  (c / 'empty.txt').write_text('')
-  (c / 'blank.txt').write_text('  \n\n')
-  (c / 'latin1.txt').write_bytes('caf\xe9'.encode('latin-1'))
-  (c / 'docs.jsonl').write_bytes(
-      b'{"text": "ok"}\n\n{"other": "x"}\nnot json\n{"text": ""}\n"\xff"\n')
-  raw = _load(tmp_path, paths=(str(c),), validation_fraction=0.0)
-  assert raw.stats['train']['documents'] == 4  # 3 txt + 1 jsonl line.
-  assert raw.stats['train']['skipped'] == {
-      'empty': 3, 'undecodable': 2, 'missing_text_key': 1, 'invalid_json': 1}
+    c = tmp_path / "c"
+    write_corpus(c, n_txt=3, n_jsonl=0)
+    (c / "empty.txt").write_text("")
+    (c / "blank.txt").write_text("  \n\n")
+    (c / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (c / "docs.jsonl").write_bytes(
+        b'{"text": "ok"}\n\n{"other": "x"}\nnot json\n{"text": ""}\n"\xff"\n'
+    )
+    raw = _load(tmp_path, paths=(str(c),), validation_fraction=0.0)
+    assert raw.stats["train"]["documents"] == 4  # 3 txt + 1 jsonl line.
+    assert raw.stats["train"]["skipped"] == {
+        "empty": 3,
+        "undecodable": 2,
+        "missing_text_key": 1,
+        "invalid_json": 1,
+    }
 
 
 def test_max_documents_and_python_stdlib(tmp_path):
-  config = DataConfig(dataset='python_stdlib', max_documents=20, validation_fraction=0.1)
-  raw = corpus.load_raw_corpus(config, tmp_path)
-  assert len(raw.splits['train']) + len(raw.splits['validation']) == 20
-  assert raw.name.startswith('python_stdlib/py')
-  files = builders.stdlib_files()
-  assert not any('site-packages' in f.parts or 'test' in f.parts for f in files)
+    config = DataConfig(dataset="python_stdlib", max_documents=20, validation_fraction=0.1)
+    raw = corpus.load_raw_corpus(config, tmp_path)
+    assert len(raw.splits["train"]) + len(raw.splits["validation"]) == 20
+    assert raw.name.startswith("python_stdlib/py")
+    files = builders.stdlib_files()
+    assert not any("site-packages" in f.parts or "test" in f.parts for f in files)
 
 
 def test_parquet(tmp_path):
-  pa = pytest.importorskip('pyarrow')
-  import pyarrow.parquet as pq
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
 
-  pq.write_table(pa.table({'body': ['one doc', None, 'two doc', '']}), tmp_path / 'x.parquet')
-  raw = _load(tmp_path, paths=(str(tmp_path / 'x.parquet'),), text_key='body',
-              validation_fraction=0.0)
-  assert raw.stats['train'] == {'documents': 2, 'bytes': 14, 'skipped': {'empty': 2}}
-  with pytest.raises(DataError, match="no column 'text'"):
-    _load(tmp_path, paths=(str(tmp_path / 'x.parquet'),), validation_fraction=0.0)
+    pq.write_table(pa.table({"body": ["one doc", None, "two doc", ""]}), tmp_path / "x.parquet")
+    raw = _load(
+        tmp_path, paths=(str(tmp_path / "x.parquet"),), text_key="body", validation_fraction=0.0
+    )
+    assert raw.stats["train"] == {"documents": 2, "bytes": 14, "skipped": {"empty": 2}}
+    with pytest.raises(DataError, match="no column 'text'"):
+        _load(tmp_path, paths=(str(tmp_path / "x.parquet"),), validation_fraction=0.0)
 
 
 def test_bad_input_raises_data_error(tmp_path):
-  with pytest.raises(DataError, match='matches no files'):
-    _load(tmp_path, paths=(str(tmp_path / 'missing' / '*.txt'),))
-  with pytest.raises(DataError, match='needs DataConfig.paths'):
-    _load(tmp_path, paths=())
-  (tmp_path / 'e').mkdir()
-  (tmp_path / 'e' / 'a.txt').write_text('')
-  (tmp_path / 'e' / 'b.jsonl').write_text(json.dumps({'body': 'x'}) + '\n')
-  with pytest.raises(DataError, match='no usable documents'):
-    _load(tmp_path, paths=(str(tmp_path / 'e'),))
-  with pytest.raises(DataError, match='Unknown dataset'):
-    corpus.load_raw_corpus(DataConfig(dataset='no_such_dataset_xyz'), tmp_path)
+    with pytest.raises(DataError, match="matches no files"):
+        _load(tmp_path, paths=(str(tmp_path / "missing" / "*.txt"),))
+    with pytest.raises(DataError, match="needs DataConfig.paths"):
+        _load(tmp_path, paths=())
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "a.txt").write_text("")
+    (tmp_path / "e" / "b.jsonl").write_text(json.dumps({"body": "x"}) + "\n")
+    with pytest.raises(DataError, match="no usable documents"):
+        _load(tmp_path, paths=(str(tmp_path / "e"),))
+    with pytest.raises(DataError, match="Unknown dataset"):
+        corpus.load_raw_corpus(DataConfig(dataset="no_such_dataset_xyz"), tmp_path)
 
 
 class TinylmTestCatalog(tfds.core.GeneratorBasedBuilder):
-  """Stands in for a TFDS catalog dataset (lm1b, ...) without network."""
+    """Stands in for a TFDS catalog dataset (lm1b, ...) without network."""
 
-  VERSION = tfds.core.Version('1.0.0')
+    VERSION = tfds.core.Version("1.0.0")
 
-  def _info(self):
-    return tfds.core.DatasetInfo(
-        builder=self, features=tfds.features.FeaturesDict({'sentence': tfds.features.Text()}))
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls):
+        return None  # No checksums file; avoids TFDS's optional importlib_resources import.
 
-  def _split_generators(self, dl_manager):
-    return {'train': self._generate_examples(10), 'test': self._generate_examples(3)}
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self, features=tfds.features.FeaturesDict({"sentence": tfds.features.Text()})
+        )
 
-  def _generate_examples(self, n):
-    for i in range(n):
-      yield i, {'sentence': f'sentence number {i}'}
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(10), "test": self._generate_examples(3)}
+
+    def _generate_examples(self, n):
+        for i in range(n):
+            yield i, {"sentence": f"sentence number {i}"}
 
 
 def test_tfds_catalog_dataset_by_name(tmp_path):
-  tfds_dir = tmp_path / 'tfds'
-  TinylmTestCatalog(data_dir=str(tfds_dir), file_format='array_record').download_and_prepare()
-  config = DataConfig(dataset='tinylm_test_catalog', text_key='sentence',
-                      tfds_data_dir=str(tfds_dir))
-  raw = corpus.load_raw_corpus(config, tmp_path / 'data')
-  assert (len(raw.splits['train']), len(raw.splits['validation'])) == (10, 3)
-  texts = [t for t, _ in corpus.iter_texts(raw.splits['train'], raw.text_key)]
-  assert sorted(texts) == sorted(f'sentence number {i}' for i in range(10))
-  with pytest.raises(DataError, match='text_key'):
-    corpus.load_raw_corpus(
-        DataConfig(dataset='tinylm_test_catalog', tfds_data_dir=str(tfds_dir)), tmp_path)
-  with pytest.raises(DataError, match='not prepared'):
-    corpus.load_raw_corpus(
-        DataConfig(dataset='tinylm_test_catalog', text_key='sentence',
-                   tfds_data_dir=str(pathlib.Path(tmp_path / 'empty'))), tmp_path)
+    tfds_dir = tmp_path / "tfds"
+    TinylmTestCatalog(data_dir=str(tfds_dir), file_format="array_record").download_and_prepare()
+    config = DataConfig(
+        dataset="tinylm_test_catalog", text_key="sentence", tfds_data_dir=str(tfds_dir)
+    )
+    raw = corpus.load_raw_corpus(config, tmp_path / "data")
+    assert (len(raw.splits["train"]), len(raw.splits["validation"])) == (10, 3)
+    texts = [t for t, _ in corpus.iter_texts(raw.splits["train"], raw.text_key)]
+    assert sorted(texts) == sorted(f"sentence number {i}" for i in range(10))
+    with pytest.raises(DataError, match="text_key"):
+        corpus.load_raw_corpus(
+            DataConfig(dataset="tinylm_test_catalog", tfds_data_dir=str(tfds_dir)), tmp_path
+        )
+    with pytest.raises(DataError, match="not prepared"):
+        corpus.load_raw_corpus(
+            DataConfig(
+                dataset="tinylm_test_catalog",
+                text_key="sentence",
+                tfds_data_dir=str(pathlib.Path(tmp_path / "empty")),
+            ),
+            tmp_path,
+        )

@@ -141,8 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _DropGinSearchNoise(logging.Filter):
+    """gin logs every include-path candidate it tries and misses; only the outcome matters."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "/gin/" not in record.pathname.replace("\\", "/")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_DropGinSearchNoise())
     for noisy in ("absl", "jax", "orbax", "grain", "etils"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)

@@ -11,5 +11,13 @@ from tinylm_jax.data.pipeline import (
 )
 from tinylm_jax.data.tokenizer import Tokenizer
 
-__all__ = ['DataConfig', 'DataError', 'PreparedData', 'Tokenizer', 'check_vocab',
-           'make_eval_iterator', 'make_train_iterator', 'prepare_data']
+__all__ = [
+    "DataConfig",
+    "DataError",
+    "PreparedData",
+    "Tokenizer",
+    "check_vocab",
+    "make_eval_iterator",
+    "make_train_iterator",
+    "prepare_data",
+]

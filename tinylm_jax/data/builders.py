@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 import tensorflow_datasets as tfds
 
 from tinylm_jax.data import documents as documents_lib
+from tinylm_jax.data.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -31,118 +32,150 @@ log = logging.getLogger(__name__)
 # (large, repetitive) test suites, and generated codec tables. What remains is
 # ~1,500 hand-written modules, about 12 MB of code, docstrings and comments.
 STDLIB_EXCLUDED_DIRS = frozenset(
-    {'site-packages', 'dist-packages', 'test', 'tests', 'idle_test', 'encodings', '__pycache__'})
+    {"site-packages", "dist-packages", "test", "tests", "idle_test", "encodings", "__pycache__"}
+)
 
-SPLITS = ('train', 'validation')
+SPLITS = ("train", "validation")
 
 
 @dataclasses.dataclass(eq=False)
 class DocumentsConfig(tfds.core.BuilderConfig):
-  """Settings of a documents builder; `name` is a hash of these and the files."""
+    """Settings of a documents builder; `name` is a hash of these and the files."""
 
-  text_key: str = 'text'
-  validation_fraction: float = 0.01
-  max_documents: int | None = None
+    text_key: str = "text"
+    validation_fraction: float = 0.01
+    max_documents: int | None = None
 
 
 class _DocumentsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Splits documents of `builder_config.files` into train/validation by key hash."""
+    """Splits documents of `builder_config.files` into train/validation by key hash."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}
 
-  def __init__(self, *, files: Sequence[str] = (), root: str | None = None, **kwargs):
-    # The file list stays off the BuilderConfig: TFDS logs the config's repr.
-    self._files = tuple(files)
-    self._root = root
-    super().__init__(**kwargs)
+    def __init__(self, *, files: Sequence[str] = (), root: str | None = None, **kwargs):
+        # The file list stays off the BuilderConfig: TFDS logs the config's repr.
+        self._files = tuple(files)
+        self._root = root
+        super().__init__(**kwargs)
 
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> None:
-    # TFDS looks for a checksums file next to the builder's code, which needs the
-    # optional `importlib_resources` package; local builders download nothing.
-    return None
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls) -> None:
+        # TFDS looks for a checksums file next to the builder's code, which needs the
+        # optional `importlib_resources` package; local builders download nothing.
+        return None
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description='Documents as UTF-8 text, keyed by path (and line/row).',
-        features=tfds.features.FeaturesDict(
-            {'text': tfds.features.Text(), 'key': tfds.features.Text()}),
-        metadata=tfds.core.MetadataDict(),
-    )
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description="Documents as UTF-8 text, keyed by path (and line/row).",
+            features=tfds.features.FeaturesDict(
+                {"text": tfds.features.Text(), "key": tfds.features.Text()}
+            ),
+            metadata=tfds.core.MetadataDict(),
+        )
 
-  def _split_generators(self, dl_manager):
-    del dl_manager  # Everything is local.
-    return {split: self._generate_examples(split) for split in SPLITS}
+    def _assigned_documents(self) -> Iterator[tuple[str, documents_lib.Document]]:
+        """(split, document) pairs in file order, up to max_documents usable ones."""
+        cfg = self.builder_config
+        files = [pathlib.Path(f) for f in self._files]
+        root = pathlib.Path(self._root) if self._root else None
+        kept = 0
+        for doc in documents_lib.read_documents(files, cfg.text_key, root):
+            if cfg.max_documents is not None and kept >= cfg.max_documents:
+                return
+            kept += doc.text is not None
+            in_validation = documents_lib.is_validation(doc.key, cfg.validation_fraction)
+            yield ("validation" if in_validation else "train"), doc
 
-  def _generate_examples(self, split: str) -> Iterator[tuple[str, dict[str, str]]]:
-    cfg = self.builder_config
-    files = [pathlib.Path(f) for f in self._files]
-    root = pathlib.Path(self._root) if self._root else None
-    stats = {'documents': 0, 'bytes': 0, 'skipped': collections.Counter()}
-    kept_total = 0  # Over both splits, so max_documents cuts both passes alike.
-    for doc in documents_lib.read_documents(files, cfg.text_key, root):
-      if cfg.max_documents is not None and kept_total >= cfg.max_documents:
-        break
-      in_validation = documents_lib.is_validation(doc.key, cfg.validation_fraction)
-      if doc.text is not None:
-        kept_total += 1
-      if in_validation != (split == 'validation'):
-        continue
-      if doc.text is None:
-        stats['skipped'][doc.skip_reason] += 1
-        log.warning('Skipping %s document %s (%s).', self.name, doc.key, doc.skip_reason)
-        continue
-      stats['documents'] += 1
-      stats['bytes'] += len(doc.text.encode('utf-8'))
-      yield doc.key, {'text': doc.text, 'key': doc.key}
-    stats['skipped'] = dict(stats['skipped'])
-    # Persisted with dataset_info when download_and_prepare finishes.
-    self.info.metadata[f'{split}_stats'] = stats
+    def _split_generators(self, dl_manager):
+        del dl_manager  # Everything is local.
+        # A counting pre-pass: TFDS cannot write a split without examples, and the
+        # skip counts must be recorded even for a split that ends up empty.
+        stats = {s: {"documents": 0, "bytes": 0, "skipped": collections.Counter()} for s in SPLITS}
+        for split, doc in self._assigned_documents():
+            if doc.text is None:
+                stats[split]["skipped"][doc.skip_reason] += 1
+                log.warning("Skipping %s document %s (%s).", self.name, doc.key, doc.skip_reason)
+            else:
+                stats[split]["documents"] += 1
+                stats[split]["bytes"] += len(doc.text.encode("utf-8"))
+        for split, st in stats.items():
+            st["skipped"] = dict(st["skipped"])
+            self.info.metadata[f"{split}_stats"] = st  # Saved with dataset_info.
+        if not any(st["documents"] for st in stats.values()):
+            raise DataError(
+                f"Corpus {self.name} has no usable documents (skipped: "
+                f"{ {s: st['skipped'] for s, st in stats.items()} }). Check DataConfig.paths / "
+                "text_key; documents must be non-empty UTF-8 text."
+            )
+        return {
+            split: self._generate_examples(split) for split in SPLITS if stats[split]["documents"]
+        }
+
+    def _generate_examples(self, split: str) -> Iterator[tuple[str, dict[str, str]]]:
+        for doc_split, doc in self._assigned_documents():
+            if doc_split == split and doc.text is not None:
+                yield doc.key, {"text": doc.text, "key": doc.key}
 
 
 class TextFiles(_DocumentsBuilder):
-  """A user's local corpus (`.txt`-like files, `.jsonl`, `.parquet`)."""
+    """A user's local corpus (`.txt`-like files, `.jsonl`, `.parquet`)."""
 
 
 class PythonStdlib(_DocumentsBuilder):
-  """The installed Python standard library's `.py` files: a no-download corpus."""
+    """The installed Python standard library's `.py` files: a no-download corpus."""
 
 
 def text_files_config(
-    paths: Sequence[str], text_key: str, validation_fraction: float,
-    max_documents: int | None) -> tuple[DocumentsConfig, list[pathlib.Path]]:
-  """Builder config (named by a hash of inputs and settings) and resolved files."""
-  files = documents_lib.resolve_paths(paths)
-  name = 'c' + documents_lib.files_fingerprint(
-      files, text_key, validation_fraction, max_documents)[:20]
-  return DocumentsConfig(
-      name=name, text_key=text_key, validation_fraction=validation_fraction,
-      max_documents=max_documents, description=f'{len(files)} files'), files
+    paths: Sequence[str], text_key: str, validation_fraction: float, max_documents: int | None
+) -> tuple[DocumentsConfig, list[pathlib.Path]]:
+    """Builder config (named by a hash of inputs and settings) and resolved files."""
+    files = documents_lib.resolve_paths(paths)
+    name = (
+        "c"
+        + documents_lib.files_fingerprint(files, text_key, validation_fraction, max_documents)[:20]
+    )
+    return DocumentsConfig(
+        name=name,
+        text_key=text_key,
+        validation_fraction=validation_fraction,
+        max_documents=max_documents,
+        description=f"{len(files)} files",
+    ), files
 
 
 def stdlib_files(stdlib: pathlib.Path | None = None) -> list[pathlib.Path]:
-  """Sorted `.py` files of the stdlib minus `STDLIB_EXCLUDED_DIRS`."""
-  stdlib = stdlib or pathlib.Path(sysconfig.get_paths()['stdlib'])
-  return sorted(
-      p for p in stdlib.rglob('*.py')
-      if not STDLIB_EXCLUDED_DIRS.intersection(p.relative_to(stdlib).parts[:-1]))
+    """Sorted `.py` files of the stdlib minus `STDLIB_EXCLUDED_DIRS`."""
+    stdlib = stdlib or pathlib.Path(sysconfig.get_paths()["stdlib"])
+    return sorted(
+        p
+        for p in stdlib.rglob("*.py")
+        if not STDLIB_EXCLUDED_DIRS.intersection(p.relative_to(stdlib).parts[:-1])
+    )
 
 
 def python_stdlib_config(
     validation_fraction: float, max_documents: int | None
 ) -> tuple[DocumentsConfig, list[pathlib.Path], pathlib.Path]:
-  """Builder config, files and root of the installed stdlib."""
-  stdlib = pathlib.Path(sysconfig.get_paths()['stdlib']).resolve()
-  files = stdlib_files(stdlib)
-  digest = documents_lib.files_fingerprint(
-      files, validation_fraction, max_documents, sorted(STDLIB_EXCLUDED_DIRS))
-  name = f'py{sys.version_info.major}{sys.version_info.minor}_{digest[:16]}'
-  return DocumentsConfig(
-      name=name, validation_fraction=validation_fraction, max_documents=max_documents,
-      description=f'Python {sys.version.split()[0]} stdlib'), files, stdlib
+    """Builder config, files and root of the installed stdlib."""
+    stdlib = pathlib.Path(sysconfig.get_paths()["stdlib"]).resolve()
+    files = stdlib_files(stdlib)
+    digest = documents_lib.files_fingerprint(
+        files, validation_fraction, max_documents, sorted(STDLIB_EXCLUDED_DIRS)
+    )
+    name = f"py{sys.version_info.major}{sys.version_info.minor}_{digest[:16]}"
+    return (
+        DocumentsConfig(
+            name=name,
+            validation_fraction=validation_fraction,
+            max_documents=max_documents,
+            description=f"Python {sys.version.split()[0]} stdlib",
+        ),
+        files,
+        stdlib,
+    )
 
 
-BUILDERS = {'text_files': TextFiles, 'python_stdlib': PythonStdlib}
+BUILDERS = {"text_files": TextFiles, "python_stdlib": PythonStdlib}

@@ -8,52 +8,52 @@ import pathlib
 
 import gin
 
-DATA_DIR_ENV = 'TINYLM_DATA_DIR'
-DEFAULT_DATA_DIR = '~/.cache/tinylm_jax'
+DATA_DIR_ENV = "TINYLM_DATA_DIR"
+DEFAULT_DATA_DIR = "~/.cache/tinylm_jax"
 
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-  """What corpus to read, how to tokenize it and where to cache the results.
+    """What corpus to read, how to tokenize it and where to cache the results.
 
-  Attributes:
-    dataset: 'python_stdlib' (the installed standard library's sources; the
-      default demo corpus), 'text_files' (local files given by `paths`) or the
-      name of a prepared TFDS catalog dataset such as 'lm1b' or
-      'tiny_shakespeare' (must have been prepared with file_format='array_record').
-    paths: Files or globs for 'text_files': `.jsonl` (one JSON object per line,
-      text under `text_key`), `.parquet` (column `text_key`); any other file is
-      one document.
-    text_key: Name of the text field (jsonl/parquet/TFDS feature).
-    tokenizer: Path of a SentencePiece `.model`; None trains one on the
-      training split (cached in the data dir).
-    vocab_size: Vocabulary size when training a tokenizer.
-    validation_fraction: Fraction of documents (chosen by a hash of each
-      document's path/index) held out for validation.
-    data_dir: Cache root; None means $TINYLM_DATA_DIR or ~/.cache/tinylm_jax.
-    tfds_data_dir: Where prepared TFDS catalog datasets live (None: TFDS default).
-    tokenizer_model_type: 'unigram' or 'bpe'.
-    max_documents: Optional cap on the documents read (tests, demos).
-    num_workers: Threads for tokenization (None: all cores).
-    loader_workers: Grain worker processes for the train loader (0: in-process).
-  """
+    Attributes:
+      dataset: 'python_stdlib' (the installed standard library's sources; the
+        default demo corpus), 'text_files' (local files given by `paths`) or the
+        name of a prepared TFDS catalog dataset such as 'lm1b' or
+        'tiny_shakespeare' (must have been prepared with file_format='array_record').
+      paths: Files or globs for 'text_files': `.jsonl` (one JSON object per line,
+        text under `text_key`), `.parquet` (column `text_key`); any other file is
+        one document.
+      text_key: Name of the text field (jsonl/parquet/TFDS feature).
+      tokenizer: Path of a SentencePiece `.model`; None trains one on the
+        training split (cached in the data dir).
+      vocab_size: Vocabulary size when training a tokenizer.
+      validation_fraction: Fraction of documents (chosen by a hash of each
+        document's path/index) held out for validation.
+      data_dir: Cache root; None means $TINYLM_DATA_DIR or ~/.cache/tinylm_jax.
+      tfds_data_dir: Where prepared TFDS catalog datasets live (None: TFDS default).
+      tokenizer_model_type: 'unigram' or 'bpe'.
+      max_documents: Optional cap on the documents read (tests, demos).
+      num_workers: Threads for tokenization (None: all cores).
+      loader_workers: Grain worker processes for the train loader (0: in-process).
+    """
 
-  dataset: str = 'python_stdlib'
-  paths: tuple[str, ...] = ()
-  text_key: str = 'text'
-  tokenizer: str | None = None
-  vocab_size: int = 8192
-  validation_fraction: float = 0.01
-  data_dir: str | None = None
-  tfds_data_dir: str | None = None
-  tokenizer_model_type: str = 'unigram'
-  max_documents: int | None = None
-  num_workers: int | None = None
-  loader_workers: int = 0
+    dataset: str = "python_stdlib"
+    paths: tuple[str, ...] = ()
+    text_key: str = "text"
+    tokenizer: str | None = None
+    vocab_size: int = 8192
+    validation_fraction: float = 0.01
+    data_dir: str | None = None
+    tfds_data_dir: str | None = None
+    tokenizer_model_type: str = "unigram"
+    max_documents: int | None = None
+    num_workers: int | None = None
+    loader_workers: int = 0
 
 
 def resolve_data_dir(config: DataConfig) -> pathlib.Path:
-  """The cache root; read at call time so the env var can be set late (tests)."""
-  raw = config.data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
-  return pathlib.Path(raw).expanduser().resolve()
+    """The cache root; read at call time so the env var can be set late (tests)."""
+    raw = config.data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+    return pathlib.Path(raw).expanduser().resolve()

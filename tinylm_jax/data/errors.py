@@ -2,7 +2,7 @@
 
 
 class DataError(ValueError):
-  """Bad user input to the data pipeline (paths, corpus, tokenizer, config).
+    """Bad user input to the data pipeline (paths, corpus, tokenizer, config).
 
-  Messages name the offending thing and say how to fix it.
-  """
+    Messages name the offending thing and say how to fix it.
+    """

@@ -31,119 +31,152 @@ Batch = dict[str, np.ndarray]
 
 
 def record_to_example(record: dict[str, np.ndarray]) -> Batch:
-  """Shifts a packed record of L + 1 tokens into inputs/targets of length L."""
-  tokens, segments = record['tokens'], record['segment_ids']
-  return {
-      'inputs': tokens[:-1],
-      'targets': tokens[1:],
-      'segment_ids': segments[:-1],
-      'positions': record['positions'][:-1],
-      'weights': (segments[1:] != 0).astype(np.float32),
-      'ids': np.int64(record['id']),
-  }
+    """Shifts a packed record of L + 1 tokens into inputs/targets of length L."""
+    tokens, segments = record["tokens"], record["segment_ids"]
+    return {
+        "inputs": tokens[:-1],
+        "targets": tokens[1:],
+        "segment_ids": segments[:-1],
+        "positions": record["positions"][:-1],
+        "weights": (segments[1:] != 0).astype(np.float32),
+        "ids": np.int64(record["id"]),
+    }
 
 
 class _ToExample(grain.transforms.Map):
-  def map(self, element: dict[str, np.ndarray]) -> Batch:
-    return record_to_example(element)
+    def map(self, element: dict[str, np.ndarray]) -> Batch:
+        return record_to_example(element)
 
 
 class SubsetSource:
-  """The records of `source` whose ids are `ids` (any order, repeats allowed)."""
+    """The records of `source` whose ids are `ids` (any order, repeats allowed)."""
 
-  def __init__(self, source: Sequence[Any], ids: np.ndarray):
-    ids = np.asarray(ids)
-    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
-      raise DataError(f'sequence_ids must be a 1-D integer array; got {ids.dtype}{ids.shape}.')
-    if len(ids) and (ids.min() < 0 or ids.max() >= len(source)):
-      raise DataError(
-          f'sequence_ids must lie in [0, {len(source)}) (the packed train split); got '
-          f'[{ids.min()}, {ids.max()}]. Were they recorded for another dataset/seq_len?')
-    self.source = source
-    self.ids = ids.astype(np.int64)
-    # Deterministic repr: Grain stores it in the iterator state.
-    self._digest = hashlib.sha256(self.ids.tobytes()).hexdigest()[:16]
+    def __init__(self, source: Sequence[Any], ids: np.ndarray):
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+            raise DataError(
+                f"sequence_ids must be a 1-D integer array; got {ids.dtype}{ids.shape}."
+            )
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(source)):
+            raise DataError(
+                f"sequence_ids must lie in [0, {len(source)}) (the packed train split); got "
+                f"[{ids.min()}, {ids.max()}]. Were they recorded for another dataset/seq_len?"
+            )
+        self.source = source
+        self.ids = ids.astype(np.int64)
+        # Deterministic repr: Grain stores it in the iterator state.
+        self._digest = hashlib.sha256(self.ids.tobytes()).hexdigest()[:16]
 
-  def __len__(self) -> int:
-    return len(self.ids)
+    def __len__(self) -> int:
+        return len(self.ids)
 
-  def __getitem__(self, i: int) -> Any:
-    return self.source[int(self.ids[i])]
+    def __getitem__(self, i: int) -> Any:
+        return self.source[int(self.ids[i])]
 
-  def __repr__(self) -> str:
-    return f'SubsetSource({self.source!r}, n={len(self.ids)}, sha={self._digest})'
+    def __repr__(self) -> str:
+        return f"SubsetSource({self.source!r}, n={len(self.ids)}, sha={self._digest})"
 
 
 def make_train_loader(
-    source: Sequence[Any], batch_size: int, seed: int, shard_index: int = 0,
-    shard_count: int = 1, sequence_ids: np.ndarray | None = None,
-    num_epochs: int | None = None, worker_count: int = 0) -> grain.DataLoader:
-  """A Grain DataLoader: global seeded shuffle per epoch, disjoint shards, batches.
+    source: Sequence[Any],
+    batch_size: int,
+    seed: int,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    sequence_ids: np.ndarray | None = None,
+    num_epochs: int | None = None,
+    worker_count: int = 0,
+) -> grain.DataLoader:
+    """A Grain DataLoader: global seeded shuffle per epoch, disjoint shards, batches.
 
-  Shards split the (optionally subset) records into `shard_count` disjoint
-  parts that differ in size by at most one record; nothing is dropped except
-  the final partial batch when `num_epochs` is finite (logged).
-  """
-  if batch_size <= 0:
-    raise DataError(f'batch_size must be positive; got {batch_size}.')
-  if not 0 <= shard_index < shard_count:
-    raise DataError(f'shard_index must be in [0, {shard_count}); got {shard_index}.')
-  if sequence_ids is not None:
-    source = SubsetSource(source, sequence_ids)
-  if len(source) == 0:
-    raise DataError(
-        'The training split has no packed records: add documents or lower '
-        'DataConfig.validation_fraction.')
-  if num_epochs is not None:
-    per_shard = len(source) // shard_count + (shard_index < len(source) % shard_count)
-    dropped = per_shard * num_epochs % batch_size
-    if dropped:
-      log.info('Shard %d drops the final partial batch (%d records) after %d epochs.',
-               shard_index, dropped, num_epochs)
-  sampler = grain.samplers.IndexSampler(
-      num_records=len(source),
-      shard_options=grain.sharding.ShardOptions(
-          shard_index=shard_index, shard_count=shard_count, drop_remainder=False),
-      shuffle=True, num_epochs=num_epochs, seed=seed)
-  return grain.DataLoader(
-      data_source=source, sampler=sampler,
-      operations=[_ToExample(), grain.transforms.Batch(batch_size, drop_remainder=True)],
-      worker_count=worker_count)
+    Shards split the (optionally subset) records into `shard_count` disjoint
+    parts that differ in size by at most one record; nothing is dropped except
+    the final partial batch when `num_epochs` is finite (logged).
+    """
+    if batch_size <= 0:
+        raise DataError(f"batch_size must be positive; got {batch_size}.")
+    if not 0 <= shard_index < shard_count:
+        raise DataError(f"shard_index must be in [0, {shard_count}); got {shard_index}.")
+    if sequence_ids is not None:
+        source = SubsetSource(source, sequence_ids)
+    if len(source) == 0:
+        raise DataError(
+            "The training split has no packed records: add documents or lower "
+            "DataConfig.validation_fraction."
+        )
+    if num_epochs is not None:
+        per_shard = len(source) // shard_count + (shard_index < len(source) % shard_count)
+        dropped = per_shard * num_epochs % batch_size
+        if dropped:
+            log.info(
+                "Shard %d drops the final partial batch (%d records) after %d epochs.",
+                shard_index,
+                dropped,
+                num_epochs,
+            )
+    sampler = grain.samplers.IndexSampler(
+        num_records=len(source),
+        shard_options=grain.sharding.ShardOptions(
+            shard_index=shard_index, shard_count=shard_count, drop_remainder=False
+        ),
+        shuffle=True,
+        num_epochs=num_epochs,
+        seed=seed,
+    )
+    return grain.DataLoader(
+        data_source=source,
+        sampler=sampler,
+        operations=[_ToExample(), grain.transforms.Batch(batch_size, drop_remainder=True)],
+        worker_count=worker_count,
+    )
 
 
 def iter_eval_batches(
-    source: Sequence[Any], batch_size: int, num_batches: int | None = None,
-    shard_index: int = 0, shard_count: int = 1) -> Iterator[Batch]:
-  """Every record once, in order, strided over shards; never drops records.
+    source: Sequence[Any],
+    batch_size: int,
+    num_batches: int | None = None,
+    shard_index: int = 0,
+    shard_count: int = 1,
+) -> Iterator[Batch]:
+    """Every record once, in order, strided over shards; never drops records.
 
-  All shards yield the same number of batches (collectives across processes
-  stay in step); rows past the end are padding with weights 0 and id -1.
-  """
-  if batch_size <= 0:
-    raise DataError(f'batch_size must be positive; got {batch_size}.')
-  if not 0 <= shard_index < shard_count:
-    raise DataError(f'shard_index must be in [0, {shard_count}); got {shard_index}.')
-  total = math.ceil(math.ceil(len(source) / shard_count) / batch_size)
-  if num_batches is not None:
-    total = min(total, num_batches)
-  if total == 0:
-    log.warning('Evaluation source is empty; the eval iterator yields nothing.')
-  # Validation above happens at call time; batches are produced lazily below.
-  return _eval_batches(source, batch_size, total, shard_index, shard_count)
+    All shards yield the same number of batches (collectives across processes
+    stay in step); rows past the end are padding with weights 0 and id -1.
+    """
+    if batch_size <= 0:
+        raise DataError(f"batch_size must be positive; got {batch_size}.")
+    if not 0 <= shard_index < shard_count:
+        raise DataError(f"shard_index must be in [0, {shard_count}); got {shard_index}.")
+    total = math.ceil(math.ceil(len(source) / shard_count) / batch_size)
+    if num_batches is not None:
+        total = min(total, num_batches)
+    if total == 0:
+        log.warning("Evaluation source is empty; the eval iterator yields nothing.")
+    # Validation above happens at call time; batches are produced lazily below.
+    return _eval_batches(source, batch_size, total, shard_index, shard_count)
 
 
-def _eval_batches(source: Sequence[Any], batch_size: int, total: int, shard_index: int,
-                  shard_count: int) -> Iterator[Batch]:
-  indices = np.arange(shard_index, len(source), shard_count)
-  seq_len = getattr(source, 'seq_len', None) or (len(source[0]['tokens']) - 1)
-  for b in range(total):
-    rows = [record_to_example(source[int(i)])
-            for i in indices[b * batch_size:(b + 1) * batch_size]]
-    rows += [_padding_row(seq_len)] * (batch_size - len(rows))
-    yield {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+def _eval_batches(
+    source: Sequence[Any], batch_size: int, total: int, shard_index: int, shard_count: int
+) -> Iterator[Batch]:
+    indices = np.arange(shard_index, len(source), shard_count)
+    seq_len = getattr(source, "seq_len", None) or (len(source[0]["tokens"]) - 1)
+    for b in range(total):
+        rows = [
+            record_to_example(source[int(i)])
+            for i in indices[b * batch_size : (b + 1) * batch_size]
+        ]
+        rows += [_padding_row(seq_len)] * (batch_size - len(rows))
+        yield {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
 
 def _padding_row(seq_len: int) -> Batch:
-  zeros = np.zeros(seq_len, np.int32)
-  return {'inputs': zeros, 'targets': zeros, 'segment_ids': zeros, 'positions': zeros,
-          'weights': np.zeros(seq_len, np.float32), 'ids': np.int64(-1)}
+    zeros = np.zeros(seq_len, np.int32)
+    return {
+        "inputs": zeros,
+        "targets": zeros,
+        "segment_ids": zeros,
+        "positions": zeros,
+        "weights": np.zeros(seq_len, np.float32),
+        "ids": np.int64(-1),
+    }

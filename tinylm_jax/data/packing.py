@@ -42,186 +42,210 @@ ENCODE_CHUNK = 512  # Documents per native multi-threaded encode call.
 
 
 class Packer:
-  """Streams token ids of documents into [3, record_len] int32 records."""
+    """Streams token ids of documents into [3, record_len] int32 records."""
 
-  def __init__(self, record_len: int, pad_id: int):
-    self.record_len = record_len
-    self.pad_id = pad_id
-    self._rec = np.zeros((3, record_len), np.int32)
-    self._fill = 0
-    self._segments = 0
+    def __init__(self, record_len: int, pad_id: int):
+        self.record_len = record_len
+        self.pad_id = pad_id
+        self._rec = np.zeros((3, record_len), np.int32)
+        self._fill = 0
+        self._segments = 0
 
-  def add(self, tokens: np.ndarray) -> list[np.ndarray]:
-    """Appends one document's tokens (BOS/EOS included); returns full records."""
-    done = []
-    offset = 0
-    while offset < len(tokens):
-      n = min(self.record_len - self._fill, len(tokens) - offset)
-      self._segments += 1
-      sl = slice(self._fill, self._fill + n)
-      self._rec[0, sl] = tokens[offset:offset + n]
-      self._rec[1, sl] = self._segments
-      self._rec[2, sl] = np.arange(n, dtype=np.int32)
-      self._fill += n
-      offset += n
-      if self._fill == self.record_len:
-        done.append(self._rec)
+    def add(self, tokens: np.ndarray) -> list[np.ndarray]:
+        """Appends one document's tokens (BOS/EOS included); returns full records."""
+        done = []
+        offset = 0
+        while offset < len(tokens):
+            n = min(self.record_len - self._fill, len(tokens) - offset)
+            self._segments += 1
+            sl = slice(self._fill, self._fill + n)
+            self._rec[0, sl] = tokens[offset : offset + n]
+            self._rec[1, sl] = self._segments
+            self._rec[2, sl] = np.arange(n, dtype=np.int32)
+            self._fill += n
+            offset += n
+            if self._fill == self.record_len:
+                done.append(self._rec)
+                self._rec = np.zeros((3, self.record_len), np.int32)
+                self._fill, self._segments = 0, 0
+        return done
+
+    def finish(self) -> tuple[np.ndarray | None, int]:
+        """The padded final record (or None) and its number of padding tokens."""
+        if self._fill == 0:
+            return None, 0
+        rec, pad = self._rec, self.record_len - self._fill
+        rec[0, self._fill :] = self.pad_id  # Segment and position stay 0.
         self._rec = np.zeros((3, self.record_len), np.int32)
         self._fill, self._segments = 0, 0
-    return done
-
-  def finish(self) -> tuple[np.ndarray | None, int]:
-    """The padded final record (or None) and its number of padding tokens."""
-    if self._fill == 0:
-      return None, 0
-    rec, pad = self._rec, self.record_len - self._fill
-    rec[0, self._fill:] = self.pad_id  # Segment and position stay 0.
-    self._rec = np.zeros((3, self.record_len), np.int32)
-    self._fill, self._segments = 0, 0
-    return rec, pad
+        return rec, pad
 
 
 def tokenize_documents(
-    texts: Iterable[tuple[str | None, str | None]], tokenizer: Tokenizer,
-    num_threads: int | None, skipped: collections.Counter, log_every: int = 10_000,
-    name: str = '') -> Iterator[np.ndarray]:
-  """Yields `[BOS] ids [EOS]` per usable document, in order; counts skips.
+    texts: Iterable[tuple[str | None, str | None]],
+    tokenizer: Tokenizer,
+    num_threads: int | None,
+    skipped: collections.Counter,
+    log_every: int = 10_000,
+    name: str = "",
+) -> Iterator[np.ndarray]:
+    """Yields `[BOS] ids [EOS]` per usable document, in order; counts skips.
 
-  Encoding runs in SentencePiece's C++ thread pool over chunks of documents:
-  all cores, deterministic order, and no pickling of text to worker processes.
-  """
-  bos, eos = np.int32(tokenizer.bos_id), np.int32(tokenizer.eos_id)
-  docs = 0
-  start = time.monotonic()
-  batch: list[str] = []
+    Encoding runs in SentencePiece's C++ thread pool over chunks of documents:
+    all cores, deterministic order, and no pickling of text to worker processes.
+    """
+    bos, eos = np.int32(tokenizer.bos_id), np.int32(tokenizer.eos_id)
+    docs = 0
+    start = time.monotonic()
+    batch: list[str] = []
 
-  def flush(batch: list[str]) -> Iterator[np.ndarray]:
-    for ids in tokenizer.encode_batch(batch, num_threads):
-      out = np.empty(len(ids) + 2, np.int32)
-      out[0], out[-1] = bos, eos
-      out[1:-1] = ids
-      yield out
+    def flush(batch: list[str]) -> Iterator[np.ndarray]:
+        for ids in tokenizer.encode_batch(batch, num_threads):
+            out = np.empty(len(ids) + 2, np.int32)
+            out[0], out[-1] = bos, eos
+            out[1:-1] = ids
+            yield out
 
-  for text, reason in texts:
-    if text is None:
-      skipped[reason] += 1
-      continue
-    batch.append(text)
-    if len(batch) == ENCODE_CHUNK:
-      yield from flush(batch)
-      batch = []
-    docs += 1
-    if docs % log_every == 0:
-      log.info('Tokenized %d %s documents (%.0f docs/s).', docs, name,
-               docs / max(time.monotonic() - start, 1e-9))
-  if batch:
-    yield from flush(batch)
+    for text, reason in texts:
+        if text is None:
+            skipped[reason] += 1
+            continue
+        batch.append(text)
+        if len(batch) == ENCODE_CHUNK:
+            yield from flush(batch)
+            batch = []
+        docs += 1
+        if docs % log_every == 0:
+            log.info(
+                "Tokenized %d %s documents (%.0f docs/s).",
+                docs,
+                name,
+                docs / max(time.monotonic() - start, 1e-9),
+            )
+    if batch:
+        yield from flush(batch)
 
 
 def write_packed_split(
-    texts: Iterable[tuple[str | None, str | None]], tokenizer: Tokenizer, seq_len: int,
-    path: pathlib.Path, num_threads: int | None = None, name: str = '') -> dict[str, Any]:
-  """Tokenizes, packs and writes one split to `path`; returns its stats."""
-  packer = Packer(seq_len + 1, tokenizer.pad_id)
-  skipped: collections.Counter = collections.Counter()
-  stats = {'documents': 0, 'tokens': 0, 'padding_tokens': 0, 'records': 0}
-  writer = array_record_module.ArrayRecordWriter(str(path), 'group_size:1')
-  try:
-    for doc in tokenize_documents(texts, tokenizer, num_threads, skipped, name=name):
-      stats['documents'] += 1
-      stats['tokens'] += len(doc)
-      for rec in packer.add(doc):
-        writer.write(rec.tobytes())
-        stats['records'] += 1
-    last, pad = packer.finish()
-    if last is not None:
-      writer.write(last.tobytes())
-      stats['records'] += 1
-      stats['padding_tokens'] = pad
-  finally:
-    writer.close()
-  stats['skipped'] = dict(skipped)
-  for reason, count in skipped.items():
-    log.warning('Skipped %d %s documents: %s.', count, name, reason)
-  return stats
+    texts: Iterable[tuple[str | None, str | None]],
+    tokenizer: Tokenizer,
+    seq_len: int,
+    path: pathlib.Path,
+    num_threads: int | None = None,
+    name: str = "",
+) -> dict[str, Any]:
+    """Tokenizes, packs and writes one split to `path`; returns its stats."""
+    packer = Packer(seq_len + 1, tokenizer.pad_id)
+    skipped: collections.Counter = collections.Counter()
+    stats = {"documents": 0, "tokens": 0, "padding_tokens": 0, "records": 0}
+    writer = array_record_module.ArrayRecordWriter(str(path), "group_size:1")
+    try:
+        for doc in tokenize_documents(texts, tokenizer, num_threads, skipped, name=name):
+            stats["documents"] += 1
+            stats["tokens"] += len(doc)
+            for rec in packer.add(doc):
+                writer.write(rec.tobytes())
+                stats["records"] += 1
+        last, pad = packer.finish()
+        if last is not None:
+            writer.write(last.tobytes())
+            stats["records"] += 1
+            stats["padding_tokens"] = pad
+    finally:
+        writer.close()
+    stats["skipped"] = dict(skipped)
+    for reason, count in skipped.items():
+        log.warning("Skipped %d %s documents: %s.", count, name, reason)
+    return stats
 
 
 class PackedSource:
-  """Random-access packed records (a Grain RandomAccessDataSource).
+    """Random-access packed records (a Grain RandomAccessDataSource).
 
-  `source[i]` is a dict: `tokens`, `segment_ids`, `positions` (int32
-  [seq_len + 1]) and `id` (int64 scalar, == i).
-  """
+    `source[i]` is a dict: `tokens`, `segment_ids`, `positions` (int32
+    [seq_len + 1]) and `id` (int64 scalar, == i).
+    """
 
-  def __init__(self, path: str | os.PathLike[str], seq_len: int, num_records: int):
-    self.path = str(path)
-    self.seq_len = seq_len
-    self._len = num_records
-    # ArrayRecord cannot open a file without records; an empty split needs none.
-    self._records = grain.sources.ArrayRecordDataSource([self.path]) if num_records else None
+    def __init__(self, path: str | os.PathLike[str], seq_len: int, num_records: int):
+        self.path = str(path)
+        self.seq_len = seq_len
+        self._len = num_records
+        # ArrayRecord cannot open a file without records; an empty split needs none.
+        self._records = grain.sources.ArrayRecordDataSource([self.path]) if num_records else None
 
-  def __len__(self) -> int:
-    return self._len
+    def __len__(self) -> int:
+        return self._len
 
-  def _decode(self, raw: bytes, i: int) -> dict[str, np.ndarray]:
-    arr = np.frombuffer(raw, np.int32).reshape(3, self.seq_len + 1)
-    return {'tokens': arr[0], 'segment_ids': arr[1], 'positions': arr[2],
-            'id': np.int64(i)}
+    def _decode(self, raw: bytes, i: int) -> dict[str, np.ndarray]:
+        arr = np.frombuffer(raw, np.int32).reshape(3, self.seq_len + 1)
+        return {"tokens": arr[0], "segment_ids": arr[1], "positions": arr[2], "id": np.int64(i)}
 
-  def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-    i = int(i)
-    if not 0 <= i < self._len:
-      raise IndexError(f'record {i} out of range [0, {self._len})')
-    return self._decode(self._records[i], i)
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        i = int(i)
+        if not 0 <= i < self._len:
+            raise IndexError(f"record {i} out of range [0, {self._len})")
+        return self._decode(self._records[i], i)
 
-  def __getitems__(self, indices: Sequence[int]) -> list[dict[str, np.ndarray]]:
-    indices = [int(i) for i in indices]
-    raws = self._records.__getitems__(indices) if indices else []
-    return [self._decode(r, i) for r, i in zip(raws, indices, strict=True)]
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, np.ndarray]]:
+        indices = [int(i) for i in indices]
+        raws = self._records.__getitems__(indices) if indices else []
+        return [self._decode(r, i) for r, i in zip(raws, indices, strict=True)]
 
-  def __repr__(self) -> str:
-    return f'PackedSource({self.path!r}, seq_len={self.seq_len}, records={self._len})'
+    def __repr__(self) -> str:
+        return f"PackedSource({self.path!r}, seq_len={self.seq_len}, records={self._len})"
 
 
 def build_packed(
-    directory: pathlib.Path, splits: dict[str, Iterable[tuple[str | None, str | None]]],
-    tokenizer: Tokenizer, seq_len: int, num_threads: int | None, extra: dict[str, Any]
+    directory: pathlib.Path,
+    splits: dict[str, Iterable[tuple[str | None, str | None]]],
+    tokenizer: Tokenizer,
+    seq_len: int,
+    num_threads: int | None,
+    extra: dict[str, Any],
 ) -> dict[str, Any]:
-  """Writes all splits into `directory` atomically (tmp dir + rename); returns manifest.
+    """Writes all splits into `directory` atomically (tmp dir + rename); returns manifest.
 
-  If `directory` already holds a complete build (e.g. another process won the
-  race), that build is used.
-  """
-  manifest_path = directory / 'manifest.json'
-  if manifest_path.exists():
-    return json.loads(manifest_path.read_text())
-  directory.parent.mkdir(parents=True, exist_ok=True)
-  tmp = directory.parent / f'.{directory.name}.tmp-{os.getpid()}'
-  shutil.rmtree(tmp, ignore_errors=True)
-  tmp.mkdir()
-  manifest: dict[str, Any] = {
-      'format_version': FORMAT_VERSION, 'seq_len': seq_len,
-      'tokenizer_fingerprint': tokenizer.fingerprint, 'splits': {}, **extra}
-  try:
-    for split, texts in splits.items():
-      start = time.monotonic()
-      stats = write_packed_split(texts, tokenizer, seq_len, tmp / f'{split}.array_record',
-                                 num_threads, name=split)
-      stats['seconds'] = round(time.monotonic() - start, 3)
-      manifest['splits'][split] = stats
-      log.info('Packed %s: %s', split, stats)
-    (tmp / 'manifest.json').write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    try:
-      os.replace(tmp, directory)
-    except OSError:  # Someone else finished first; theirs is identical.
-      shutil.rmtree(tmp, ignore_errors=True)
-  except BaseException:
+    If `directory` already holds a complete build (e.g. another process won the
+    race), that build is used.
+    """
+    manifest_path = directory / "manifest.json"
+    if manifest_path.exists():
+        return json.loads(manifest_path.read_text())
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    raise
-  return json.loads(manifest_path.read_text())
+    tmp.mkdir()
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "seq_len": seq_len,
+        "tokenizer_fingerprint": tokenizer.fingerprint,
+        "splits": {},
+        **extra,
+    }
+    try:
+        for split, texts in splits.items():
+            start = time.monotonic()
+            stats = write_packed_split(
+                texts, tokenizer, seq_len, tmp / f"{split}.array_record", num_threads, name=split
+            )
+            stats["seconds"] = round(time.monotonic() - start, 3)
+            manifest["splits"][split] = stats
+            log.info("Packed %s: %s", split, stats)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        try:
+            os.replace(tmp, directory)
+        except OSError:  # Someone else finished first; theirs is identical.
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return json.loads(manifest_path.read_text())
 
 
 def open_packed(directory: pathlib.Path, manifest: dict[str, Any]) -> dict[str, PackedSource]:
-  return {split: PackedSource(directory / f'{split}.array_record', manifest['seq_len'],
-                              stats['records'])
-          for split, stats in manifest['splits'].items()}
+    return {
+        split: PackedSource(
+            directory / f"{split}.array_record", manifest["seq_len"], stats["records"]
+        )
+        for split, stats in manifest["splits"].items()
+    }

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import os
 import pathlib
+import shutil
 from typing import Any
 
 import grain
@@ -29,101 +30,166 @@ from tinylm_jax.data.tokenizer import Tokenizer, check_vocab, train_tokenizer
 
 log = logging.getLogger(__name__)
 
-__all__ = ['PreparedData', 'prepare_data', 'make_train_iterator', 'make_eval_iterator',
-           'check_vocab']
+__all__ = [
+    "PreparedData",
+    "prepare_data",
+    "make_train_iterator",
+    "make_eval_iterator",
+    "check_vocab",
+    "train_tokenizer_for",
+]
 
 
 @dataclasses.dataclass(frozen=True)
 class PreparedData:
-  """Packed splits and the tokenizer that made them.
+    """Packed splits and the tokenizer that made them.
 
-  `train` / `validation` are random-access sources (`len`, `[i]`) of packed
-  records: dicts with `tokens`, `segment_ids`, `positions` (int32
-  [seq_len + 1]) and `id` (the stable record id). `stats` has per-split
-  documents, skipped (by reason), bytes, tokens, padding_tokens, records.
-  """
+    `train` / `validation` are random-access sources (`len`, `[i]`) of packed
+    records: dicts with `tokens`, `segment_ids`, `positions` (int32
+    [seq_len + 1]) and `id` (the stable record id). `stats` has per-split
+    documents, skipped (by reason), bytes, tokens, padding_tokens, records.
+    """
 
-  tokenizer: Tokenizer
-  train: packing.PackedSource
-  validation: packing.PackedSource
-  seq_len: int
-  stats: dict[str, Any]
-  loader_workers: int = 0
-  cache_dir: str = ''
+    tokenizer: Tokenizer
+    train: packing.PackedSource
+    validation: packing.PackedSource
+    seq_len: int
+    stats: dict[str, Any]
+    loader_workers: int = 0
+    cache_dir: str = ""
 
 
-def _tokenizer(config: DataConfig, raw: corpus_lib.RawCorpus, data_dir: pathlib.Path
-               ) -> Tokenizer:
-  if config.tokenizer is not None:
-    return Tokenizer.from_file(config.tokenizer)
-  path = (data_dir / 'tokenizers' /
-          f'{raw.fingerprint}-{config.tokenizer_model_type}-{config.vocab_size}.model')
-  if path.exists():
+def _tokenizer(config: DataConfig, raw: corpus_lib.RawCorpus, data_dir: pathlib.Path) -> Tokenizer:
+    if config.tokenizer is not None:
+        return Tokenizer.from_file(config.tokenizer)
+    path = (
+        data_dir
+        / "tokenizers"
+        / f"{raw.fingerprint}-{config.tokenizer_model_type}-{config.vocab_size}.model"
+    )
+    if path.exists():
+        return Tokenizer.from_file(path)
+    log.info(
+        "Training a %d-piece %s tokenizer on %s ...",
+        config.vocab_size,
+        config.tokenizer_model_type,
+        raw.name,
+    )
+    texts = (t for t, _ in corpus_lib.iter_texts(raw.splits["train"], raw.text_key) if t)
+    proto = train_tokenizer(
+        texts, config.vocab_size, config.tokenizer_model_type, num_threads=config.num_workers
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_bytes(proto)
+    os.replace(tmp, path)  # Atomic: concurrent processes never read half a model.
     return Tokenizer.from_file(path)
-  log.info('Training a %d-piece %s tokenizer on %s ...', config.vocab_size,
-           config.tokenizer_model_type, raw.name)
-  texts = (t for t, _ in corpus_lib.iter_texts(raw.splits['train'], raw.text_key) if t)
-  proto = train_tokenizer(texts, config.vocab_size, config.tokenizer_model_type,
-                          num_threads=config.num_workers)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(f'.tmp-{os.getpid()}')
-  tmp.write_bytes(proto)
-  os.replace(tmp, path)  # Atomic: concurrent processes never read half a model.
-  return Tokenizer.from_file(path)
+
+
+def train_tokenizer_for(config: DataConfig, out: str | os.PathLike[str] | None = None) -> str:
+    """Trains (or reuses) the tokenizer `prepare_data` would use; copies it to `out`.
+
+    Returns the path of the `.model` file (`out` when given).
+    """
+    data_dir = resolve_data_dir(config)
+    raw = corpus_lib.load_raw_corpus(config, data_dir)
+    tokenizer = _tokenizer(config, raw, data_dir)
+    if out is None:
+        return tokenizer.path
+    out = pathlib.Path(out).expanduser()
+    if out.is_dir():
+        out = out / "tokenizer.model"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tokenizer.path, out)
+    return str(out)
 
 
 def prepare_data(config: DataConfig, seq_len: int) -> PreparedData:
-  """Builds (or reuses) the raw corpus, tokenizer and packed records."""
-  if seq_len <= 0:
-    raise DataError(f'seq_len must be positive; got {seq_len}.')
-  data_dir = resolve_data_dir(config)
-  try:
-    data_dir.mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise DataError(f'Cannot create data dir {data_dir} ({e}); set DataConfig.data_dir or '
-                    '$TINYLM_DATA_DIR to a writable directory.') from e
-  raw = corpus_lib.load_raw_corpus(config, data_dir)
-  tokenizer = _tokenizer(config, raw, data_dir)
-  packed_dir = data_dir / 'packed' / f'{raw.fingerprint}-{tokenizer.fingerprint[:16]}-L{seq_len}'
-  splits = {s: corpus_lib.iter_texts(src, raw.text_key) for s, src in raw.splits.items()}
-  manifest = packing.build_packed(
-      packed_dir, splits, tokenizer, seq_len, config.num_workers,
-      extra={'dataset': raw.name, 'raw_fingerprint': raw.fingerprint, 'raw_path': raw.path})
-  sources = packing.open_packed(packed_dir, manifest)
-  stats: dict[str, Any] = {
-      'dataset': raw.name, 'raw_path': raw.path, 'packed_path': str(packed_dir),
-      'tokenizer': tokenizer.path, 'vocab_size': tokenizer.vocab_size, 'seq_len': seq_len}
-  for split, packed_stats in manifest['splits'].items():
-    raw_stats = raw.stats.get(split, {})
-    skipped = dict(raw_stats.get('skipped', {}))
-    for reason, n in packed_stats.get('skipped', {}).items():
-      skipped[reason] = skipped.get(reason, 0) + n
-    stats[split] = {**packed_stats, 'skipped': skipped, 'bytes': raw_stats.get('bytes')}
-  log.info('Prepared data: %s', stats)
-  return PreparedData(
-      tokenizer=tokenizer, train=sources['train'], validation=sources['validation'],
-      seq_len=seq_len, stats=stats, loader_workers=config.loader_workers,
-      cache_dir=str(data_dir))
+    """Builds (or reuses) the raw corpus, tokenizer and packed records."""
+    if seq_len <= 0:
+        raise DataError(f"seq_len must be positive; got {seq_len}.")
+    data_dir = resolve_data_dir(config)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(
+            f"Cannot create data dir {data_dir} ({e}); set DataConfig.data_dir or "
+            "$TINYLM_DATA_DIR to a writable directory."
+        ) from e
+    raw = corpus_lib.load_raw_corpus(config, data_dir)
+    tokenizer = _tokenizer(config, raw, data_dir)
+    packed_dir = data_dir / "packed" / f"{raw.fingerprint}-{tokenizer.fingerprint[:16]}-L{seq_len}"
+    splits = {s: corpus_lib.iter_texts(src, raw.text_key) for s, src in raw.splits.items()}
+    manifest = packing.build_packed(
+        packed_dir,
+        splits,
+        tokenizer,
+        seq_len,
+        config.num_workers,
+        extra={"dataset": raw.name, "raw_fingerprint": raw.fingerprint, "raw_path": raw.path},
+    )
+    sources = packing.open_packed(packed_dir, manifest)
+    stats: dict[str, Any] = {
+        "dataset": raw.name,
+        "raw_path": raw.path,
+        "packed_path": str(packed_dir),
+        "tokenizer": tokenizer.path,
+        "vocab_size": tokenizer.vocab_size,
+        "seq_len": seq_len,
+    }
+    for split, packed_stats in manifest["splits"].items():
+        raw_stats = raw.stats.get(split, {})
+        skipped = dict(raw_stats.get("skipped", {}))
+        for reason, n in packed_stats.get("skipped", {}).items():
+            skipped[reason] = skipped.get(reason, 0) + n
+        stats[split] = {**packed_stats, "skipped": skipped, "bytes": raw_stats.get("bytes")}
+    log.info("Prepared data: %s", stats)
+    return PreparedData(
+        tokenizer=tokenizer,
+        train=sources["train"],
+        validation=sources["validation"],
+        seq_len=seq_len,
+        stats=stats,
+        loader_workers=config.loader_workers,
+        cache_dir=str(data_dir),
+    )
 
 
 def make_train_iterator(
-    data: PreparedData, batch_size: int, seed: int, shard_index: int = 0,
-    shard_count: int = 1, sequence_ids: np.ndarray | None = None,
-    num_epochs: int | None = None) -> grain.DataLoaderIterator:
-  """Shuffled batches of `batch_size` (per process) rows from this process's shard.
+    data: PreparedData,
+    batch_size: int,
+    seed: int,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    sequence_ids: np.ndarray | None = None,
+    num_epochs: int | None = None,
+) -> grain.DataLoaderIterator:
+    """Shuffled batches of `batch_size` (per process) rows from this process's shard.
 
-  `sequence_ids` restricts sampling to those record ids (multi-round replay).
-  The iterator has `get_state()` / `set_state()` (see `loader.py`).
-  """
-  loader = loader_lib.make_train_loader(
-      data.train, batch_size, seed, shard_index, shard_count, sequence_ids, num_epochs,
-      worker_count=data.loader_workers)
-  return iter(loader)
+    `sequence_ids` restricts sampling to those record ids (multi-round replay).
+    The iterator has `get_state()` / `set_state()` (see `loader.py`).
+    """
+    loader = loader_lib.make_train_loader(
+        data.train,
+        batch_size,
+        seed,
+        shard_index,
+        shard_count,
+        sequence_ids,
+        num_epochs,
+        worker_count=data.loader_workers,
+    )
+    return iter(loader)
 
 
 def make_eval_iterator(
-    data: PreparedData, batch_size: int, num_batches: int | None = None,
-    shard_index: int = 0, shard_count: int = 1):
-  """Validation batches in fixed order; the last is padded with weight-0 rows."""
-  return loader_lib.iter_eval_batches(
-      data.validation, batch_size, num_batches, shard_index, shard_count)
+    data: PreparedData,
+    batch_size: int,
+    num_batches: int | None = None,
+    shard_index: int = 0,
+    shard_count: int = 1,
+):
+    """Validation batches in fixed order; the last is padded with weight-0 rows."""
+    return loader_lib.iter_eval_batches(
+        data.validation, batch_size, num_batches, shard_index, shard_count
+    )

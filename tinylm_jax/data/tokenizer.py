@@ -24,154 +24,162 @@ from tinylm_jax.data.errors import DataError
 log = logging.getLogger(__name__)
 
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
-MODEL_TYPES = ('unigram', 'bpe')
+MODEL_TYPES = ("unigram", "bpe")
 
 
 class Tokenizer:
-  """A loaded SentencePiece model plus the ids the pipeline needs."""
+    """A loaded SentencePiece model plus the ids the pipeline needs."""
 
-  def __init__(self, model_proto: bytes, path: str | None = None):
-    self._proto = bytes(model_proto)
-    self._sp = spm.SentencePieceProcessor()
-    try:
-      self._sp.LoadFromSerializedProto(self._proto)
-    except Exception as e:  # SentencePiece raises RuntimeError/OSError variants.
-      raise DataError(
-          f'Tokenizer model {path or "<bytes>"} is not a valid SentencePiece model ({e}); '
-          'point DataConfig.tokenizer at a .model file or set it to None to train one.') from e
-    self.path = path
-    self.fingerprint = hashlib.sha256(self._proto).hexdigest()
-    self.vocab_size = self._sp.get_piece_size()
-    self.bos_id = self._sp.bos_id()
-    self.eos_id = self._sp.eos_id()
-    self.unk_id = self._sp.unk_id()
-    # Models without a pad piece pad with id 0; padding is always masked out
-    # (segment 0, weight 0), so any in-vocabulary id works.
-    self.pad_id = self._sp.pad_id() if self._sp.pad_id() >= 0 else 0
-    if self.bos_id < 0 or self.eos_id < 0:
-      raise DataError(
-          f'Tokenizer {path or "<bytes>"} has no BOS/EOS pieces (bos={self.bos_id}, '
-          f'eos={self.eos_id}); packing needs both. Train one with DataConfig.tokenizer=None.')
+    def __init__(self, model_proto: bytes, path: str | None = None):
+        self._proto = bytes(model_proto)
+        self._sp = spm.SentencePieceProcessor()
+        try:
+            self._sp.LoadFromSerializedProto(self._proto)
+        except Exception as e:  # SentencePiece raises RuntimeError/OSError variants.
+            raise DataError(
+                f"Tokenizer model {path or '<bytes>'} is not a valid SentencePiece model ({e}); "
+                "point DataConfig.tokenizer at a .model file or set it to None to train one."
+            ) from e
+        self.path = path
+        self.fingerprint = hashlib.sha256(self._proto).hexdigest()
+        self.vocab_size = self._sp.get_piece_size()
+        self.bos_id = self._sp.bos_id()
+        self.eos_id = self._sp.eos_id()
+        self.unk_id = self._sp.unk_id()
+        # Models without a pad piece pad with id 0; padding is always masked out
+        # (segment 0, weight 0), so any in-vocabulary id works.
+        self.pad_id = self._sp.pad_id() if self._sp.pad_id() >= 0 else 0
+        if self.bos_id < 0 or self.eos_id < 0:
+            raise DataError(
+                f"Tokenizer {path or '<bytes>'} has no BOS/EOS pieces (bos={self.bos_id}, "
+                f"eos={self.eos_id}); packing needs both. Train one with DataConfig.tokenizer=None."
+            )
 
-  @classmethod
-  def from_file(cls, path: str | os.PathLike[str]) -> Tokenizer:
-    path = pathlib.Path(path).expanduser()
-    if not path.is_file():
-      raise DataError(
-          f'Tokenizer model {path} does not exist; fix DataConfig.tokenizer or set it to '
-          'None to train one on the corpus.')
-    return cls(path.read_bytes(), str(path))
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Tokenizer:
+        path = pathlib.Path(path).expanduser()
+        if not path.is_file():
+            raise DataError(
+                f"Tokenizer model {path} does not exist; fix DataConfig.tokenizer or set it to "
+                "None to train one on the corpus."
+            )
+        return cls(path.read_bytes(), str(path))
 
-  def encode(self, text: str) -> list[int]:
-    """Token ids of `text`, without BOS/EOS."""
-    return self._sp.encode(text)
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, without BOS/EOS."""
+        return self._sp.encode(text)
 
-  def encode_batch(self, texts: Sequence[str], num_threads: int | None = None) -> list[list[int]]:
-    """Encodes many texts with SentencePiece's native threads (order preserved)."""
-    return self._sp.encode(list(texts), num_threads=num_threads or os.cpu_count() or 1)
+    def encode_batch(self, texts: Sequence[str], num_threads: int | None = None) -> list[list[int]]:
+        """Encodes many texts with SentencePiece's native threads (order preserved)."""
+        return self._sp.encode(list(texts), num_threads=num_threads or os.cpu_count() or 1)
 
-  def decode(self, ids: Iterable[int] | np.ndarray) -> str:
-    """Text of `ids`; control pieces (pad/bos/eos) decode to nothing."""
-    return self._sp.decode([int(i) for i in ids])
+    def decode(self, ids: Iterable[int] | np.ndarray) -> str:
+        """Text of `ids`; control pieces (pad/bos/eos) decode to nothing."""
+        return self._sp.decode([int(i) for i in ids])
 
-  def id_to_piece(self, i: int) -> str:
-    return self._sp.id_to_piece(int(i))
+    def id_to_piece(self, i: int) -> str:
+        return self._sp.id_to_piece(int(i))
 
-  def __reduce__(self):
-    # Picklable (e.g. for Grain worker processes) via the model bytes.
-    return Tokenizer, (self._proto, self.path)
+    def __reduce__(self):
+        # Picklable (e.g. for Grain worker processes) via the model bytes.
+        return Tokenizer, (self._proto, self.path)
 
-  def __repr__(self) -> str:
-    return f'Tokenizer(path={self.path!r}, vocab_size={self.vocab_size})'
+    def __repr__(self) -> str:
+        return f"Tokenizer(path={self.path!r}, vocab_size={self.vocab_size})"
 
 
-def _training_sentences(texts: Iterable[str], max_chars: int, chunk_chars: int
-                        ) -> Iterator[str]:
-  """Cuts documents into line-aligned chunks (SentencePiece drops overlong inputs).
+def _training_sentences(texts: Iterable[str], max_chars: int, chunk_chars: int) -> Iterator[str]:
+    """Cuts documents into line-aligned chunks (SentencePiece drops overlong inputs).
 
-  Chunks keep their newlines, so '\\n' and indentation become pieces.
-  """
-  total = 0
-  for text in texts:
-    buf: list[str] = []
-    size = 0
-    for line in text.splitlines(keepends=True):
-      while len(line) > chunk_chars:  # Minified / generated lines.
-        yield line[:chunk_chars]
-        line = line[chunk_chars:]
-      buf.append(line)
-      size += len(line)
-      if size >= chunk_chars:
-        yield ''.join(buf)
-        buf, size = [], 0
-    if buf:
-      yield ''.join(buf)
-    total += len(text)
-    if total >= max_chars:
-      return
+    Chunks keep their newlines, so '\\n' and indentation become pieces.
+    """
+    total = 0
+    for text in texts:
+        buf: list[str] = []
+        size = 0
+        for line in text.splitlines(keepends=True):
+            while len(line) > chunk_chars:  # Minified / generated lines.
+                yield line[:chunk_chars]
+                line = line[chunk_chars:]
+            buf.append(line)
+            size += len(line)
+            if size >= chunk_chars:
+                yield "".join(buf)
+                buf, size = [], 0
+        if buf:
+            yield "".join(buf)
+        total += len(text)
+        if total >= max_chars:
+            return
 
 
 def train_tokenizer(
     texts: Iterable[str],
     vocab_size: int,
-    model_type: str = 'unigram',
+    model_type: str = "unigram",
     *,
     input_sentence_size: int = 100_000,
     max_chars: int = 50_000_000,
     num_threads: int | None = None,
 ) -> bytes:
-  """Trains a SentencePiece model on `texts`; returns the serialized model.
+    """Trains a SentencePiece model on `texts`; returns the serialized model.
 
-  At most `max_chars` characters are read and `input_sentence_size` chunks of
-  ~1,000 characters are sampled, which keeps training to tens of seconds on
-  two cores whatever the corpus size.
-  """
-  if model_type not in MODEL_TYPES:
-    raise DataError(
-        f'DataConfig.tokenizer_model_type must be one of {MODEL_TYPES}; got {model_type!r}.')
-  if vocab_size < 260:
-    raise DataError(
-        f'DataConfig.vocab_size={vocab_size} is too small: byte fallback alone needs 256 '
-        'byte pieces plus 4 special ids; use at least 260.')
-  model = io.BytesIO()
-  try:
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=_training_sentences(texts, max_chars, chunk_chars=1000),
-        model_writer=model,
-        vocab_size=vocab_size,
-        model_type=model_type,
-        byte_fallback=True,
-        pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, unk_id=UNK_ID,
-        split_digits=True,
-        allow_whitespace_only_pieces=True,
-        remove_extra_whitespaces=False,
-        add_dummy_prefix=False,
-        normalization_rule_name='identity',
-        character_coverage=0.9995,
-        # A small corpus may not support the requested size; take what it has
-        # (check_vocab only fails when the tokenizer is *larger* than the model).
-        hard_vocab_limit=False,
-        max_sentence_length=16384,  # Bytes; chunks stay under 2,000 characters.
-        input_sentence_size=input_sentence_size,
-        shuffle_input_sentence=True,
-        num_threads=num_threads or os.cpu_count() or 1,
-        minloglevel=2,
-    )
-  except RuntimeError as e:
-    raise DataError(
-        f'SentencePiece training failed ({e}). With a small corpus lower '
-        'DataConfig.vocab_size, or provide a trained model via DataConfig.tokenizer.') from e
-  proto = model.getvalue()
-  log.info('Trained a %s tokenizer with %d pieces.', model_type,
-           Tokenizer(proto).vocab_size)
-  return proto
+    At most `max_chars` characters are read and `input_sentence_size` chunks of
+    ~1,000 characters are sampled, which keeps training to tens of seconds on
+    two cores whatever the corpus size.
+    """
+    if model_type not in MODEL_TYPES:
+        raise DataError(
+            f"DataConfig.tokenizer_model_type must be one of {MODEL_TYPES}; got {model_type!r}."
+        )
+    if vocab_size < 260:
+        raise DataError(
+            f"DataConfig.vocab_size={vocab_size} is too small: byte fallback alone needs 256 "
+            "byte pieces plus 4 special ids; use at least 260."
+        )
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=_training_sentences(texts, max_chars, chunk_chars=1000),
+            model_writer=model,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            byte_fallback=True,
+            pad_id=PAD_ID,
+            bos_id=BOS_ID,
+            eos_id=EOS_ID,
+            unk_id=UNK_ID,
+            split_digits=True,
+            allow_whitespace_only_pieces=True,
+            remove_extra_whitespaces=False,
+            add_dummy_prefix=False,
+            normalization_rule_name="identity",
+            character_coverage=0.9995,
+            # A small corpus may not support the requested size; take what it has
+            # (check_vocab only fails when the tokenizer is *larger* than the model).
+            hard_vocab_limit=False,
+            max_sentence_length=16384,  # Bytes; chunks stay under 2,000 characters.
+            input_sentence_size=input_sentence_size,
+            shuffle_input_sentence=True,
+            num_threads=num_threads or os.cpu_count() or 1,
+            minloglevel=2,
+        )
+    except RuntimeError as e:
+        raise DataError(
+            f"SentencePiece training failed ({e}). With a small corpus lower "
+            "DataConfig.vocab_size, or provide a trained model via DataConfig.tokenizer."
+        ) from e
+    proto = model.getvalue()
+    log.info("Trained a %s tokenizer with %d pieces.", model_type, Tokenizer(proto).vocab_size)
+    return proto
 
 
 def check_vocab(tokenizer: Tokenizer, model_vocab_size: int) -> None:
-  """Raises DataError when token ids could fall outside the model's embedding."""
-  if tokenizer.vocab_size > model_vocab_size:
-    raise DataError(
-        f'Tokenizer {tokenizer.path or ""} has {tokenizer.vocab_size} pieces but the model '
-        f'vocabulary has only {model_vocab_size}. Raise the model config vocab_size to at '
-        f'least {tokenizer.vocab_size}, or use a smaller tokenizer (DataConfig.vocab_size / '
-        'DataConfig.tokenizer).')
+    """Raises DataError when token ids could fall outside the model's embedding."""
+    if tokenizer.vocab_size > model_vocab_size:
+        raise DataError(
+            f"Tokenizer {tokenizer.path or ''} has {tokenizer.vocab_size} pieces but the model "
+            f"vocabulary has only {model_vocab_size}. Raise the model config vocab_size to at "
+            f"least {tokenizer.vocab_size}, or use a smaller tokenizer (DataConfig.vocab_size / "
+            "DataConfig.tokenizer)."
+        )

@@ -19,14 +19,18 @@ MESH_AXES = ("data", "fsdp", "tensor")
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
-    """Mesh axis sizes; at most one may be -1, meaning 'all remaining devices'."""
+    """Mesh axis sizes; at most one may be -1, meaning 'all remaining devices'.
+
+    `num_devices` restricts the mesh to the first N devices (None: all of them).
+    """
 
     data: int = -1
     fsdp: int = 1
     tensor: int = 1
+    num_devices: int | None = None
 
     def resolve(self, num_devices: int) -> tuple[int, int, int]:
-        sizes = [self.data, self.fsdp, self.tensor]
+        sizes = [self.data, self.fsdp, self.tensor]  # num_devices is not an axis
         if sum(s == -1 for s in sizes) > 1:
             raise ConfigError(f"MeshConfig: only one axis may be -1, got {self}")
         if any(s == 0 or s < -1 for s in sizes):
@@ -47,6 +51,11 @@ class MeshConfig:
 
 def make_mesh(config: MeshConfig, devices: list | None = None) -> Mesh:
     devices = list(jax.devices()) if devices is None else list(devices)
+    if config.num_devices is not None:
+        if not 0 < config.num_devices <= len(devices):
+            raise ConfigError(f"MeshConfig.num_devices={config.num_devices} but only "
+                              f"{len(devices)} devices exist")
+        devices = devices[:config.num_devices]
     shape = config.resolve(len(devices))
     try:
         device_array = mesh_utils.create_device_mesh(shape, devices)

@@ -1,0 +1,34 @@
+"""Shared test helpers: tiny configs and gin parameter lists for short real runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# A small real corpus (the first stdlib modules) and a matching small tokenizer.
+TINY_DATA = [
+    "DataConfig.dataset = 'python_stdlib'",
+    "DataConfig.max_documents = 60",
+    "DataConfig.vocab_size = 512",
+    "DataConfig.validation_fraction = 0.05",
+]
+
+
+def tiny_run(steps: int = 4, batch_size: int = 8, seq_len: int = 32) -> list[str]:
+    return TINY_DATA + [
+        f"TrainConfig.num_steps = {steps}",
+        f"TrainConfig.batch_size = {batch_size}",
+        f"TrainConfig.seq_len = {seq_len}",
+        "TrainConfig.log_every = 1",
+        "TrainConfig.eval_steps = 2",
+        "CheckpointConfig.async_save = False",
+    ]
+
+
+def read_metrics(workdir: str | Path) -> list[dict]:
+    lines = (Path(workdir) / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def train_losses(workdir: str | Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_metrics(workdir) if "loss" in r}

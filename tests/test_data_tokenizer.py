@@ -1,0 +1,67 @@
+"""SentencePiece training/loading: exact round trips, ids, fingerprints, errors."""
+
+import random
+
+import numpy as np
+import pytest
+
+from tests._data_corpus_util import make_text
+from tinylm_jax.data import DataError, Tokenizer, check_vocab
+from tinylm_jax.data import tokenizer as tokenizer_lib
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    rng = random.Random(0)
+    docs = [make_text(rng, 30) for _ in range(60)]
+    proto = tokenizer_lib.train_tokenizer(docs, vocab_size=400)
+    path = tmp_path_factory.mktemp("tok") / "a.model"
+    path.write_bytes(proto)
+    return Tokenizer.from_file(path), docs
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "naïve café — 東京 🙂",
+        "def f(x):\n\treturn  x  # two  spaces\n\n\n",
+        "   leading and trailing   ",
+        "unseen: Ωμέγα 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 \x00 \r\n",
+    ],
+)
+def test_round_trip(tok, text):
+    tokenizer, _ = tok
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_corpus_round_trip_and_ids(tok):
+    tokenizer, docs = tok
+    for doc, ids in zip(docs, tokenizer.encode_batch(docs, num_threads=2), strict=True):
+        assert tokenizer.decode(np.asarray(ids)) == doc
+        assert ids == tokenizer.encode(doc)
+    assert (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.unk_id) == (0, 1, 2, 3)
+    assert tokenizer.vocab_size <= 400
+    assert tokenizer.decode([tokenizer.bos_id, *tokenizer.encode("hi"), tokenizer.eos_id]) == "hi"
+    assert len(tokenizer.fingerprint) == 64
+
+
+def test_bpe(tok):
+    _, docs = tok
+    bpe = Tokenizer(tokenizer_lib.train_tokenizer(docs, vocab_size=300, model_type="bpe"))
+    assert bpe.decode(bpe.encode(docs[0])) == docs[0]
+
+
+def test_errors(tok, tmp_path):
+    tokenizer, docs = tok
+    with pytest.raises(DataError, match="does not exist"):
+        Tokenizer.from_file(tmp_path / "missing.model")
+    (tmp_path / "bad.model").write_bytes(b"not a model")
+    with pytest.raises(DataError, match="not a valid SentencePiece model"):
+        Tokenizer.from_file(tmp_path / "bad.model")
+    with pytest.raises(DataError, match="tokenizer_model_type"):
+        tokenizer_lib.train_tokenizer(docs, 400, model_type="wordpiece")
+    with pytest.raises(DataError, match="too small"):
+        tokenizer_lib.train_tokenizer(docs, 100)
+    check_vocab(tokenizer, tokenizer.vocab_size)
+    with pytest.raises(DataError, match=f"{tokenizer.vocab_size} pieces.*only 256"):
+        check_vocab(tokenizer, 256)
