@@ -147,3 +147,12 @@ def test_tfds_catalog_dataset_by_name(tmp_path):
             ),
             tmp_path,
         )
+
+
+def test_small_corpus_still_gets_a_validation_document(tmp_path):
+    write_corpus(tmp_path / "c", n_txt=4, n_jsonl=0)
+    raw = _load(tmp_path, paths=(str(tmp_path / "c"),), validation_fraction=0.001)
+    assert (len(raw.splits["train"]), len(raw.splits["validation"])) == (3, 1)
+    assert raw.stats["validation"]["documents"] == 1
+    again = _load(tmp_path / "again", paths=(str(tmp_path / "c"),), validation_fraction=0.001)
+    assert _keys(again, "validation") == _keys(raw, "validation")

@@ -50,13 +50,16 @@ def test_flops_per_token_is_six_n_plus_attention():
     assert flops_per_token(cfg, seq_len=32) == 6 * matmul + 6 * 2 * 32 * 64
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"d_model": 100, "n_heads": 3}, "n_heads"),
-    ({"n_heads": 4, "n_kv_heads": 3}, "n_kv_heads"),
-    ({"activation": "tanh"}, "activation"),
-    ({"remat": "sometimes"}, "remat"),
-    ({"dtype": "float8"}, "dtype"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"d_model": 100, "n_heads": 3}, "n_heads"),
+        ({"n_heads": 4, "n_kv_heads": 3}, "n_kv_heads"),
+        ({"activation": "tanh"}, "activation"),
+        ({"remat": "sometimes"}, "remat"),
+        ({"dtype": "float8"}, "dtype"),
+    ],
+)
 def test_bad_model_config_names_the_field(changes, field):
     with pytest.raises(ConfigError, match=f"ModelConfig.{field}"):
         ModelConfig(**changes)

@@ -9,8 +9,9 @@ import pytest
 from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.transformer import Transformer, init_kv_cache
 
-BASE = ModelConfig(vocab_size=97, d_model=32, n_layers=2, n_heads=4, ffn_dim=64, max_seq_len=64,
-                   init_std=0.2)
+BASE = ModelConfig(
+    vocab_size=97, d_model=32, n_layers=2, n_heads=4, ffn_dim=64, max_seq_len=64, init_std=0.2
+)
 
 
 def init(cfg: ModelConfig, length: int = 12):
@@ -23,8 +24,10 @@ def logits(model, params, tokens, **kw):
     return model.apply({"params": params}, tokens, **kw)[0]
 
 
-@pytest.mark.parametrize("changes", [{}, {"n_kv_heads": 1}, {"scan_layers": True},
-                                     {"tie_embeddings": True, "activation": "gelu"}])
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"n_kv_heads": 1}, {"scan_layers": True}, {"tie_embeddings": True, "activation": "gelu"}],
+)
 def test_changing_token_t_never_changes_earlier_logits(changes):
     model, params = init(BASE.replace(**changes))
     tokens = jax.random.randint(jax.random.key(1), (2, 12), 0, 97)
@@ -45,8 +48,9 @@ def test_gqa_with_repeated_kv_heads_equals_mha():
         for name in ("k_proj", "v_proj"):
             attn[name] = jnp.repeat(gqa[f"layers_{i}"]["attn"][name], 2, axis=1)
     tokens = jax.random.randint(jax.random.key(2), (2, 12), 0, 97)
-    np.testing.assert_allclose(logits(gqa_model, gqa, tokens),
-                               logits(mha_model, mha, tokens), atol=1e-5)
+    np.testing.assert_allclose(
+        logits(gqa_model, gqa, tokens), logits(mha_model, mha, tokens), atol=1e-5
+    )
 
 
 def test_explicit_n_kv_heads_equal_to_heads_is_mha():
@@ -62,10 +66,12 @@ def test_scan_equals_unrolled(remat):
     scanned_model, _ = init(BASE.replace(scan_layers=True, remat=remat))
     stacked = {k: v for k, v in unrolled.items() if not k.startswith("layers_")}
     stacked["layers"] = jax.tree_util.tree_map(
-        lambda *xs: jnp.stack(xs), *[unrolled[f"layers_{i}"] for i in range(BASE.n_layers)])
+        lambda *xs: jnp.stack(xs), *[unrolled[f"layers_{i}"] for i in range(BASE.n_layers)]
+    )
     tokens = jax.random.randint(jax.random.key(4), (2, 12), 0, 97)
-    np.testing.assert_allclose(logits(unrolled_model, unrolled, tokens),
-                               logits(scanned_model, stacked, tokens), atol=1e-5)
+    np.testing.assert_allclose(
+        logits(unrolled_model, unrolled, tokens), logits(scanned_model, stacked, tokens), atol=1e-5
+    )
     grads = jax.grad(lambda p: logits(scanned_model, p, tokens).sum())(stacked)
     assert all(np.isfinite(g).all() for g in jax.tree_util.tree_leaves(grads))
 
@@ -77,12 +83,14 @@ def test_kv_cache_decoding_matches_full_forward(scan):
     tokens = jax.random.randint(jax.random.key(5), (2, 10), 0, 97)
     full = logits(model, params, tokens)
     cache = init_kv_cache(cfg, 2, 10)
-    prefix, cache = model.apply({"params": params}, tokens[:, :4], kv_cache=cache,
-                                cache_index=jnp.int32(0))
+    prefix, cache = model.apply(
+        {"params": params}, tokens[:, :4], kv_cache=cache, cache_index=jnp.int32(0)
+    )
     steps = [prefix]
     for t in range(4, 10):
-        out, cache = model.apply({"params": params}, tokens[:, t:t + 1], kv_cache=cache,
-                                 cache_index=jnp.int32(t))
+        out, cache = model.apply(
+            {"params": params}, tokens[:, t : t + 1], kv_cache=cache, cache_index=jnp.int32(t)
+        )
         steps.append(out)
     np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5)
 

@@ -14,10 +14,18 @@ from tinylm_jax.model.config import ConfigError
 
 
 def _add_gin_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gin_file", action="append", default=[],
-                        help="gin file (repeatable); looked up as given, then in configs/")
-    parser.add_argument("--gin_param", action="append", default=[],
-                        help="binding such as 'ModelConfig.d_model = 512' (repeatable)")
+    parser.add_argument(
+        "--gin_file",
+        action="append",
+        default=[],
+        help="gin file (repeatable); looked up as given, then in configs/",
+    )
+    parser.add_argument(
+        "--gin_param",
+        action="append",
+        default=[],
+        help="binding such as 'ModelConfig.d_model = 512' (repeatable)",
+    )
 
 
 def _add_distributed_flags(parser: argparse.ArgumentParser) -> None:
@@ -29,19 +37,23 @@ def _add_distributed_flags(parser: argparse.ArgumentParser) -> None:
 def _workdir_config(workdir: str) -> Path:
     path = Path(workdir) / "config.gin"
     if not path.exists():
-        raise ConfigError(f"{path} not found: --workdir must be a directory written by "
-                          "`tinylm train`")
+        raise ConfigError(
+            f"{path} not found: --workdir must be a directory written by `tinylm train`"
+        )
     return path
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tinylm_jax.parallel.distributed import maybe_initialize
+
     maybe_initialize(args.coordinator_address, args.num_processes, args.process_id)
     saved = Path(args.workdir) / "config.gin"
     # Resuming: the saved operative config first, so the run continues as it was configured.
-    config_lib.parse(args.gin_file, args.gin_param,
-                     workdir_config=saved if saved.exists() else None)
+    config_lib.parse(
+        args.gin_file, args.gin_param, workdir_config=saved if saved.exists() else None
+    )
     from tinylm_jax.train.loop import train
+
     train(args.workdir)
     return 0
 
@@ -49,6 +61,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     config_lib.parse(args.gin_file, args.gin_param, workdir_config=_workdir_config(args.workdir))
     from tinylm_jax.train.loading import evaluate_workdir
+
     print(json.dumps(evaluate_workdir(args.workdir, args.eval_steps)))
     return 0
 
@@ -57,8 +70,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     config_lib.parse(args.gin_file, args.gin_param, workdir_config=_workdir_config(args.workdir))
     from tinylm_jax.eval.generate import SamplingConfig
     from tinylm_jax.train.loading import sample_workdir
-    sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_k, args.top_p,
-                              args.seed)
+
+    sampling = SamplingConfig(
+        args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed
+    )
     for result in sample_workdir(args.workdir, args.prompt, sampling):
         if args.json:
             print(json.dumps(result, ensure_ascii=False))
@@ -72,19 +87,22 @@ def cmd_info(args: argparse.Namespace) -> int:
     from tinylm_jax.model.config import ModelConfig
     from tinylm_jax.model.counting import model_stats
     from tinylm_jax.train.loop import TrainConfig
+
     model_config = ModelConfig()
     stats = model_stats(model_config, args.seq_len or TrainConfig().seq_len).as_dict()
     if args.json:
         print(json.dumps(stats))
         return 0
     gib = 1024**3
-    print(f"parameters        {stats['total_params']:>16,}\n"
-          f"  embedding+head  {stats['embedding_params']:>16,}  "
-          f"({100 * stats['embedding_share']:.2f}%)\n"
-          f"  non-embedding   {stats['non_embedding_params']:>16,}\n"
-          f"FLOPs per token   {stats['flops_per_token']:>16.4g}  (training, fwd+bwd)\n"
-          f"params memory     {stats['param_bytes'] / gib:>16.3f} GiB\n"
-          f"+ AdamW state     {stats['train_state_bytes'] / gib:>16.3f} GiB")
+    print(
+        f"parameters        {stats['total_params']:>16,}\n"
+        f"  embedding+head  {stats['embedding_params']:>16,}  "
+        f"({100 * stats['embedding_share']:.2f}%)\n"
+        f"  non-embedding   {stats['non_embedding_params']:>16,}\n"
+        f"FLOPs per token   {stats['flops_per_token']:>16.4g}  (training, fwd+bwd)\n"
+        f"params memory     {stats['param_bytes'] / gib:>16.3f} GiB\n"
+        f"+ AdamW state     {stats['train_state_bytes'] / gib:>16.3f} GiB"
+    )
     return 0
 
 
@@ -92,6 +110,7 @@ def cmd_tokenizer_train(args: argparse.Namespace) -> int:
     config_lib.parse(args.gin_file, args.gin_param)
     from tinylm_jax.data.config import DataConfig
     from tinylm_jax.data.pipeline import train_tokenizer_for
+
     path = train_tokenizer_for(DataConfig(), args.out)
     print(path)
     return 0
@@ -109,8 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="held-out loss, perplexity, bits per byte")
     evaluate.add_argument("--workdir", required=True)
-    evaluate.add_argument("--eval_steps", type=int, default=None,
-                          help="batches to evaluate (default: the whole validation split)")
+    evaluate.add_argument(
+        "--eval_steps",
+        type=int,
+        default=None,
+        help="batches to evaluate (default: the whole validation split)",
+    )
     _add_gin_flags(evaluate)
     evaluate.set_defaults(fn=cmd_eval)
 
@@ -156,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     from tinylm_jax.data.errors import DataError
+
     try:
         return args.fn(args)
     except (ConfigError, DataError, FloatingPointError) as error:

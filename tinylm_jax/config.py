@@ -5,8 +5,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-import tokenize
 import re
+import tokenize
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,8 +58,11 @@ def _explain(error: Exception, source: str) -> ConfigError:
     return ConfigError(f"Bad gin configuration in {source}: {message}.{hint}")
 
 
-def parse(gin_files: Sequence[str] = (), gin_params: Sequence[str] = (),
-          workdir_config: Path | None = None) -> None:
+def parse(
+    gin_files: Sequence[str] = (),
+    gin_params: Sequence[str] = (),
+    workdir_config: Path | None = None,
+) -> None:
     """Parses `workdir_config` (a run's saved config), then files, then `Name.field = value` params.
 
     Files are looked up as given, then relative to the current directory and the repo's
@@ -73,8 +76,10 @@ def parse(gin_files: Sequence[str] = (), gin_params: Sequence[str] = (),
         _parse_one(lambda: gin.parse_config_file(str(workdir_config)), str(workdir_config))
     for gin_file in gin_files:
         if not (Path(gin_file).exists() or (CONFIGS_DIR / gin_file).exists()):
-            raise ConfigError(f"gin file {gin_file!r} not found (looked in {Path.cwd()} and "
-                              f"{CONFIGS_DIR}); pass an existing path to --gin_file")
+            raise ConfigError(
+                f"gin file {gin_file!r} not found (looked in {Path.cwd()} and "
+                f"{CONFIGS_DIR}); pass an existing path to --gin_file"
+            )
         _parse_one(lambda f=gin_file: gin.parse_config_file(_resolve(f)), gin_file)
     for param in gin_params:
         _parse_one(lambda p=param: gin.parse_config(p), f"--gin_param={param!r}")

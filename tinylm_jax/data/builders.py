@@ -57,6 +57,7 @@ class _DocumentsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
         # The file list stays off the BuilderConfig: TFDS logs the config's repr.
         self._files = tuple(files)
         self._root = root
+        self._forced_validation: str | None = None  # See _split_generators.
         super().__init__(**kwargs)
 
     @tfds.core.utils.classproperty
@@ -86,7 +87,10 @@ class _DocumentsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
             if cfg.max_documents is not None and kept >= cfg.max_documents:
                 return
             kept += doc.text is not None
-            in_validation = documents_lib.is_validation(doc.key, cfg.validation_fraction)
+            in_validation = (
+                documents_lib.is_validation(doc.key, cfg.validation_fraction)
+                or doc.key == self._forced_validation
+            )
             yield ("validation" if in_validation else "train"), doc
 
     def _split_generators(self, dl_manager):
@@ -94,13 +98,28 @@ class _DocumentsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
         # A counting pre-pass: TFDS cannot write a split without examples, and the
         # skip counts must be recorded even for a split that ends up empty.
         stats = {s: {"documents": 0, "bytes": 0, "skipped": collections.Counter()} for s in SPLITS}
+        lowest: tuple[float, str, int] | None = None  # Train doc with the lowest split score.
         for split, doc in self._assigned_documents():
             if doc.text is None:
                 stats[split]["skipped"][doc.skip_reason] += 1
                 log.warning("Skipping %s document %s (%s).", self.name, doc.key, doc.skip_reason)
-            else:
-                stats[split]["documents"] += 1
-                stats[split]["bytes"] += len(doc.text.encode("utf-8"))
+                continue
+            size = len(doc.text.encode("utf-8"))
+            stats[split]["documents"] += 1
+            stats[split]["bytes"] += size
+            score = documents_lib.split_score(doc.key)
+            if split == "train" and (lowest is None or score < lowest[0]):
+                lowest = (score, doc.key, size)
+        # A small corpus can hash no document into validation; then the train document
+        # closest to the threshold moves over (still a pure function of the inputs).
+        val, train = stats["validation"], stats["train"]
+        if self.builder_config.validation_fraction > 0 and not val["documents"]:
+            if train["documents"] >= 2 and lowest is not None:
+                self._forced_validation = lowest[1]
+                val["documents"], val["bytes"] = 1, lowest[2]
+                train["documents"] -= 1
+                train["bytes"] -= lowest[2]
+                log.info("No document hashed into validation; using %s.", lowest[1])
         for split, st in stats.items():
             st["skipped"] = dict(st["skipped"])
             self.info.metadata[f"{split}_stats"] = st  # Saved with dataset_info.

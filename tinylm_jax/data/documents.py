@@ -79,10 +79,15 @@ def files_fingerprint(files: Iterable[pathlib.Path], *extra: object) -> str:
     return h.hexdigest()
 
 
-def is_validation(key: str, validation_fraction: float) -> bool:
-    """Deterministic split by a hash of the document key (not by position)."""
+def split_score(key: str) -> float:
+    """A uniform [0, 1) number from a hash of the document key (not its position)."""
     digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64 < validation_fraction
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def is_validation(key: str, validation_fraction: float) -> bool:
+    """Deterministic per-document split: the same key always lands in the same split."""
+    return split_score(key) < validation_fraction
 
 
 def _read_plain(path: pathlib.Path, key: str) -> Iterator[Document]:

@@ -40,15 +40,27 @@ def sample_logits(logits_BV: jax.Array, rng: jax.Array, config: SamplingConfig) 
 
 
 @functools.partial(jax.jit, static_argnames=("model", "config", "eos_id"))
-def _generate(model: Transformer, params: dict, tokens_BP: jax.Array, pad_B: jax.Array,
-              config: SamplingConfig, eos_id: int) -> jax.Array:
+def _generate(
+    model: Transformer,
+    params: dict,
+    tokens_BP: jax.Array,
+    pad_B: jax.Array,
+    config: SamplingConfig,
+    eos_id: int,
+) -> jax.Array:
     B, P = tokens_BP.shape
     S = P + config.max_new_tokens
     valid_BS = jnp.arange(S)[None, :] >= pad_B[:, None]
     positions_BP = jnp.maximum(jnp.arange(P)[None, :] - pad_B[:, None], 0)
     cache = init_kv_cache(model.config, B, S)
-    logits, cache = model.apply({"params": params}, tokens_BP, positions_BP, kv_cache=cache,
-                                cache_index=jnp.int32(0), kv_valid_BS=valid_BS)
+    logits, cache = model.apply(
+        {"params": params},
+        tokens_BP,
+        positions_BP,
+        kv_cache=cache,
+        cache_index=jnp.int32(0),
+        kv_valid_BS=valid_BS,
+    )
     rng = jax.random.key(config.seed)
     first = sample_logits(logits[:, -1], jax.random.fold_in(rng, 0), config)
     out_BN = jnp.zeros((B, config.max_new_tokens), jnp.int32).at[:, 0].set(first)
@@ -61,8 +73,14 @@ def _generate(model: Transformer, params: dict, tokens_BP: jax.Array, pad_B: jax
         i, out_BN, cache, done_B = carry
         last_B1 = out_BN[:, i - 1][:, None]
         positions_B1 = (P + i - 1 - pad_B)[:, None]
-        logits, cache = model.apply({"params": params}, last_B1, positions_B1, kv_cache=cache,
-                                    cache_index=P + i - 1, kv_valid_BS=valid_BS)
+        logits, cache = model.apply(
+            {"params": params},
+            last_B1,
+            positions_B1,
+            kv_cache=cache,
+            cache_index=P + i - 1,
+            kv_valid_BS=valid_BS,
+        )
         token_B = sample_logits(logits[:, -1], jax.random.fold_in(rng, i), config)
         token_B = jnp.where(done_B, eos_id, token_B)
         return i + 1, out_BN.at[:, i].set(token_B), cache, done_B | (token_B == eos_id)
@@ -71,22 +89,31 @@ def _generate(model: Transformer, params: dict, tokens_BP: jax.Array, pad_B: jax
     return out_BN
 
 
-def generate(model: Transformer, params: dict, prompts: list[list[int]], config: SamplingConfig,
-             eos_id: int, pad_id: int = 0) -> list[list[int]]:
+def generate(
+    model: Transformer,
+    params: dict,
+    prompts: list[list[int]],
+    config: SamplingConfig,
+    eos_id: int,
+    pad_id: int = 0,
+) -> list[list[int]]:
     """Completion ids per prompt, cut at (and excluding) the first EOS."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (encode with a BOS token)")
     longest = max(len(p) for p in prompts)
     if longest + config.max_new_tokens > model.config.max_seq_len:
-        raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({config.max_new_tokens}) "
-                         f"exceeds ModelConfig.max_seq_len={model.config.max_seq_len}")
+        raise ValueError(
+            f"prompt ({longest} tokens) + max_new_tokens ({config.max_new_tokens}) "
+            f"exceeds ModelConfig.max_seq_len={model.config.max_seq_len}"
+        )
     tokens = np.full((len(prompts), longest), pad_id, np.int32)
     pads = np.array([longest - len(p) for p in prompts], np.int32)
     for row, prompt in enumerate(prompts):
-        tokens[row, pads[row]:] = prompt
-    out = np.asarray(_generate(model, params, jnp.asarray(tokens), jnp.asarray(pads), config,
-                               eos_id))
+        tokens[row, pads[row] :] = prompt
+    out = np.asarray(
+        _generate(model, params, jnp.asarray(tokens), jnp.asarray(pads), config, eos_id)
+    )
     completions = []
     for row in out.tolist():
-        completions.append(row[:row.index(eos_id)] if eos_id in row else row)
+        completions.append(row[: row.index(eos_id)] if eos_id in row else row)
     return completions

@@ -57,13 +57,21 @@ class ModelConfig:
             if getattr(self, name) <= 0:
                 fail(name, f"must be positive, got {getattr(self, name)}")
         if self.head_dim is None and self.d_model % self.n_heads:
-            fail("n_heads", f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
-                 "set ModelConfig.head_dim explicitly or choose a divisor")
+            fail(
+                "n_heads",
+                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
+                "set ModelConfig.head_dim explicitly or choose a divisor",
+            )
         if self.resolved_head_dim % 2:
-            fail("head_dim", f"rotary embeddings need an even head_dim, got {self.resolved_head_dim}")
+            fail(
+                "head_dim", f"rotary embeddings need an even head_dim, got {self.resolved_head_dim}"
+            )
         if self.n_heads % self.resolved_n_kv_heads:
-            fail("n_kv_heads", f"n_heads={self.n_heads} must be a multiple of "
-                 f"n_kv_heads={self.resolved_n_kv_heads} (grouped-query attention)")
+            fail(
+                "n_kv_heads",
+                f"n_heads={self.n_heads} must be a multiple of "
+                f"n_kv_heads={self.resolved_n_kv_heads} (grouped-query attention)",
+            )
         if self.activation not in ACTIVATIONS:
             fail("activation", f"{self.activation!r} is not one of {ACTIVATIONS}")
         if self.remat not in REMAT_POLICIES:
@@ -72,7 +80,9 @@ class ModelConfig:
             if getattr(self, name) not in DTYPES:
                 fail(name, f"{getattr(self, name)!r} is not one of {tuple(DTYPES)}")
         if self.ffn_dim is None and (self.ffn_ratio <= 0 or self.ffn_multiple_of <= 0):
-            fail("ffn_ratio", "ffn_ratio and ffn_multiple_of must be positive when ffn_dim is unset")
+            fail(
+                "ffn_ratio", "ffn_ratio and ffn_multiple_of must be positive when ffn_dim is unset"
+            )
 
     @property
     def resolved_head_dim(self) -> int:

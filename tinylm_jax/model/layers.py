@@ -35,8 +35,11 @@ class RMSNorm(nn.Module):
     @nn.compact
     def __call__(self, x_BLD: Array) -> Array:
         scale_D = self.param(
-            "scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
-            (x_BLD.shape[-1],), self.param_dtype)
+            "scale",
+            nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
+            (x_BLD.shape[-1],),
+            self.param_dtype,
+        )
         x32 = x_BLD.astype(jnp.float32)
         normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
         return (normed * scale_D.astype(jnp.float32)).astype(self.dtype)
@@ -54,28 +57,36 @@ def rotary(x_BLNH: Array, positions_BL: Array, theta: float) -> Array:
     return out.astype(x_BLNH.dtype)
 
 
-def attention_mask(segment_ids_BL: Array | None, kv_segment_ids_BS: Array | None = None,
-                   ) -> Array | None:
+def attention_mask(
+    segment_ids_BL: Array | None,
+    kv_segment_ids_BS: Array | None = None,
+) -> Array | None:
     """[B, 1, L, S] boolean mask keeping attention inside a document, or None."""
     if segment_ids_BL is None:
         return None
     kv = segment_ids_BL if kv_segment_ids_BS is None else kv_segment_ids_BS
-    return (segment_ids_BL[:, None, :, None] == kv[:, None, None, :])
+    return segment_ids_BL[:, None, :, None] == kv[:, None, None, :]
 
 
 class Attention(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x_BLD: Array, positions_BL: Array, mask_B1LS: Array | None,
-                 kv_cache: KVCache | None = None, cache_index: Array | None = None,
-                 ) -> tuple[Array, KVCache | None]:
+    def __call__(
+        self,
+        x_BLD: Array,
+        positions_BL: Array,
+        mask_B1LS: Array | None,
+        kv_cache: KVCache | None = None,
+        cache_index: Array | None = None,
+    ) -> tuple[Array, KVCache | None]:
         cfg = self.config
         N, K, H, D = cfg.n_heads, cfg.resolved_n_kv_heads, cfg.resolved_head_dim, cfg.d_model
 
         def proj(name: str, heads: int, axis: str) -> Array:
-            kernel = self.param(name, _normal(cfg.init_std, ("embed", axis, "kv")),
-                                (D, heads, H), cfg.weight_dtype)
+            kernel = self.param(
+                name, _normal(cfg.init_std, ("embed", axis, "kv")), (D, heads, H), cfg.weight_dtype
+            )
             return jnp.einsum("bld,dnh->blnh", x_BLD, kernel.astype(cfg.compute_dtype))
 
         q_BLNH = rotary(proj("q_proj", N, "heads"), positions_BL, cfg.rope_theta)
@@ -85,24 +96,32 @@ class Attention(nn.Module):
 
         if kv_cache is None:
             out_BLNH = jax.nn.dot_product_attention(
-                q_BLNH, k_BLKH, v_BLKH, mask=mask_B1LS, is_causal=True)
+                q_BLNH, k_BLKH, v_BLKH, mask=mask_B1LS, is_causal=True
+            )
         else:
             # Decoding: write this chunk at cache_index and attend over the filled prefix.
             k_BSKH = jax.lax.dynamic_update_slice_in_dim(
-                kv_cache[0], k_BLKH.astype(kv_cache[0].dtype), cache_index, axis=1)
+                kv_cache[0], k_BLKH.astype(kv_cache[0].dtype), cache_index, axis=1
+            )
             v_BSKH = jax.lax.dynamic_update_slice_in_dim(
-                kv_cache[1], v_BLKH.astype(kv_cache[1].dtype), cache_index, axis=1)
+                kv_cache[1], v_BLKH.astype(kv_cache[1].dtype), cache_index, axis=1
+            )
             S, L = k_BSKH.shape[1], x_BLD.shape[1]
             visible_LS = jnp.arange(S)[None, :] <= (cache_index + jnp.arange(L))[:, None]
             mask = visible_LS[None, None]
             if mask_B1LS is not None:
                 mask = jnp.logical_and(mask, mask_B1LS)
             out_BLNH = jax.nn.dot_product_attention(
-                q_BLNH, k_BSKH.astype(q_BLNH.dtype), v_BSKH.astype(q_BLNH.dtype), mask=mask)
+                q_BLNH, k_BSKH.astype(q_BLNH.dtype), v_BSKH.astype(q_BLNH.dtype), mask=mask
+            )
             kv_cache = (k_BSKH, v_BSKH)
 
-        o_kernel = self.param("o_proj", _normal(output_init_std(cfg), ("heads", "kv", "embed")),
-                              (N, H, D), cfg.weight_dtype)
+        o_kernel = self.param(
+            "o_proj",
+            _normal(output_init_std(cfg), ("heads", "kv", "embed")),
+            (N, H, D),
+            cfg.weight_dtype,
+        )
         out_BLD = jnp.einsum("blnh,nhd->bld", out_BLNH, o_kernel.astype(cfg.compute_dtype))
         return out_BLD, kv_cache
 
@@ -117,7 +136,8 @@ class Mlp(nn.Module):
 
         def kernel(name: str, shape: tuple[int, int], axes: tuple[str, str], std: float):
             return self.param(name, _normal(std, axes), shape, cfg.weight_dtype).astype(
-                cfg.compute_dtype)
+                cfg.compute_dtype
+            )
 
         up_BLF = x_BLD @ kernel("up_proj", (D, F), ("embed", "mlp"), cfg.init_std)
         if cfg.gated:
@@ -136,13 +156,19 @@ class Block(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x_BLD: Array, positions_BL: Array, mask_B1LS: Array | None,
-                 kv_cache: KVCache | None = None, cache_index: Array | None = None,
-                 ) -> tuple[Array, KVCache | None]:
+    def __call__(
+        self,
+        x_BLD: Array,
+        positions_BL: Array,
+        mask_B1LS: Array | None,
+        kv_cache: KVCache | None = None,
+        cache_index: Array | None = None,
+    ) -> tuple[Array, KVCache | None]:
         cfg = self.config
         norm = lambda name: RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.weight_dtype, name=name)
         attn_out, kv_cache = Attention(cfg, name="attn")(
-            norm("attn_norm")(x_BLD), positions_BL, mask_B1LS, kv_cache, cache_index)
+            norm("attn_norm")(x_BLD), positions_BL, mask_B1LS, kv_cache, cache_index
+        )
         x_BLD = x_BLD + attn_out
         x_BLD = x_BLD + Mlp(cfg, name="mlp")(norm("mlp_norm")(x_BLD))
         x_BLD = nn.with_logical_constraint(x_BLD, ("act_batch", "act_length", "act_embed"))

@@ -22,22 +22,23 @@ KV_CACHE_AXES = ("layers", "act_batch", "act_length", "act_kv_heads", None)
 
 
 def _remat_policy(name: str):
-    return {
-        "full": None,
-        "dots_saveable": jax.checkpoint_policies.dots_saveable,
-        "dots_with_no_batch_dims_saveable":
-            jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-    }[name]
+    """None (save nothing: full recomputation) or a named jax.checkpoint_policies policy."""
+    return None if name == "full" else getattr(jax.checkpoint_policies, name)
 
 
 class Transformer(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, tokens_BL: Array, positions_BL: Array | None = None,
-                 segment_ids_BL: Array | None = None, kv_cache: KVCache | None = None,
-                 cache_index: Array | None = None, kv_valid_BS: Array | None = None,
-                 ) -> tuple[Array, KVCache | None]:
+    def __call__(
+        self,
+        tokens_BL: Array,
+        positions_BL: Array | None = None,
+        segment_ids_BL: Array | None = None,
+        kv_cache: KVCache | None = None,
+        cache_index: Array | None = None,
+        kv_valid_BS: Array | None = None,
+    ) -> tuple[Array, KVCache | None]:
         """Returns float32 logits [B, L, V] and, when decoding, the updated stacked KV cache.
 
         `kv_cache` is (k, v), each [n_layers, B, S, K, H], from `init_kv_cache`; tokens are
@@ -52,26 +53,37 @@ class Transformer(nn.Module):
             valid_B11S = kv_valid_BS[:, None, None, :]
             mask_B1LS = valid_B11S if mask_B1LS is None else jnp.logical_and(mask_B1LS, valid_B11S)
 
-        embedding_VD = self.param("token_embed", _normal(cfg.init_std, ("vocab", "embed")),
-                                  (cfg.vocab_size, cfg.d_model), cfg.weight_dtype)
+        embedding_VD = self.param(
+            "token_embed",
+            _normal(cfg.init_std, ("vocab", "embed")),
+            (cfg.vocab_size, cfg.d_model),
+            cfg.weight_dtype,
+        )
         x_BLD = jnp.take(embedding_VD, tokens_BL, axis=0).astype(cfg.compute_dtype)
         x_BLD = nn.with_logical_constraint(x_BLD, ("act_batch", "act_length", "act_embed"))
 
         block = Block
         if cfg.remat != "none":
-            block = nn.remat(Block, policy=_remat_policy(cfg.remat), prevent_cse=not cfg.scan_layers)
+            block = nn.remat(
+                Block, policy=_remat_policy(cfg.remat), prevent_cse=not cfg.scan_layers
+            )
         if cfg.scan_layers:
             stack = nn.scan(
-                block, variable_axes={"params": 0}, split_rngs={"params": True},
-                in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast), length=cfg.n_layers,
-                metadata_params={nn.PARTITION_NAME: "layers"})(cfg, name="layers")
+                block,
+                variable_axes={"params": 0},
+                split_rngs={"params": True},
+                in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast),
+                length=cfg.n_layers,
+                metadata_params={nn.PARTITION_NAME: "layers"},
+            )(cfg, name="layers")
             x_BLD, kv_cache = stack(x_BLD, positions_BL, mask_B1LS, kv_cache, cache_index)
         else:
             new_cache = []
             for i in range(cfg.n_layers):
                 layer_cache = None if kv_cache is None else (kv_cache[0][i], kv_cache[1][i])
                 x_BLD, layer_cache = block(cfg, name=f"layers_{i}")(
-                    x_BLD, positions_BL, mask_B1LS, layer_cache, cache_index)
+                    x_BLD, positions_BL, mask_B1LS, layer_cache, cache_index
+                )
                 new_cache.append(layer_cache)
             if kv_cache is not None:
                 kv_cache = tuple(jnp.stack([c[j] for c in new_cache]) for j in range(2))
@@ -80,15 +92,22 @@ class Transformer(nn.Module):
         if cfg.tie_embeddings:
             head_DV = embedding_VD.T
         else:
-            head_DV = self.param("lm_head", _normal(cfg.init_std, ("embed", "vocab")),
-                                 (cfg.d_model, cfg.vocab_size), cfg.weight_dtype)
+            head_DV = self.param(
+                "lm_head",
+                _normal(cfg.init_std, ("embed", "vocab")),
+                (cfg.d_model, cfg.vocab_size),
+                cfg.weight_dtype,
+            )
         logits_BLV = jnp.einsum("bld,dv->blv", x_BLD, head_DV.astype(cfg.compute_dtype))
-        logits_BLV = nn.with_logical_constraint(logits_BLV, ("act_batch", "act_length", "act_vocab"))
+        logits_BLV = nn.with_logical_constraint(
+            logits_BLV, ("act_batch", "act_length", "act_vocab")
+        )
         return logits_BLV.astype(jnp.float32), kv_cache
 
 
-def init_kv_cache(config: ModelConfig, batch: int, length: int,
-                  dtype: jnp.dtype | None = None) -> KVCache:
+def init_kv_cache(
+    config: ModelConfig, batch: int, length: int, dtype: jnp.dtype | None = None
+) -> KVCache:
     """Zeroed stacked KV cache [n_layers, B, S, K, H] for `Transformer` decoding."""
     shape = (config.n_layers, batch, length, config.resolved_n_kv_heads, config.resolved_head_dim)
     dtype = dtype or config.compute_dtype

@@ -18,5 +18,6 @@ def to_global(batch: dict[str, np.ndarray], mesh: Mesh, rules: Rules) -> dict[st
             local = local.astype(np.int32)
         global_shape = (local.shape[0] * jax.process_count(),) + local.shape[1:]
         out[key] = jax.make_array_from_process_local_data(
-            batch_sharding(mesh, rules, local.ndim), local, global_shape)
+            batch_sharding(mesh, rules, local.ndim), local, global_shape
+        )
     return out

@@ -40,12 +40,14 @@ class MeshConfig:
             if num_devices % fixed:
                 raise ConfigError(
                     f"MeshConfig {self}: the fixed axes multiply to {fixed}, which does not "
-                    f"divide the {num_devices} available devices")
+                    f"divide the {num_devices} available devices"
+                )
             sizes = [num_devices // fixed if s == -1 else s for s in sizes]
         if math.prod(sizes) != num_devices:
             raise ConfigError(
                 f"MeshConfig {self} needs {math.prod(sizes)} devices but {num_devices} are "
-                "available; set one axis to -1 or make the sizes multiply to the device count")
+                "available; set one axis to -1 or make the sizes multiply to the device count"
+            )
         return tuple(sizes)
 
 
@@ -53,9 +55,10 @@ def make_mesh(config: MeshConfig, devices: list | None = None) -> Mesh:
     devices = list(jax.devices()) if devices is None else list(devices)
     if config.num_devices is not None:
         if not 0 < config.num_devices <= len(devices):
-            raise ConfigError(f"MeshConfig.num_devices={config.num_devices} but only "
-                              f"{len(devices)} devices exist")
-        devices = devices[:config.num_devices]
+            raise ConfigError(
+                f"MeshConfig.num_devices={config.num_devices} but only {len(devices)} devices exist"
+            )
+        devices = devices[: config.num_devices]
     shape = config.resolve(len(devices))
     try:
         device_array = mesh_utils.create_device_mesh(shape, devices)

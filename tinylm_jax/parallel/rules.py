@@ -37,9 +37,12 @@ DEFAULT_RULES: Rules = (
 
 # Which setting a user changes when a logical axis does not divide its mesh axes.
 _AXIS_FIELDS = {
-    "embed": "ModelConfig.d_model", "vocab": "ModelConfig.vocab_size",
-    "heads": "ModelConfig.n_heads", "kv_heads": "ModelConfig.n_kv_heads",
-    "mlp": "ModelConfig.ffn_dim", "kv": "ModelConfig.head_dim",
+    "embed": "ModelConfig.d_model",
+    "vocab": "ModelConfig.vocab_size",
+    "heads": "ModelConfig.n_heads",
+    "kv_heads": "ModelConfig.n_kv_heads",
+    "mlp": "ModelConfig.ffn_dim",
+    "kv": "ModelConfig.head_dim",
     "layers": "ModelConfig.n_layers",
 }
 
@@ -60,7 +63,8 @@ def check_divisible(abstract_boxed, mesh: Mesh, rules: Rules) -> None:
     """Fails, naming parameter, dimension and mesh axis, if any sharded dim is uneven."""
     table = dict(rules)
     boxes = jax.tree_util.tree_leaves_with_path(
-        abstract_boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+        abstract_boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned)
+    )
     for path, box in boxes:
         if not isinstance(box, nn.LogicallyPartitioned):
             continue
@@ -72,9 +76,10 @@ def check_divisible(abstract_boxed, mesh: Mesh, rules: Rules) -> None:
                 hint = _AXIS_FIELDS.get(logical, f"the logical axis {logical!r}")
                 raise ConfigError(
                     f"Cannot shard parameter {name} of shape {tuple(box.value.shape)}: dimension "
-                    f"{dim} (logical axis {logical!r}, set by {hint}) has size {size}, which is not "
-                    f"divisible by mesh axes {axes} of total size {shards}. Change {hint}, the "
-                    f"MeshConfig sizes, or map {logical!r} elsewhere in logical_axis_rules.rules.")
+                    f"{dim} (logical axis {logical!r}, set by {hint}) has size {size}, which is "
+                    f"not divisible by mesh axes {axes} of total size {shards}. Change {hint}, the "
+                    f"MeshConfig sizes, or map {logical!r} elsewhere in logical_axis_rules.rules."
+                )
 
 
 def check_batch_divisible(batch_size: int, mesh: Mesh, rules: Rules, what: str) -> None:
@@ -83,7 +88,8 @@ def check_batch_divisible(batch_size: int, mesh: Mesh, rules: Rules, what: str) 
     if batch_size % shards:
         raise ConfigError(
             f"{what}={batch_size} is not divisible by the batch mesh axes {axes} of total size "
-            f"{shards}; choose a multiple of {shards} or change MeshConfig.")
+            f"{shards}; choose a multiple of {shards} or change MeshConfig."
+        )
 
 
 def shardings_for(abstract_boxed, mesh: Mesh, rules: Rules):
@@ -94,8 +100,9 @@ def shardings_for(abstract_boxed, mesh: Mesh, rules: Rules):
 
 def batch_sharding(mesh: Mesh, rules: Rules, ndim: int = 2) -> NamedSharding:
     """Sharding of a [B, ...] batch: B over the mesh axes of `act_batch`, the rest replicated."""
-    return NamedSharding(mesh, nn.logical_to_mesh_axes(("act_batch",) + (None,) * (ndim - 1),
-                                                       rules))
+    return NamedSharding(
+        mesh, nn.logical_to_mesh_axes(("act_batch",) + (None,) * (ndim - 1), rules)
+    )
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -37,14 +37,23 @@ def make_manager(workdir: str | Path, config: CheckpointConfig) -> ocp.Checkpoin
         create=True,
     )
     return ocp.CheckpointManager(
-        checkpoint_dir(workdir), options=options,
-        item_handlers={"state": ocp.StandardCheckpointHandler(),
-                       "data": grain.checkpoint.CheckpointHandler(),
-                       "metadata": ocp.JsonCheckpointHandler()})
+        checkpoint_dir(workdir),
+        options=options,
+        item_handlers={
+            "state": ocp.StandardCheckpointHandler(),
+            "data": grain.checkpoint.CheckpointHandler(),
+            "metadata": ocp.JsonCheckpointHandler(),
+        },
+    )
 
 
-def save(manager: ocp.CheckpointManager, state: TrainState, data_iterator, metadata: dict,
-         force: bool = False) -> bool:
+def save(
+    manager: ocp.CheckpointManager,
+    state: TrainState,
+    data_iterator,
+    metadata: dict,
+    force: bool = False,
+) -> bool:
     step = int(jax.device_get(state.step))
     args = {"state": ocp.args.StandardSave(state), "metadata": ocp.args.JsonSave(metadata)}
     if data_iterator is not None:
@@ -52,14 +61,16 @@ def save(manager: ocp.CheckpointManager, state: TrainState, data_iterator, metad
     return manager.save(step, args=ocp.args.Composite(**args), force=force)
 
 
-def restore_latest(manager: ocp.CheckpointManager, abstract: TrainState, shardings: TrainState,
-                   data_iterator) -> tuple[TrainState, dict] | None:
+def restore_latest(
+    manager: ocp.CheckpointManager, abstract: TrainState, shardings: TrainState, data_iterator
+) -> tuple[TrainState, dict] | None:
     """Restores the newest checkpoint onto `shardings` (any mesh), or None if there is none."""
     step = manager.latest_step()
     if step is None:
         return None
     target = jax.tree_util.tree_map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
+    )
     args = {"state": ocp.args.StandardRestore(target), "metadata": ocp.args.JsonRestore()}
     if data_iterator is not None:
         args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)

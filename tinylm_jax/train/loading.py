@@ -37,19 +37,32 @@ def evaluate_workdir(workdir: str | Path, eval_steps: int | None) -> dict[str, f
     data = pipeline.prepare_data(DataConfig(), run.train_config.seq_len)
     pipeline.check_vocab(data.tokenizer, run.model_config.vocab_size)
     if data.tokenizer.fingerprint != tokenizer.fingerprint:
-        raise DataError(f"the data config's tokenizer ({data.tokenizer.path}) is not the one "
-                        f"{workdir} was trained with; point DataConfig.tokenizer at "
-                        f"{Path(workdir) / 'tokenizer.model'}")
+        raise DataError(
+            f"the data config's tokenizer ({data.tokenizer.path}) is not the one "
+            f"{workdir} was trained with; point DataConfig.tokenizer at "
+            f"{Path(workdir) / 'tokenizer.model'}"
+        )
     byte_lengths = token_byte_lengths(tokenizer.path, run.model_config.vocab_size)
     return evaluate(run, params, data, byte_lengths, eval_steps)
 
 
-def sample_workdir(workdir: str | Path, prompts: list[str], sampling: SamplingConfig,
-                   ) -> list[dict]:
+def sample_workdir(
+    workdir: str | Path,
+    prompts: list[str],
+    sampling: SamplingConfig,
+) -> list[dict]:
     run, params, tokenizer = load_workdir(workdir)
     encoded = [[tokenizer.bos_id] + tokenizer.encode(p) for p in prompts]
     with run_context(run):
-        completions = generate(run.model, jax.device_get(params), encoded, sampling,
-                               eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
-    return [{"prompt": p, "completion": tokenizer.decode(ids), "completion_ids": ids}
-            for p, ids in zip(prompts, completions, strict=True)]
+        completions = generate(
+            run.model,
+            jax.device_get(params),
+            encoded,
+            sampling,
+            eos_id=tokenizer.eos_id,
+            pad_id=tokenizer.pad_id,
+        )
+    return [
+        {"prompt": p, "completion": tokenizer.decode(ids), "completion_ids": ids}
+        for p, ids in zip(prompts, completions, strict=True)
+    ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import logging
 import math
 import shutil
 import time
@@ -49,8 +48,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size % self.microbatches:
-            raise ConfigError(f"TrainConfig.batch_size={self.batch_size} is not divisible by "
-                              f"TrainConfig.microbatches={self.microbatches}")
+            raise ConfigError(
+                f"TrainConfig.batch_size={self.batch_size} is not divisible by "
+                f"TrainConfig.microbatches={self.microbatches}"
+            )
         if min(self.num_steps, self.batch_size, self.seq_len, self.log_every) <= 0:
             raise ConfigError(f"TrainConfig sizes must be positive: {self}")
 
@@ -71,36 +72,58 @@ class Run:
     schedule: object
 
 
-def build_run(model_config: ModelConfig | None = None, train_config: TrainConfig | None = None,
-              ) -> Run:
+def build_run(
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+) -> Run:
     """Builds model, optimizer, mesh and the jitted step from the parsed gin config."""
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
     if train_config.seq_len > model_config.max_seq_len:
-        raise ConfigError(f"TrainConfig.seq_len={train_config.seq_len} exceeds "
-                          f"ModelConfig.max_seq_len={model_config.max_seq_len}")
+        raise ConfigError(
+            f"TrainConfig.seq_len={train_config.seq_len} exceeds "
+            f"ModelConfig.max_seq_len={model_config.max_seq_len}"
+        )
     mesh = make_mesh(MeshConfig())
     rules = rules_lib.logical_axis_rules()
-    rules_lib.check_batch_divisible(train_config.batch_size // train_config.microbatches, mesh,
-                                    rules, "TrainConfig.batch_size / microbatches")
+    rules_lib.check_batch_divisible(
+        train_config.batch_size // train_config.microbatches,
+        mesh,
+        rules,
+        "TrainConfig.batch_size / microbatches",
+    )
     model = Transformer(model_config)
     tx, schedule = make_optimizer(OptimizerConfig(), train_config.num_steps)
     init_fn = make_init_fn(model, tx, train_config.seq_len)
-    with mesh_context(mesh, rules):
-        abstract, shardings = abstract_state(init_fn, mesh, rules)
-    step = functools.partial(train_step, model=model, tx=tx, schedule=schedule,
-                             microbatches=train_config.microbatches)
+    abstract, shardings = abstract_state(init_fn, mesh, rules)
+    step = functools.partial(
+        train_step, model=model, tx=tx, schedule=schedule, microbatches=train_config.microbatches
+    )
     batch_shardings = rules_lib.batch_sharding(mesh, rules)
-    jitted = jax.jit(step, in_shardings=(shardings, batch_shardings),
-                     out_shardings=(shardings, rules_lib.replicated(mesh)), donate_argnums=0)
-    return Run(model_config, train_config, mesh, rules, model, init_fn, abstract, shardings,
-               jitted, schedule)
+    jitted = jax.jit(
+        step,
+        in_shardings=(shardings, batch_shardings),
+        out_shardings=(shardings, rules_lib.replicated(mesh)),
+        donate_argnums=0,
+    )
+    return Run(
+        model_config,
+        train_config,
+        mesh,
+        rules,
+        model,
+        init_fn,
+        abstract,
+        shardings,
+        jitted,
+        schedule,
+    )
 
 
 @contextlib.contextmanager
 def mesh_context(mesh: jax.sharding.Mesh, rules: rules_lib.Rules):
     """The mesh and logical-axis rules that tracing the model's sharding constraints needs."""
-    with mesh, nn.logical_axis_rules(rules):
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         yield
 
 
@@ -108,15 +131,25 @@ def run_context(run: Run):
     return mesh_context(run.mesh, run.rules)
 
 
-def evaluate(run: Run, params, data: pipeline.PreparedData, byte_lengths_V: np.ndarray,
-             num_batches: int | None) -> dict[str, float]:
+def evaluate(
+    run: Run,
+    params,
+    data: pipeline.PreparedData,
+    byte_lengths_V: np.ndarray,
+    num_batches: int | None,
+) -> dict[str, float]:
     """Held-out loss, perplexity and bits per byte over the validation split."""
     process_batch = run.train_config.batch_size // jax.process_count()
     iterator = pipeline.make_eval_iterator(
-        data, process_batch, num_batches=num_batches, shard_index=jax.process_index(),
-        shard_count=jax.process_count())
-    step = jax.jit(functools.partial(eval_step, model=run.model),
-                   out_shardings=rules_lib.replicated(run.mesh))
+        data,
+        process_batch,
+        num_batches=num_batches,
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+    )
+    step = jax.jit(
+        functools.partial(eval_step, model=run.model), out_shardings=rules_lib.replicated(run.mesh)
+    )
     table = jax.device_put(byte_lengths_V, rules_lib.replicated(run.mesh))
     totals = {"loss_sum": 0.0, "tokens": 0.0, "bytes": 0.0}
     with run_context(run):
@@ -127,14 +160,18 @@ def evaluate(run: Run, params, data: pipeline.PreparedData, byte_lengths_V: np.n
     if totals["tokens"] == 0:
         raise ConfigError("the validation split is empty; raise DataConfig.validation_fraction")
     loss = totals["loss_sum"] / totals["tokens"]
-    return {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 50.0)),
-            "eval_bits_per_byte": totals["loss_sum"] / math.log(2) / max(totals["bytes"], 1.0),
-            "eval_tokens": totals["tokens"]}
+    return {
+        "eval_loss": loss,
+        "eval_perplexity": math.exp(min(loss, 50.0)),
+        "eval_bits_per_byte": totals["loss_sum"] / math.log(2) / max(totals["bytes"], 1.0),
+        "eval_tokens": totals["tokens"],
+    }
 
 
 def prepare_data(seq_len: int) -> pipeline.PreparedData:
     """Prepares the dataset once per host: process 0 first, then the others reuse its cache."""
     from jax.experimental import multihost_utils
+
     config = DataConfig()
     if jax.process_index() == 0:
         data = pipeline.prepare_data(config, seq_len)
@@ -162,8 +199,12 @@ def train(workdir: str | Path) -> dict[str, float]:
 
     process_batch = tc.batch_size // jax.process_count()
     iterator = pipeline.make_train_iterator(
-        data, process_batch, seed=tc.seed, shard_index=jax.process_index(),
-        shard_count=jax.process_count())
+        data,
+        process_batch,
+        seed=tc.seed,
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+    )
     manager = ckpt.make_manager(workdir, checkpoint_config)
     restored = ckpt.restore_latest(manager, run.abstract, run.shardings, iterator)
     if restored is None:
@@ -172,8 +213,8 @@ def train(workdir: str | Path) -> dict[str, float]:
     else:
         state, _ = restored
     start_step = int(jax.device_get(state.step))
-    metadata = {"tokenizer_fingerprint": data.tokenizer.fingerprint,
-                "data_stats": data.stats}
+    saved_step = start_step if restored is not None else None
+    metadata = {"tokenizer_fingerprint": data.tokenizer.fingerprint, "data_stats": data.stats}
 
     writer = MetricsWriter(workdir, primary)
     flops = flops_per_token(run.model_config, tc.seq_len)
@@ -182,19 +223,29 @@ def train(workdir: str | Path) -> dict[str, float]:
     tokens_per_step = tc.batch_size * tc.seq_len
     last = {}
     if primary:
-        print(f"training {tc.num_steps} steps from step {start_step} on "
-              f"{jax.device_count()} device(s), mesh {dict(run.mesh.shape)}", flush=True)
-    interval_start, interval_steps, run_start = None, 0, time.perf_counter()
+        print(
+            f"training {tc.num_steps} steps from step {start_step} on "
+            f"{jax.device_count()} device(s), mesh {dict(run.mesh.shape)}",
+            flush=True,
+        )
+    run_start = time.perf_counter()
     with run_context(run):
+        step_fn = None
         for step in range(start_step, tc.num_steps):
             batch = next(iterator)
             batch.pop("ids", None)
-            state, metrics = run.train_step(state, to_global(batch, run.mesh, run.rules))
-            done = step + 1
-            if interval_start is None:  # the first step compiles; time from after it
-                jax.block_until_ready(metrics)
+            batch = to_global(batch, run.mesh, run.rules)
+            if step_fn is None:  # compile ahead of the first step so step times exclude it
+                compile_start = time.perf_counter()
+                step_fn = run.train_step.lower(state, batch).compile()
+                if primary:
+                    print(
+                        f"compiled the train step in {time.perf_counter() - compile_start:.1f}s",
+                        flush=True,
+                    )
                 interval_start, interval_steps = time.perf_counter(), 0
-                continue
+            state, metrics = step_fn(state, batch)
+            done = step + 1
             interval_steps += 1
             if done % tc.log_every == 0 or done == tc.num_steps:
                 metrics = jax.device_get(metrics)
@@ -202,37 +253,60 @@ def train(workdir: str | Path) -> dict[str, float]:
                 elapsed = time.perf_counter() - interval_start
                 tps = interval_steps * tokens_per_step / max(elapsed, 1e-9)
                 record = {k: float(v) for k, v in metrics.items() if k != "tokens"}
-                record.update(tokens_per_second=tps, mfu=flops * tps / peak,
-                              step_time_s=elapsed / interval_steps)
+                record.update(
+                    tokens_per_second=tps,
+                    mfu=flops * tps / peak,
+                    step_time_s=elapsed / interval_steps,
+                )
                 eta = (tc.num_steps - done) * elapsed / interval_steps
-                writer.write(done, record, (
-                    f"step {done}/{tc.num_steps} | loss {record['loss']:.4f} | "
-                    f"lr {record['learning_rate']:.2e} | grad_norm {record['grad_norm']:.3f} | "
-                    f"{tps:,.0f} tok/s | MFU {100 * record['mfu']:.1f}% | "
-                    f"ETA {format_duration(eta)}"))
+                writer.write(
+                    done,
+                    record,
+                    (
+                        f"step {done}/{tc.num_steps} | loss {record['loss']:.4f} | "
+                        f"lr {record['learning_rate']:.2e} | grad_norm {record['grad_norm']:.3f} | "
+                        f"{tps:,.0f} tok/s | MFU {100 * record['mfu']:.1f}% | "
+                        f"ETA {format_duration(eta)}"
+                    ),
+                )
                 last = record
                 interval_start, interval_steps = time.perf_counter(), 0
+            paused = False
             if tc.eval_every and done % tc.eval_every == 0 and done != tc.num_steps:
                 last.update(_eval_and_log(run, state, data, byte_lengths_V, writer, done))
+                paused = True
             if done % checkpoint_config.every_steps == 0:
-                ckpt.save(manager, state, iterator, metadata)
+                paused = ckpt.save(manager, state, iterator, metadata) or paused
+                saved_step = done
+            if paused:  # keep eval and checkpoint time out of the next throughput figure
+                interval_start, interval_steps = time.perf_counter(), 0
         last.update(_eval_and_log(run, state, data, byte_lengths_V, writer, tc.num_steps))
-    ckpt.save(manager, state, iterator, metadata, force=True)
+    if saved_step != tc.num_steps:
+        ckpt.save(manager, state, iterator, metadata, force=True)
     manager.wait_until_finished()
     manager.close()
     writer.close()
     if primary:
-        print(f"done in {format_duration(time.perf_counter() - run_start)}; "
-              f"checkpoints in {ckpt.checkpoint_dir(workdir)}", flush=True)
+        print(
+            f"done in {format_duration(time.perf_counter() - run_start)}; "
+            f"checkpoints in {ckpt.checkpoint_dir(workdir)}",
+            flush=True,
+        )
     return last
 
 
-def _eval_and_log(run: Run, state: TrainState, data, byte_lengths_V, writer: MetricsWriter,
-                  step: int) -> dict[str, float]:
+def _eval_and_log(
+    run: Run, state: TrainState, data, byte_lengths_V, writer: MetricsWriter, step: int
+) -> dict[str, float]:
     result = evaluate(run, state.params, data, byte_lengths_V, run.train_config.eval_steps)
-    writer.write(step, result, (
-        f"eval step {step} | loss {result['eval_loss']:.4f} | "
-        f"ppl {result['eval_perplexity']:.2f} | bits/byte {result['eval_bits_per_byte']:.4f}"))
+    writer.write(
+        step,
+        result,
+        (
+            f"eval step {step} | loss {result['eval_loss']:.4f} | "
+            f"ppl {result['eval_perplexity']:.2f} | bits/byte {result['eval_bits_per_byte']:.4f}"
+        ),
+    )
     return result
 
 
@@ -241,4 +315,5 @@ def _check_finite(metrics: dict, step: int) -> None:
         if not np.isfinite(metrics[key]):
             raise FloatingPointError(
                 f"non-finite {key} ({metrics[key]}) at step {step}; the last checkpoint is kept. "
-                "Lower OptimizerConfig.learning_rate or set OptimizerConfig.grad_clip.")
+                "Lower OptimizerConfig.learning_rate or set OptimizerConfig.grad_clip."
+            )

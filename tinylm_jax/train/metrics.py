@@ -1,4 +1,4 @@
-"""Run metrics: peak-FLOPs table for MFU, and the writer for stdout, metrics.jsonl and TensorBoard."""
+"""Run metrics: peak FLOP/s for MFU; the writer for stdout, metrics.jsonl and TensorBoard."""
 
 from __future__ import annotations
 
@@ -13,10 +13,22 @@ import jax.numpy as jnp
 
 # Dense bf16 peak FLOP/s per JAX device (one chip; TPU v2/v3 expose one device per core).
 PEAK_FLOPS = {
-    "TPU v2": 22.5e12, "TPU v3": 61.5e12, "TPU v4": 275e12, "TPU v5 lite": 197e12,
-    "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v5": 459e12, "TPU v6 lite": 918e12,
-    "TPU v6e": 918e12, "A100": 312e12, "H100": 989e12, "H200": 989e12, "H800": 989e12,
-    "A10G": 125e12, "L4": 121e12, "V100": 125e12,
+    "TPU v2": 22.5e12,
+    "TPU v3": 61.5e12,
+    "TPU v4": 275e12,
+    "TPU v5 lite": 197e12,
+    "TPU v5e": 197e12,
+    "TPU v5p": 459e12,
+    "TPU v5": 459e12,
+    "TPU v6 lite": 918e12,
+    "TPU v6e": 918e12,
+    "A100": 312e12,
+    "H100": 989e12,
+    "H200": 989e12,
+    "H800": 989e12,
+    "A10G": 125e12,
+    "L4": 121e12,
+    "V100": 125e12,
 }
 
 
@@ -51,8 +63,10 @@ def peak_flops_per_device(device: jax.Device | None = None, override: float | No
     for name in sorted(PEAK_FLOPS, key=len, reverse=True):
         if name.lower() in kind.lower():
             return PEAK_FLOPS[name]
-    raise ValueError(f"No peak FLOP/s known for device kind {kind!r}; set "
-                     "--gin_param='peak_flops_per_device.override = <FLOP/s>'")
+    raise ValueError(
+        f"No peak FLOP/s known for device kind {kind!r}; set "
+        "--gin_param='peak_flops_per_device.override = <FLOP/s>'"
+    )
 
 
 def format_duration(seconds: float) -> str:
@@ -77,6 +91,7 @@ class MetricsWriter:
             workdir.mkdir(parents=True, exist_ok=True)
             self._jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
             from tensorboardX import SummaryWriter
+
             self._tb = SummaryWriter(str(workdir / "tensorboard"))
 
     def write(self, step: int, record: dict[str, float], line: str | None = None) -> None:

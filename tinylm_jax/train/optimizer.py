@@ -39,14 +39,17 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
-            raise ConfigError(f"OptimizerConfig.schedule: {self.schedule!r} is not one of "
-                              f"{SCHEDULES}")
+            raise ConfigError(
+                f"OptimizerConfig.schedule: {self.schedule!r} is not one of {SCHEDULES}"
+            )
         if not 0 <= self.min_lr_ratio <= 1:
-            raise ConfigError(f"OptimizerConfig.min_lr_ratio must be in [0, 1], got "
-                              f"{self.min_lr_ratio}")
+            raise ConfigError(
+                f"OptimizerConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}"
+            )
         if self.learning_rate <= 0:
-            raise ConfigError(f"OptimizerConfig.learning_rate must be positive, got "
-                              f"{self.learning_rate}")
+            raise ConfigError(
+                f"OptimizerConfig.learning_rate must be positive, got {self.learning_rate}"
+            )
 
 
 def resolve_warmup(config: OptimizerConfig, num_steps: int) -> int:
@@ -69,12 +72,16 @@ def make_schedule(config: OptimizerConfig, num_steps: int) -> optax.Schedule:
         decay = max(int(round(config.decay_fraction * num_steps)), 1)
         stable = max(rest - decay, 0)
         after = optax.join_schedules(
-            [optax.constant_schedule(peak), optax.linear_schedule(peak, floor, decay)], [stable])
+            [optax.constant_schedule(peak), optax.linear_schedule(peak, floor, decay)], [stable]
+        )
     if warmup == 0:
         return after
     # Warmup starts at peak/warmup, not zero, so the first step already moves the weights.
-    ramp = optax.linear_schedule(peak / warmup, peak, warmup - 1) if warmup > 1 else (
-        optax.constant_schedule(peak))
+    ramp = (
+        optax.linear_schedule(peak / warmup, peak, warmup - 1)
+        if warmup > 1
+        else (optax.constant_schedule(peak))
+    )
     return optax.join_schedules([ramp, after], [warmup])
 
 
@@ -96,12 +103,20 @@ def decay_mask(config: OptimizerConfig, params) -> object:
     return jax.tree_util.tree_map_with_path(keep, params)
 
 
-def make_optimizer(config: OptimizerConfig, num_steps: int,
-                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(
+    config: OptimizerConfig,
+    num_steps: int,
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """Clip → AdamW with masked decay; also returns the schedule for logging."""
     schedule = make_schedule(config, num_steps)
-    adamw = optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
-                        weight_decay=config.weight_decay, mask=lambda p: decay_mask(config, p))
+    adamw = optax.adamw(
+        schedule,
+        b1=config.b1,
+        b2=config.b2,
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+        mask=lambda p: decay_mask(config, p),
+    )
     if config.grad_clip:
         return optax.chain(optax.clip_by_global_norm(config.grad_clip), adamw), schedule
     return adamw, schedule

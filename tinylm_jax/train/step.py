@@ -14,8 +14,9 @@ Batch = dict[str, jax.Array]
 
 def token_losses(model: nn.Module, params: dict, batch: Batch) -> tuple[jax.Array, jax.Array]:
     """Per-token cross entropy [B, L] (nats) and its weights [B, L]."""
-    logits_BLV, _ = model.apply({"params": params}, batch["inputs"], batch["positions"],
-                                batch["segment_ids"])
+    logits_BLV, _ = model.apply(
+        {"params": params}, batch["inputs"], batch["positions"], batch["segment_ids"]
+    )
     losses_BL = optax.softmax_cross_entropy_with_integer_labels(logits_BLV, batch["targets"])
     return losses_BL, batch["weights"]
 
@@ -31,9 +32,15 @@ def _split_microbatches(batch: Batch, microbatches: int) -> Batch:
     return jax.tree_util.tree_map(split, batch)
 
 
-def train_step(state: TrainState, batch: Batch, *, model: nn.Module,
-               tx: optax.GradientTransformation, schedule: optax.Schedule,
-               microbatches: int = 1) -> tuple[TrainState, dict[str, jax.Array]]:
+def train_step(
+    state: TrainState,
+    batch: Batch,
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    microbatches: int = 1,
+) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step on the token-weighted mean loss, accumulating over microbatches."""
 
     def loss_sum(params: dict, micro: Batch) -> tuple[jax.Array, jax.Array]:
@@ -44,6 +51,7 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module,
     if microbatches == 1:
         (total_loss, total_weight), grads = grad_fn(state.params, batch)
     else:
+
         def accumulate(carry, micro):
             loss, weight, grads = carry
             (l_, w_), g_ = grad_fn(state.params, micro)
@@ -51,8 +59,10 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module,
 
         zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
         (total_loss, total_weight, grads), _ = jax.lax.scan(
-            accumulate, (jnp.zeros(()), jnp.zeros(()), zeros),
-            _split_microbatches(batch, microbatches))
+            accumulate,
+            (jnp.zeros(()), jnp.zeros(()), zeros),
+            _split_microbatches(batch, microbatches),
+        )
 
     denominator = jnp.maximum(total_weight, 1.0)
     grads = jax.tree_util.tree_map(lambda g: g / denominator, grads)
@@ -60,15 +70,20 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module,
     params = optax.apply_updates(state.params, updates)
     metrics = {
         "loss": total_loss / denominator,
-        "grad_norm": optax.global_norm(grads),
+        "grad_norm": optax.tree.norm(grads),
         "learning_rate": schedule(state.step),
         "tokens": total_weight,
     }
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def eval_step(params: dict, batch: Batch, byte_lengths_V: jax.Array, *, model: nn.Module,
-              ) -> dict[str, jax.Array]:
+def eval_step(
+    params: dict,
+    batch: Batch,
+    byte_lengths_V: jax.Array,
+    *,
+    model: nn.Module,
+) -> dict[str, jax.Array]:
     """Sums for held-out metrics: loss (nats), tokens and the UTF-8 bytes those tokens decode to."""
     losses, weights = token_losses(model, params, batch)
     return {

@@ -1,0 +1,67 @@
+"""Mesh sharding: same losses on 1 and 8 devices; unshardable configs fail up front."""
+
+import jax
+import numpy as np
+import pytest
+
+from tinylm_jax import config as config_lib
+from tinylm_jax.model.config import ConfigError
+from tinylm_jax.parallel.mesh import MeshConfig, make_mesh
+from tinylm_jax.train.loop import build_run, train
+
+from .helpers import tiny_run, train_losses
+
+TINY_MODEL = ["models/tiny_test.gin"]
+
+
+def test_eight_devices_are_visible():
+    assert jax.device_count() == 8
+
+
+def test_mesh_fills_the_minus_one_axis():
+    mesh = make_mesh(MeshConfig(data=-1, fsdp=2, tensor=2))
+    assert dict(mesh.shape) == {"data": 2, "fsdp": 2, "tensor": 2}
+    with pytest.raises(ConfigError, match="needs 12 devices"):
+        make_mesh(MeshConfig(data=3, fsdp=2, tensor=2))
+    with pytest.raises(ConfigError, match="only one axis"):
+        make_mesh(MeshConfig(data=-1, fsdp=-1))
+
+
+def test_one_and_eight_device_runs_give_the_same_losses(tmp_path, data_dir, gin_clean):
+    losses = {}
+    for name, mesh in [
+        ("one", ["MeshConfig.num_devices = 1", "MeshConfig.data = 1"]),
+        ("eight", ["MeshConfig.data = 2", "MeshConfig.fsdp = 2", "MeshConfig.tensor = 2"]),
+    ]:
+        config_lib.parse(TINY_MODEL, tiny_run(steps=5) + mesh)
+        train(tmp_path / name)
+        losses[name] = train_losses(tmp_path / name)
+    assert sorted(losses["one"]) == [1, 2, 3, 4, 5]
+    for step, loss in losses["one"].items():
+        assert losses["eight"][step] == pytest.approx(loss, rel=1e-5), step
+
+
+def test_heads_not_divisible_by_tensor_axis_fails_naming_both(gin_clean):
+    config_lib.parse(TINY_MODEL, ["ModelConfig.n_kv_heads = 1", "MeshConfig.tensor = 2"])
+    with pytest.raises(ConfigError, match=r"k_proj.*'kv_heads'.*n_kv_heads.*\('tensor',\)"):
+        build_run()
+
+
+def test_batch_not_divisible_by_data_axes_fails(gin_clean):
+    config_lib.parse(TINY_MODEL, ["TrainConfig.batch_size = 6", "MeshConfig.data = 8"])
+    with pytest.raises(ConfigError, match="batch_size.*not divisible"):
+        build_run()
+
+
+def test_params_are_sharded_by_the_rules(gin_clean):
+    config_lib.parse(
+        TINY_MODEL, ["MeshConfig.data = 2", "MeshConfig.fsdp = 2", "MeshConfig.tensor = 2"]
+    )
+    run = build_run()
+    spec = run.shardings.params["layers_0"]["mlp"]["up_proj"].spec
+    assert tuple(spec) == ("fsdp", "tensor")
+    assert tuple(run.shardings.params["token_embed"].spec) == ("tensor", "fsdp")
+    # Adam moments follow their parameters.
+    mu = run.shardings.opt_state[1][0].mu["layers_0"]["mlp"]["up_proj"].spec
+    assert tuple(mu) == ("fsdp", "tensor")
+    assert np.prod(list(run.mesh.shape.values())) == 8
