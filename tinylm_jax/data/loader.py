@@ -87,7 +87,7 @@ def make_train_loader(
     num_epochs: int | None = None,
     worker_count: int = 0,
 ) -> grain.DataLoader:
-    """A Grain DataLoader: global seeded shuffle per epoch, disjoint shards, batches.
+    """A Grain DataLoader: disjoint strided shards, a seeded shuffle per epoch, batches.
 
     Shards split the (optionally subset) records into `shard_count` disjoint
     parts that differ in size by at most one record; nothing is dropped except
@@ -97,16 +97,17 @@ def make_train_loader(
         raise DataError(f"batch_size must be positive; got {batch_size}.")
     if not 0 <= shard_index < shard_count:
         raise DataError(f"shard_index must be in [0, {shard_count}); got {shard_index}.")
-    if sequence_ids is not None:
-        source = SubsetSource(source, sequence_ids)
+    ids = np.arange(len(source)) if sequence_ids is None else sequence_ids
+    # Shard here rather than with Grain's ShardOptions, which (grain 0.2.18) drops a record
+    # per epoch when the record count is not divisible by the shard count.
+    source = SubsetSource(source, np.asarray(ids)[shard_index::shard_count])
     if len(source) == 0:
         raise DataError(
             "The training split has no packed records: add documents or lower "
             "DataConfig.validation_fraction."
         )
     if num_epochs is not None:
-        per_shard = len(source) // shard_count + (shard_index < len(source) % shard_count)
-        dropped = per_shard * num_epochs % batch_size
+        dropped = len(source) * num_epochs % batch_size
         if dropped:
             log.info(
                 "Shard %d drops the final partial batch (%d records) after %d epochs.",
@@ -116,9 +117,6 @@ def make_train_loader(
             )
     sampler = grain.samplers.IndexSampler(
         num_records=len(source),
-        shard_options=grain.sharding.ShardOptions(
-            shard_index=shard_index, shard_count=shard_count, drop_remainder=False
-        ),
         shuffle=True,
         num_epochs=num_epochs,
         seed=seed,
