@@ -1,0 +1,109 @@
+"""Sweeps: spec expansion into gin overrides, dry runs, and a real two-arm run with a report."""
+
+import json
+import sys
+
+import pytest
+
+from tinylm_jax import cli, sweep
+from tinylm_jax.model.config import ConfigError
+
+SPEC = """
+import ml_collections
+
+def get_config():
+    return ml_collections.ConfigDict({{
+        "name": "tiny",
+        "gin_files": ["models/tiny_test.gin"],
+        "params": {params},
+        "arms": [{{"name": "deep", "params": {{"ModelConfig": {{"n_layers": 2}}}}}},
+                 {{"name": "shallow", "params": {{"ModelConfig": {{"n_layers": 1}}}}}}],
+        "grid": {grid},
+    }})
+"""
+TINY_PARAMS = {
+    "DataConfig": {
+        "dataset": "python_stdlib",
+        "max_documents": 60,
+        "vocab_size": 512,
+        "validation_fraction": 0.05,
+    },
+    "TrainConfig": {
+        "num_steps": 2,
+        "batch_size": 8,
+        "seq_len": 32,
+        "log_every": 1,
+        "eval_steps": 1,
+    },
+    "CheckpointConfig": {"async_save": False},
+}
+
+
+def write_spec(tmp_path, params=None, grid=None):
+    path = tmp_path / "spec.py"
+    path.write_text(SPEC.format(params=params or {}, grid=grid or {}))
+    return path
+
+
+def test_arms_cross_the_grid_with_named_points(tmp_path):
+    spec = sweep.load_spec(
+        write_spec(
+            tmp_path,
+            params={"TrainConfig": {"seed": 3}},
+            grid={"ModelConfig": {"tie_embeddings": [True, False]}},
+        )
+    )
+    arms = sweep.expand(spec)
+    assert [a.name for a in arms] == [
+        "deep_tie_embeddings-True",
+        "deep_tie_embeddings-False",
+        "shallow_tie_embeddings-True",
+        "shallow_tie_embeddings-False",
+    ]
+    assert arms[3].gin_params == (
+        "TrainConfig.seed = 3",
+        "ModelConfig.n_layers = 1",
+        "ModelConfig.tie_embeddings = False",
+    )
+    assert arms[0].gin_files == ("models/tiny_test.gin",)
+
+
+def test_bad_specs_are_explained(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        sweep.load_spec(tmp_path / "missing.py")
+    spec = sweep.load_spec(write_spec(tmp_path, grid={"ModelConfig": {"d_model": []}}))
+    with pytest.raises(ConfigError, match="non-empty list"):
+        sweep.expand(spec)
+
+
+def test_dry_run_prints_runnable_commands(tmp_path, capsys):
+    spec_path = write_spec(tmp_path)
+    assert (
+        cli.main(
+            [
+                "sweep",
+                "run",
+                f"--spec={spec_path}",
+                f"--root={tmp_path}",
+                "--dry_run",
+                "--arm=shallow",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith(sys.executable)
+    assert f"--workdir={tmp_path}/tiny/shallow" in out[0]
+    assert "ModelConfig.n_layers = 1" in out[0]
+    assert cli.main(["sweep", "run", f"--spec={spec_path}", "--arm=nope", "--dry_run"]) == 2
+
+
+def test_two_arm_sweep_trains_and_reports(tmp_path, data_dir, capsys):
+    spec_path = write_spec(tmp_path, params=TINY_PARAMS)
+    assert cli.main(["sweep", "run", f"--spec={spec_path}", f"--root={tmp_path}"]) == 0
+    capsys.readouterr()
+    assert cli.main(["sweep", "report", f"--spec={spec_path}", f"--root={tmp_path}"]) == 0
+    table = capsys.readouterr().out
+    assert "| deep | ok | 2 |" in table and "| shallow | ok | 2 |" in table
+    rows = json.loads((tmp_path / "tiny" / "report.json").read_text())
+    assert all(r["eval_bits_per_byte"] > 0 for r in rows)

@@ -1,0 +1,156 @@
+"""Ablation sweeps: an ml_collections spec expands into runs, each a list of gin overrides.
+
+A spec is a Python file whose `get_config()` returns a ConfigDict:
+
+    name:       the sweep's name (a folder under the sweep root)
+    gin_files:  gin files every arm starts from
+    params:     {Configurable: {field: value}} bound in every arm
+    arms:       optional list of {name, params: {Configurable: {field: value}}}: hand-made
+                points (e.g. depth/width pairs at a fixed parameter budget)
+    grid:       optional {Configurable: {field: [values]}}: crossed with the arms (and with
+                each other) as a full grid
+
+Every arm is `tinylm train --workdir=ROOT/NAME/ARM --gin_file=... --gin_param=...`, so an arm
+can be rerun or resumed by hand with the command `tinylm sweep run --dry_run` prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import itertools
+import json
+import math
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import ml_collections
+
+from tinylm_jax.model.config import ConfigError
+
+REPORT_FIELDS = ("step", "loss", "eval_loss", "eval_bits_per_byte", "tokens_per_second", "mfu")
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    name: str
+    gin_files: tuple[str, ...]
+    gin_params: tuple[str, ...]
+
+    def command(self, workdir: Path) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "tinylm_jax.cli",
+            "train",
+            f"--workdir={workdir}",
+            *(f"--gin_file={f}" for f in self.gin_files),
+            *(f"--gin_param={p}" for p in self.gin_params),
+        ]
+
+
+def load_spec(path: str | Path) -> ml_collections.ConfigDict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep spec {path} not found; pass a Python file with get_config()")
+    module_spec = importlib.util.spec_from_file_location(f"tinylm_sweep_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"sweep spec {path} defines no get_config()")
+    return module.get_config()
+
+
+def _bindings(tree) -> list[tuple[str, object]]:
+    """{Configurable: {field: value}} -> [('Configurable.field', value)], in a stable order."""
+    if tree is None:
+        return []
+    tree = tree.to_dict() if isinstance(tree, ml_collections.ConfigDict) else dict(tree)
+    out = []
+    for configurable, fields in sorted(tree.items()):
+        if not isinstance(fields, dict):
+            raise ConfigError(
+                f"sweep spec: {configurable!r} must map field names to values, got {fields!r}"
+            )
+        out.extend((f"{configurable}.{field}", value) for field, value in sorted(fields.items()))
+    return out
+
+
+def _gin_value(value: object) -> str:
+    if isinstance(value, list):
+        value = tuple(value)
+    return repr(value)
+
+
+def _short(binding: str, value: object) -> str:
+    return f"{binding.split('.')[-1]}-{value}".replace("/", "_").replace(" ", "")
+
+
+def expand(spec: ml_collections.ConfigDict) -> list[Arm]:
+    """All arms of the sweep: hand-made arms (or one base arm) crossed with the grid."""
+    fixed = [f"{b} = {_gin_value(v)}" for b, v in _bindings(spec.get("params"))]
+    grid = _bindings(spec.get("grid"))
+    for binding, values in grid:
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"sweep spec: grid entry {binding} needs a non-empty list of values")
+    base_arms = list(spec.get("arms") or []) or [{"name": "", "params": {}}]
+    arms, names = [], set()
+    for base in base_arms:
+        base = base.to_dict() if isinstance(base, ml_collections.ConfigDict) else dict(base)
+        base_params = [f"{b} = {_gin_value(v)}" for b, v in _bindings(base.get("params"))]
+        for point in itertools.product(*(values for _, values in grid)):
+            grid_point = [(b, v) for (b, _), v in zip(grid, point, strict=True)]
+            name = "_".join([base.get("name", "")] + [_short(b, v) for b, v in grid_point])
+            name = name.strip("_") or "base"
+            if name in names:
+                raise ConfigError(f"sweep spec: two arms are both named {name!r}")
+            names.add(name)
+            params = fixed + base_params + [f"{b} = {_gin_value(v)}" for b, v in grid_point]
+            arms.append(Arm(name, tuple(spec.get("gin_files") or ()), tuple(params)))
+    return arms
+
+
+def run(arms: Iterable[Arm], root: Path, dry_run: bool = False) -> dict[str, int]:
+    """Runs arms one after another (each resumes if already started); returns exit codes."""
+    codes = {}
+    for arm in arms:
+        command = arm.command(root / arm.name)
+        print(shlex.join(command), flush=True)
+        if not dry_run:
+            codes[arm.name] = subprocess.run(command, check=False).returncode
+            if codes[arm.name]:
+                print(f"arm {arm.name} failed with exit code {codes[arm.name]}", flush=True)
+    return codes
+
+
+def summarize(workdir: Path) -> dict[str, float | str]:
+    """Final training and eval metrics of one arm, from its metrics.jsonl."""
+    path = workdir / "metrics.jsonl"
+    row: dict[str, float | str] = {"arm": workdir.name}
+    if not path.exists():
+        return {**row, "status": "not started"}
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        row.update({k: record[k] for k in REPORT_FIELDS if k in record})
+    return {**row, "status": "ok"}
+
+
+def report(arms: Iterable[Arm], root: Path) -> list[dict]:
+    """One row per arm; also written to ROOT/report.json and ROOT/report.md."""
+    rows = [summarize(root / arm.name) for arm in arms]
+    (root / "report.json").write_text(json.dumps(rows, indent=2))
+    columns = ["arm", "status", *REPORT_FIELDS]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
+    (root / "report.md").write_text("\n".join(lines) + "\n")
+    return rows
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return "" if value is None else str(value)
