@@ -46,15 +46,24 @@ def _workdir_config(workdir: str) -> Path:
 def cmd_train(args: argparse.Namespace) -> int:
     from tinylm_jax.parallel.distributed import maybe_initialize
 
-    maybe_initialize(args.coordinator_address, args.num_processes, args.process_id)
+    maybe_initialize(
+        args.coordinator_address,
+        args.num_processes,
+        args.process_id,
+        heartbeat_timeout_seconds=args.heartbeat_timeout_seconds,
+    )
     saved = Path(args.workdir) / "config.gin"
     # Resuming: the saved operative config first, so the run continues as it was configured.
     config_lib.parse(
         args.gin_file, args.gin_param, workdir_config=saved if saved.exists() else None
     )
-    from tinylm_jax.train.loop import train
+    from tinylm_jax.train.loop import PREEMPTED_EXIT_CODE, Preempted, train
 
-    train(args.workdir)
+    try:
+        train(args.workdir)
+    except Preempted as preempted:
+        print(f"tinylm train: {preempted}", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
     return 0
 
 
@@ -62,7 +71,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     config_lib.parse(args.gin_file, args.gin_param, workdir_config=_workdir_config(args.workdir))
     from tinylm_jax.train.loading import evaluate_workdir
 
-    print(json.dumps(evaluate_workdir(args.workdir, args.eval_steps)))
+    print(json.dumps(evaluate_workdir(args.workdir, args.eval_steps, args.task)))
+    return 0
+
+
+def cmd_export_hf(args: argparse.Namespace) -> int:
+    config_lib.parse(args.gin_file, args.gin_param, workdir_config=_workdir_config(args.workdir))
+    from tinylm_jax.interop.export import export_workdir
+
+    files = export_workdir(args.workdir, args.out)
+    print(json.dumps({"out": args.out, "files": files}))
+    return 0
+
+
+def cmd_import_hf(args: argparse.Namespace) -> int:
+    from tinylm_jax.interop import import_hf
+
+    # The checkpoint fixes the architecture: its ModelConfig bindings come last.
+    defaults, model = import_hf.gin_bindings(args.hf_dir, args.workdir)
+    config_lib.parse(args.gin_file, defaults + args.gin_param + model)
+    print(json.dumps(import_hf.import_hf(args.hf_dir, args.workdir)))
     return 0
 
 
@@ -106,6 +134,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from tinylm_jax.parallel.distributed import maybe_initialize
+
+    maybe_initialize(args.coordinator_address, args.num_processes, args.process_id)
+    config_lib.parse(args.gin_file, args.gin_param)
+    from tinylm_jax.train.bench import bench, summary
+
+    result = bench(steps=args.steps, warmup_steps=args.warmup_steps, seed=args.seed)
+    print(summary(result))
+    print(json.dumps(result.as_dict()), flush=True)
+    return 0
+
+
 def cmd_tokenizer_train(args: argparse.Namespace) -> int:
     config_lib.parse(args.gin_file, args.gin_param)
     from tinylm_jax.data.config import DataConfig
@@ -116,6 +157,50 @@ def cmd_tokenizer_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tokenizer_compress(args: argparse.Namespace) -> int:
+    config_lib.parse(args.gin_file, args.gin_param)
+    from tinylm_jax.data.config import DataConfig
+    from tinylm_jax.data.pipeline import train_tokenizer_for
+    from tinylm_jax.model.config import ModelConfig
+    from tinylm_jax.recipe import tokenizer_compression
+
+    data_config = DataConfig()
+    report = tokenizer_compression.compress_corpus(
+        data_config,
+        args.tokenizer or train_tokenizer_for(data_config),
+        args.out,
+        vocab_size=args.vocab_size,
+        coverage=args.coverage,
+        model_config=ModelConfig(),
+        sample_documents=args.sample_documents,
+    )
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(tokenizer_compression.format_report(report))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from tinylm_jax import sweep
+
+    spec = sweep.load_spec(args.spec)
+    arms = sweep.expand(spec)
+    if args.arm:
+        unknown = set(args.arm) - {a.name for a in arms}
+        if unknown:
+            raise ConfigError(f"no arm named {sorted(unknown)}; arms: {[a.name for a in arms]}")
+        arms = [a for a in arms if a.name in args.arm]
+    root = Path(args.root) / spec.name
+    if args.sweep_command == "run":
+        codes = sweep.run(arms, root, dry_run=args.dry_run)
+        return 1 if any(codes.values()) else 0
+    root.mkdir(parents=True, exist_ok=True)
+    rows = sweep.report(arms, root)
+    print((root / "report.md").read_text(), end="")
+    return 0 if rows else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinylm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -124,15 +209,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workdir", required=True)
     _add_gin_flags(train)
     _add_distributed_flags(train)
+    train.add_argument(
+        "--heartbeat_timeout_seconds",
+        type=int,
+        default=None,
+        help="multi-process: exit this long after a peer process dies (default: JAX's, 100)",
+    )
     train.set_defaults(fn=cmd_train)
 
-    evaluate = commands.add_parser("eval", help="held-out loss, perplexity, bits per byte")
+    evaluate = commands.add_parser(
+        "eval", help="held-out loss, perplexity, bits per byte; multiple-choice tasks"
+    )
     evaluate.add_argument("--workdir", required=True)
     evaluate.add_argument(
         "--eval_steps",
         type=int,
         default=None,
-        help="batches to evaluate (default: the whole validation split)",
+        help="batches to evaluate (default: the whole validation split; 0 skips held-out eval)",
+    )
+    evaluate.add_argument(
+        "--task",
+        action="append",
+        default=[],
+        help='multiple-choice JSONL task ({"context", "choices", "answer"} per line; repeatable)',
     )
     _add_gin_flags(evaluate)
     evaluate.set_defaults(fn=cmd_eval)
@@ -155,12 +254,74 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gin_flags(info)
     info.set_defaults(fn=cmd_info)
 
+    bench = commands.add_parser(
+        "bench", help="compiled train-step throughput, MFU, step times, compile time, memory"
+    )
+    bench.add_argument("--steps", type=int, default=20, help="timed steps")
+    bench.add_argument("--warmup_steps", type=int, default=2, help="untimed steps after compiling")
+    bench.add_argument("--seed", type=int, default=0, help="seed of the synthetic token batch")
+    _add_gin_flags(bench)
+    _add_distributed_flags(bench)
+    bench.set_defaults(fn=cmd_bench)
+
     tokenizer = commands.add_parser("tokenizer", help="SentencePiece tokenizers")
     tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", required=True)
     tok_train = tokenizer_commands.add_parser("train", help="train one on DataConfig's corpus")
     tok_train.add_argument("--out", required=True, help="path of the .model to write")
     _add_gin_flags(tok_train)
     tok_train.set_defaults(fn=cmd_tokenizer_train)
+    tok_compress = tokenizer_commands.add_parser(
+        "compress",
+        help="PanGu-style pruning to the most frequent pieces; writes tokenizer.model, "
+        "id_map.npy/.json and report.json",
+    )
+    tok_compress.add_argument(
+        "--tokenizer", help="the big .model to prune (default: DataConfig's tokenizer)"
+    )
+    target = tok_compress.add_mutually_exclusive_group(required=True)
+    target.add_argument("--vocab_size", type=int, help="exact size of the compressed tokenizer")
+    target.add_argument(
+        "--coverage", type=float, help="smallest size whose pieces cover this fraction of tokens"
+    )
+    tok_compress.add_argument("--out", required=True, help="output directory")
+    tok_compress.add_argument(
+        "--sample_documents",
+        type=int,
+        default=2000,
+        help="training documents re-encoded to measure tokens per byte before/after",
+    )
+    tok_compress.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_gin_flags(tok_compress)
+    tok_compress.set_defaults(fn=cmd_tokenizer_compress)
+
+    sweep = commands.add_parser("sweep", help="ablation sweeps from an ml_collections spec")
+    sweep_commands = sweep.add_subparsers(dest="sweep_command", required=True)
+    for name, text in [
+        ("run", "train every arm (resuming started ones)"),
+        ("report", "final metrics of every arm as a table"),
+    ]:
+        sub = sweep_commands.add_parser(name, help=text)
+        sub.add_argument("--spec", required=True, help="Python file with get_config()")
+        sub.add_argument("--root", default="runs/sweeps", help="arms go to ROOT/NAME/ARM")
+        sub.add_argument("--arm", action="append", default=[], help="only these arms")
+        if name == "run":
+            sub.add_argument("--dry_run", action="store_true", help="print the commands only")
+        sub.set_defaults(fn=cmd_sweep)
+    export_hf = commands.add_parser(
+        "export-hf", help="write a workdir as a Hugging Face LlamaForCausalLM directory"
+    )
+    export_hf.add_argument("--workdir", required=True)
+    export_hf.add_argument("--out", required=True, help="new directory for the HF files")
+    _add_gin_flags(export_hf)
+    export_hf.set_defaults(fn=cmd_export_hf)
+
+    import_hf = commands.add_parser(
+        "import-hf", help="turn a local Hugging Face Llama-family checkpoint into a workdir"
+    )
+    import_hf.add_argument("--hf_dir", required=True, help="config.json + safetensors (+ index)")
+    import_hf.add_argument("--workdir", required=True, help="new workdir to write")
+    _add_gin_flags(import_hf)
+    import_hf.set_defaults(fn=cmd_import_hf)
     return parser
 
 

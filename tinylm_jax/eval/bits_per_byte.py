@@ -14,7 +14,10 @@ def token_byte_lengths(tokenizer_path: str, vocab_size: int) -> np.ndarray:
     """[V] float32: UTF-8 bytes each id contributes to decoded text.
 
     Byte-fallback pieces are one byte, control/unknown/unused pieces none, and `▁` decodes to a
-    space. Ids past the tokenizer's size (padding of the model's vocab) contribute none.
+    space. Ids past the tokenizer's size (padding of the model's vocab) contribute none. So the
+    bytes of a token sequence are those of its decoded text, exactly for our tokenizers (no
+    dummy prefix); a dummy-prefix tokenizer (e.g. an imported Llama one) counts one extra byte
+    per document, the prefix space that decoding drops.
     """
     processor = spm.SentencePieceProcessor(model_file=tokenizer_path)
     lengths = np.zeros(vocab_size, np.float32)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tinylm_jax.model.config import ConfigError
 from tinylm_jax.model.transformer import Transformer, init_kv_cache
 
 
@@ -20,13 +21,27 @@ class SamplingConfig:
     top_p: float = 1.0
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        checks = {
+            "max_new_tokens": self.max_new_tokens >= 1,
+            "temperature": self.temperature >= 0,
+            "top_k": self.top_k >= 0,
+            "top_p": 0 < self.top_p <= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(
+                    f"--{name}={getattr(self, name)} is out of range (max_new_tokens >= 1, "
+                    "temperature >= 0, top_k >= 0, 0 < top_p <= 1)"
+                )
+
 
 def sample_logits(logits_BV: jax.Array, rng: jax.Array, config: SamplingConfig) -> jax.Array:
     """Next token ids [B] from the last position's logits."""
     if config.temperature == 0:
         return jnp.argmax(logits_BV, axis=-1).astype(jnp.int32)
     logits_BV = logits_BV / config.temperature
-    if config.top_k:
+    if config.top_k and config.top_k < logits_BV.shape[-1]:
         kth = jax.lax.top_k(logits_BV, config.top_k)[0][:, -1:]
         logits_BV = jnp.where(logits_BV < kth, -jnp.inf, logits_BV)
     if config.top_p < 1.0:
@@ -34,6 +49,7 @@ def sample_logits(logits_BV: jax.Array, rng: jax.Array, config: SamplingConfig) 
         cumulative = jnp.cumsum(jax.nn.softmax(sorted_BV, axis=-1), axis=-1)
         # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
         cutoff_index = jnp.sum(cumulative < config.top_p, axis=-1, keepdims=True)
+        cutoff_index = jnp.minimum(cutoff_index, logits_BV.shape[-1] - 1)  # rounding of the sum
         cutoff = jnp.take_along_axis(sorted_BV, cutoff_index, axis=-1)
         logits_BV = jnp.where(logits_BV < cutoff, -jnp.inf, logits_BV)
     return jax.random.categorical(rng, logits_BV, axis=-1).astype(jnp.int32)
@@ -45,9 +61,14 @@ def _generate(
     params: dict,
     tokens_BP: jax.Array,
     pad_B: jax.Array,
+    seed: jax.Array,
     config: SamplingConfig,
     eos_id: int,
 ) -> jax.Array:
+    """Completion ids [B, max_new_tokens] (EOS-filled after each row's first EOS).
+
+    `config.seed` is ignored (it is 0 here so that seeds share one compilation); `seed` is used.
+    """
     B, P = tokens_BP.shape
     S = P + config.max_new_tokens
     valid_BS = jnp.arange(S)[None, :] >= pad_B[:, None]
@@ -61,7 +82,7 @@ def _generate(
         cache_index=jnp.int32(0),
         kv_valid_BS=valid_BS,
     )
-    rng = jax.random.key(config.seed)
+    rng = jax.random.key(seed)
     first = sample_logits(logits[:, -1], jax.random.fold_in(rng, 0), config)
     out_BN = jnp.zeros((B, config.max_new_tokens), jnp.int32).at[:, 0].set(first)
 
@@ -110,8 +131,11 @@ def generate(
     pads = np.array([longest - len(p) for p in prompts], np.int32)
     for row, prompt in enumerate(prompts):
         tokens[row, pads[row] :] = prompt
+    static = dataclasses.replace(config, seed=0)
     out = np.asarray(
-        _generate(model, params, jnp.asarray(tokens), jnp.asarray(pads), config, eos_id)
+        _generate(
+            model, params, jnp.asarray(tokens), jnp.asarray(pads), config.seed, static, eos_id
+        )
     )
     completions = []
     for row in out.tolist():

@@ -1,9 +1,16 @@
-"""Multi-process start-up: `jax.distributed.initialize` when a run spans several processes."""
+"""Multi-process start-up (`jax.distributed.initialize`) and preemption notices.
+
+Failure handling: every process sends heartbeats to the coordinator; when one dies, the
+others are terminated by JAX's runtime (non-zero exit, "another task died" in the log) within
+about `heartbeat_timeout_seconds` instead of hanging in a collective.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 
 import jax
 
@@ -21,22 +28,32 @@ def maybe_initialize(
     num_processes: int | None = None,
     process_id: int | None = None,
     local_device_ids: list[int] | None = None,
+    heartbeat_timeout_seconds: int | None = None,
 ) -> None:
     """Joins the distributed runtime when explicit flags or a cluster environment ask for it.
 
     Explicit coordinator flags win; otherwise a SLURM/TPU-pod/MPI environment with more than
     one task triggers JAX's auto-detection. A single plain process does nothing.
+    `heartbeat_timeout_seconds` (None: JAX's default, 100) bounds how long the survivors of a
+    dead process keep waiting.
     """
+    timeouts = {}
+    if heartbeat_timeout_seconds is not None:
+        timeouts["heartbeat_timeout_seconds"] = heartbeat_timeout_seconds
     if coordinator_address is not None:
         if num_processes is None or process_id is None:
             raise ValueError("--coordinator_address needs --num_processes and --process_id too")
         # Only the CPU backend reads this; it must be set before any backend starts.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(
-            coordinator_address, num_processes, process_id, local_device_ids=local_device_ids
+            coordinator_address,
+            num_processes,
+            process_id,
+            local_device_ids=local_device_ids,
+            **timeouts,
         )
     elif any(os.environ.get(name) for name in _CLUSTER_ENV) and _cluster_size() > 1:
-        jax.distributed.initialize()
+        jax.distributed.initialize(**timeouts)
     else:
         return
     logging.info(
@@ -54,3 +71,45 @@ def _cluster_size() -> int:
             return int(os.environ[name])
     hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
     return len(hosts.split(",")) if hosts else 2
+
+
+class PreemptionWatcher:
+    """Notices SIGTERM (what TPU/GPU schedulers send before evicting a job).
+
+    `should_stop(step)` is called after every step by every process and is True at the same
+    step on all of them: multi-process runs use JAX's preemption sync manager (its SIGTERM
+    notifier and the coordination service agree on a step); a single process uses a Python
+    signal handler. Neither costs a host-device sync. Use as a context manager.
+    """
+
+    def __init__(self) -> None:
+        self._received = False
+        self._previous = None
+        self._sync_manager = None
+        if jax.process_count() > 1:
+            from jax._src import distributed
+
+            self._sync_manager = distributed.global_state.preemption_sync_manager
+            if self._sync_manager is None:
+                logging.warning("JAX's preemption service is off; SIGTERM is not handled")
+
+    def __enter__(self) -> PreemptionWatcher:
+        # Python handlers can only be installed from the main thread; elsewhere (a run driven
+        # from a worker thread) SIGTERM keeps its default action.
+        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+    def _on_sigterm(self, signum, frame) -> None:
+        logging.warning("SIGTERM received: stopping after the current step")
+        self._received = True
+
+    def should_stop(self, step: int) -> bool:
+        if self._sync_manager is not None:
+            return bool(self._sync_manager.reached_sync_point(step))
+        return self._received

@@ -1,28 +1,72 @@
-"""Orbax checkpoints of a run: train state, data iterator state and run metadata."""
+"""Orbax checkpoints of a run: train state, data iterator state and run metadata.
+
+A checkpoint is `DIR/checkpoints/<step>/` with three items: `state` (the TrainState: params,
+optimizer state, step, RNG), `data` (Grain iterator state, one file per process) and
+`metadata` (JSON: tokenizer fingerprint, operative gin config, `rounds` schedule, ...).
+Orbax writes each step under a temporary name and renames it when complete, so a run killed
+mid-save leaves `<step>.orbax-checkpoint-tmp*`, which is ignored and cleaned up. A complete
+but damaged step (truncated or garbled files) fails to restore; `restore_latest` reports it
+and falls back to the previous step.
+
+`load_params` / `inherit_params` read another run's params (optionally some subtrees under
+other names): the hook for `CheckpointConfig.init_from` and for parameter inheritance.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import gin
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
+from tinylm_jax.model.config import ConfigError
 from tinylm_jax.train.state import TrainState
+
+log = logging.getLogger(__name__)
+
+TMP_MARKER = ".orbax-checkpoint-tmp"
 
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class CheckpointConfig:
-    """Save every `every_steps`; keep the newest `keep` plus every `keep_period`-th step."""
+    """Saving, retention and initialization from another run.
+
+    Attributes:
+      every_steps: save every this many steps (and always at the end).
+      keep: keep the newest `keep` checkpoints ...
+      keep_period: ... plus every step divisible by `keep_period` (None: none extra).
+      async_save: write in a background thread while training goes on.
+      init_from: another run's workdir; a run with no checkpoint of its own starts from its
+        params (optimizer state and step start fresh).
+      init_step: the step of `init_from` to read (None: its latest).
+      init_mapping: {target prefix: source prefix} over '/'-joined param paths, e.g.
+        `{'layers_0': 'layers_0', 'layers_1': 'layers_5', 'token_embed': 'token_embed'}`;
+        only mapped params are read, the rest keep their fresh init. None: every param,
+        same names. '' as a key or value means the whole tree.
+    """
 
     every_steps: int = 500
     keep: int = 3
     keep_period: int | None = None
     async_save: bool = True
+    init_from: str | None = None
+    init_step: int | None = None
+    init_mapping: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.every_steps <= 0 or self.keep <= 0:
+            raise ConfigError(
+                f"CheckpointConfig.every_steps and .keep must be positive; got {self}"
+            )
 
 
 def checkpoint_dir(workdir: str | Path) -> Path:
@@ -34,6 +78,7 @@ def make_manager(workdir: str | Path, config: CheckpointConfig) -> ocp.Checkpoin
         max_to_keep=config.keep,
         keep_period=config.keep_period,
         enable_async_checkpointing=config.async_save,
+        cleanup_tmp_directories=True,
         create=True,
     )
     return ocp.CheckpointManager(
@@ -54,6 +99,8 @@ def save(
     metadata: dict,
     force: bool = False,
 ) -> bool:
+    """Starts saving `state` at its step (async if configured); device→host copies finish
+    before this returns, so the caller may donate `state` to the next step right away."""
     step = int(jax.device_get(state.step))
     args = {"state": ocp.args.StandardSave(state), "metadata": ocp.args.JsonSave(metadata)}
     if data_iterator is not None:
@@ -62,18 +109,258 @@ def save(
 
 
 def restore_latest(
-    manager: ocp.CheckpointManager, abstract: TrainState, shardings: TrainState, data_iterator
+    manager: ocp.CheckpointManager,
+    abstract: TrainState,
+    shardings: TrainState,
+    data_iterator,
+    set_aside_damaged: bool = False,
 ) -> tuple[TrainState, dict] | None:
-    """Restores the newest checkpoint onto `shardings` (any mesh), or None if there is none."""
-    step = manager.latest_step()
-    if step is None:
-        return None
+    """Restores the newest good checkpoint onto `shardings` (any mesh), or None if none.
+
+    Incomplete saves are ignored. A damaged step (unreadable or truncated files) is reported
+    with its path and the previous step is tried; with `set_aside_damaged` (a resuming
+    trainer) process 0 then moves the damaged steps to `DIR/damaged_checkpoints/`, so those
+    steps can be saved again. A checkpoint of another model, optimizer or process count is a
+    ConfigError, never "damaged"; so is a directory where no step can be restored.
+    """
+    directory = Path(manager.directory)
+    _report_incomplete(directory)
     target = jax.tree_util.tree_map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
     )
-    args = {"state": ocp.args.StandardRestore(target), "metadata": ocp.args.JsonRestore()}
-    if data_iterator is not None:
-        args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-    restored = manager.restore(step, args=ocp.args.Composite(**args))
-    logging.info("restored checkpoint at step %d from %s", step, manager.directory)
-    return restored["state"], restored["metadata"]
+    damaged = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        path = directory / str(step)
+        error = None
+        try:
+            _check_compatible(manager, step, path, abstract, data_iterator is not None)
+            args = {"state": ocp.args.StandardRestore(target), "metadata": ocp.args.JsonRestore()}
+            # Imported checkpoints (`tinylm import-hf`) hold no data state: data starts afresh.
+            if data_iterator is not None and (path / "data").is_dir():
+                args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+            restored = manager.restore(step, args=ocp.args.Composite(**args))
+        except ConfigError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure to read a step means "damaged"
+            error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"[:400]
+        if _all_processes_ok(error is None):
+            log.info("restored checkpoint at step %d from %s", step, path)
+            if set_aside_damaged:
+                for bad in damaged:
+                    _set_aside(bad)
+                if damaged:
+                    manager.reload()
+            return restored["state"], restored["metadata"]
+        reason = error or "failed on another process"
+        log.warning("damaged checkpoint %s is skipped (%s)", path, reason)
+        if jax.process_index() == 0:
+            print(f"damaged checkpoint skipped: {path} ({reason})", flush=True)
+        damaged.append(path)
+    if damaged:
+        raise ConfigError(
+            f"no checkpoint in {directory} can be restored; damaged: {[str(p) for p in damaged]}."
+            " Move that directory away to start over."
+        )
+    return None
+
+
+def _shapes(tree) -> dict[str, tuple]:
+    """'/'-joined path -> shape of every array leaf (the naming Orbax's metadata uses)."""
+    out = {}
+    for keypath, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if getattr(leaf, "shape", None) is None:
+            continue
+        names = [str(getattr(k, "name", getattr(k, "key", getattr(k, "idx", k)))) for k in keypath]
+        out["/".join(names)] = tuple(leaf.shape)
+    return out
+
+
+def _check_compatible(
+    manager: ocp.CheckpointManager, step: int, path: Path, abstract: TrainState, with_data: bool
+) -> None:
+    """ConfigError if step `step` holds another run's state rather than a damaged one of ours."""
+    saved = _shapes(manager.item_metadata(step)["state"].tree)
+    expected = _shapes(abstract)
+    if saved != expected:
+        diffs = [
+            f"{k}: checkpoint {saved.get(k, 'absent')} vs run {expected.get(k, 'absent')}"
+            for k in sorted(set(saved) | set(expected), key=lambda k: (k[:7] != "params/", k))
+            if saved.get(k) != expected.get(k)
+        ]
+        raise ConfigError(
+            f"checkpoint {path} does not match this run's model/optimizer ({len(diffs)} "
+            f"differences: {'; '.join(diffs[:8])}). Resume without overriding model or "
+            "optimizer settings, or train in a new --workdir."
+        )
+    data_dir = path / "data"
+    if with_data and data_dir.is_dir():
+        mine = data_dir / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+        others = sorted(p.name for p in data_dir.glob("process_*-of-*.json"))
+        if not mine.exists() and others:
+            raise ConfigError(
+                f"checkpoint {path} was written by a run with another process count "
+                f"({others[0]}); resume it with that many processes."
+            )
+
+
+def _report_incomplete(directory: Path) -> None:
+    if jax.process_index() != 0 or not directory.exists():
+        return
+    for path in sorted(directory.glob(f"*{TMP_MARKER}*")):
+        log.warning("incomplete checkpoint %s (a save was interrupted) is ignored", path)
+
+
+def _all_processes_ok(ok: bool) -> bool:
+    """True only if every process succeeded, so that all of them fall back together."""
+    if jax.process_count() == 1:
+        return ok
+    from jax.experimental import multihost_utils
+
+    return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
+
+
+def _set_aside(path: Path) -> None:
+    if jax.process_index() == 0:
+        dest = path.parent.parent / "damaged_checkpoints" / f"{path.name}-{int(time.time())}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), str(dest))
+        log.warning("moved damaged checkpoint %s to %s", path, dest)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("tinylm_set_aside_damaged_checkpoint")
+
+
+# --- Params of another run ------------------------------------------------------------------
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p for p in parts if p)
+
+
+def _flatten(tree, prefix: str = "") -> dict[str, object]:
+    if isinstance(tree, Mapping):
+        out = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, _join(prefix, str(key))))
+        return out
+    return {prefix: tree}
+
+
+def _unflatten(flat: Mapping[str, object]) -> dict:
+    tree: dict = {}
+    for path, value in flat.items():
+        node = tree
+        *parents, leaf = path.split("/")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def _under(path: str, prefix: str) -> bool:
+    return not prefix or path == prefix or path.startswith(prefix + "/")
+
+
+def _latest_step(workdir: Path) -> int:
+    steps = sorted(
+        int(p.name) for p in checkpoint_dir(workdir).glob("*") if p.is_dir() and p.name.isdigit()
+    )
+    if not steps:
+        raise ConfigError(
+            f"no checkpoint in {checkpoint_dir(workdir)}: init_from needs a trained workdir"
+        )
+    return steps[-1]
+
+
+def load_params(
+    workdir: str | Path, step: int | None = None, prefixes: list[str] | None = None
+) -> tuple[dict, int]:
+    """(params of another run as a nested dict of numpy arrays, the step they are from).
+
+    Reads only the subtrees under `prefixes` ('/'-joined param paths; None: all), straight
+    from the files: no gin config, mesh or optimizer state of that run is needed.
+    """
+    workdir = Path(workdir)
+    step = _latest_step(workdir) if step is None else step
+    path = checkpoint_dir(workdir) / str(step) / "state"
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist: check the init_from workdir and step")
+    checkpointer = ocp.PyTreeCheckpointer()
+    try:
+        saved = checkpointer.metadata(path).item_metadata.tree
+    except Exception as e:  # noqa: BLE001 - unreadable metadata: report path and cause
+        raise ConfigError(f"cannot read the checkpoint {path}: {e}") from None
+    available = _flatten(saved.get("params", {}))
+    wanted = [p for p in available if prefixes is None or any(_under(p, pre) for pre in prefixes)]
+    missing = [pre for pre in prefixes or [] if not any(_under(p, pre) for p in available)]
+    if missing:
+        raise ConfigError(f"{path} has no params under {missing}; it has {sorted(available)[:40]}")
+    target = {"params": _unflatten({p: np.zeros(available[p].shape, np.float32) for p in wanted})}
+    restore_args = jax.tree_util.tree_map(
+        lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target
+    )
+    try:
+        restored = checkpointer.restore(
+            path,
+            args=ocp.args.PyTreeRestore(
+                item=target, restore_args=restore_args, partial_restore=True
+            ),
+        )
+    except Exception as e:  # noqa: BLE001 - damaged files: report the path and the cause
+        first_line = (str(e).splitlines() or [type(e).__name__])[0][:300]
+        raise ConfigError(f"cannot read params from {path}: {first_line}") from None
+    return restored["params"], step
+
+
+def _source_path(path: str, mapping: Mapping[str, str]) -> str | None:
+    """The source path `mapping` assigns to target param `path` (longest prefix wins)."""
+    keys = [k for k in mapping if _under(path, k)]
+    if not keys:
+        return None
+    key = max(keys, key=len)
+    return _join(mapping[key], path[len(key) :].lstrip("/"))
+
+
+def inherit_params(
+    params: dict, source: dict, mapping: Mapping[str, str] | None = None
+) -> tuple[dict, list[str]]:
+    """`params` with the mapped leaves replaced by `source`'s (cast to the target dtype).
+
+    Returns (new params, target paths replaced). Missing source names or mismatched shapes
+    raise one ConfigError listing all of them. Leaves keep their type: jax arrays are placed
+    with the target leaf's sharding, so this works on a sharded (multi-process) state.
+    """
+    mapping = {"": ""} if mapping is None else dict(mapping)
+    flat_target, flat_source = _flatten(params), _flatten(source)
+    unused = [k for k in mapping if not any(_under(p, k) for p in flat_target)]
+    problems = [f"mapping key {k!r} matches no param of this model" for k in unused]
+    pairs = {}
+    for path, leaf in flat_target.items():
+        src = _source_path(path, mapping)
+        if src is None:
+            continue
+        if src not in flat_source:
+            problems.append(f"{path} <- {src}: not in the source checkpoint")
+        elif tuple(flat_source[src].shape) != tuple(leaf.shape):
+            shape = tuple(flat_source[src].shape)
+            problems.append(f"{path} {tuple(leaf.shape)} <- {src} {shape}: shapes differ")
+        else:
+            pairs[path] = src
+    if problems:
+        raise ConfigError(
+            "cannot initialize from the source params:\n  "
+            + "\n  ".join(problems)
+            + "\nFix CheckpointConfig.init_mapping (target prefix -> source prefix) or the model."
+        )
+    new = dict(flat_target)
+    for path, src in pairs.items():
+        value = np.asarray(flat_source[src]).astype(flat_target[path].dtype)
+        new[path] = _like(flat_target[path], value)
+    return _unflatten(new), sorted(pairs)
+
+
+def _like(leaf, value: np.ndarray):
+    if isinstance(leaf, jax.Array):
+        return jax.make_array_from_callback(value.shape, leaf.sharding, lambda index: value[index])
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
@@ -10,6 +11,7 @@ from tinylm_jax.data import pipeline
 from tinylm_jax.data.config import DataConfig
 from tinylm_jax.data.errors import DataError
 from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.eval import multiple_choice
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.eval.generate import SamplingConfig, generate
 from tinylm_jax.model.config import ConfigError
@@ -32,8 +34,30 @@ def load_workdir(workdir: str | Path) -> tuple[Run, dict, Tokenizer]:
     return run, restored[0].params, Tokenizer.from_file(str(tokenizer_path))
 
 
-def evaluate_workdir(workdir: str | Path, eval_steps: int | None) -> dict[str, float]:
+def evaluate_workdir(
+    workdir: str | Path, eval_steps: int | None, task_paths: Sequence[str] = ()
+) -> dict:
+    """Held-out loss / perplexity / bits per byte (skipped when `eval_steps` is 0), plus
+    `tasks`: {name: {acc, acc_norm, n}} for each multiple-choice JSONL task given."""
+    if eval_steps == 0 and not task_paths:
+        raise ConfigError("nothing to evaluate: --eval_steps=0 skips held-out eval; add --task")
+    tasks = [multiple_choice.load_task(p) for p in task_paths]  # fail before loading a model
+    names = [t.name for t in tasks]
     run, params, tokenizer = load_workdir(workdir)
+    result: dict = {}
+    if eval_steps != 0:
+        result.update(_heldout(workdir, run, params, tokenizer, eval_steps))
+    if tasks:
+        result["tasks"] = {
+            (t.name if names.count(t.name) == 1 else str(p)): multiple_choice.score_task(
+                run, params, tokenizer, t
+            )
+            for t, p in zip(tasks, task_paths, strict=True)
+        }
+    return result
+
+
+def _heldout(workdir, run: Run, params, tokenizer: Tokenizer, eval_steps: int | None) -> dict:
     data = pipeline.prepare_data(DataConfig(), run.train_config.seq_len)
     pipeline.check_vocab(data.tokenizer, run.model_config.vocab_size)
     if data.tokenizer.fingerprint != tokenizer.fingerprint:

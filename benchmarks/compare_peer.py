@@ -1,0 +1,121 @@
+"""tinylm vs the PyTorch peer on the same config, alternating runs so machine noise cancels.
+
+  python benchmarks/compare_peer.py --gin_file=experiments/demo.gin [--rounds 3] [--steps 20]
+
+Each round runs `tinylm bench` and then `benchmarks/peer_torch.py` (order swapped on odd
+rounds), each in its own subprocess so neither shares threads or warm caches with the other.
+Prints one line per run, a summary, and ends with one JSON line: the median tokens/s of each
+side, `ratio` = tinylm / peer of the medians, the per-round ratios, and MFU of both (the peer's
+computed with tinylm's FLOPs per token and the peak tinylm measured on this host).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PEER = Path(__file__).resolve().parent / "peer_torch.py"
+
+
+def last_json_line(output: str) -> dict:
+    for line in reversed(output.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise ValueError("no JSON line in the output")
+
+
+def run_side(command: list[str], env: dict[str, str], timeout: float) -> dict:
+    proc = subprocess.run(
+        command, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+    if proc.returncode:
+        raise SystemExit(
+            f"compare_peer: {' '.join(command)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
+        )
+    return last_json_line(proc.stdout)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--gin_file", action="append", default=[])
+    parser.add_argument("--gin_param", action="append", default=[])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup_steps", type=int, default=2)
+    parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"), help="peer attention")
+    parser.add_argument(
+        "--xla_flags",
+        default="",
+        help="XLA_FLAGS for the tinylm side (replaces the inherited value; default none)",
+    )
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
+    args = parser.parse_args(argv)
+
+    gin = [f"--gin_file={f}" for f in args.gin_file] + [f"--gin_param={p}" for p in args.gin_param]
+    steps = [f"--steps={args.steps}", f"--warmup_steps={args.warmup_steps}"]
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    )
+    jax_env = dict(env, XLA_FLAGS=args.xla_flags)
+    jax_env.setdefault("JAX_PLATFORMS", "cpu")
+    peer_env = dict(env, JAX_PLATFORMS="cpu")  # the peer only parses gin; keep JAX off devices
+    sides = {
+        "tinylm": ([sys.executable, "-m", "tinylm_jax.cli", "bench", *gin, *steps], jax_env),
+        "peer": ([sys.executable, str(PEER), *gin, *steps, f"--attn={args.attn}"], peer_env),
+    }
+    results: dict[str, list[dict]] = {"tinylm": [], "peer": []}
+    for r in range(args.rounds):
+        order = ("tinylm", "peer") if r % 2 == 0 else ("peer", "tinylm")
+        for side in order:
+            command, side_env = sides[side]
+            result = run_side(command, side_env, args.timeout)
+            results[side].append(result)
+            print(
+                f"round {r + 1} {side:>6}: {result['tokens_per_second']:>10,.0f} tokens/s  "
+                f"step p50 {1e3 * result['step_time_p50_s']:8.1f} ms",
+                flush=True,
+            )
+
+    tps = {side: [x["tokens_per_second"] for x in runs] for side, runs in results.items()}
+    median = {side: statistics.median(values) for side, values in tps.items()}
+    jax_last = results["tinylm"][-1]
+    peak_total = jax_last["peak_flops_per_device"] * jax_last["num_devices"]
+    summary = {
+        "ratio": median["tinylm"] / median["peer"],
+        "round_ratios": [a / b for a, b in zip(tps["tinylm"], tps["peer"], strict=True)],
+        "tinylm_tokens_per_second": median["tinylm"],
+        "peer_tokens_per_second": median["peer"],
+        "tinylm_mfu": jax_last["flops_per_token"] * median["tinylm"] / peak_total,
+        "peer_mfu": jax_last["flops_per_token"] * median["peer"] / peak_total,
+        "tinylm_runs": tps["tinylm"],
+        "peer_runs": tps["peer"],
+        "tinylm_peak_rss_bytes": max(x["peak_rss_bytes"] for x in results["tinylm"]),
+        "peer_peak_rss_bytes": max(x["peak_rss_bytes"] for x in results["peer"]),
+        "params": jax_last["params"],
+        "peer_params": results["peer"][-1]["params"],
+        "batch_size": jax_last["batch_size"],
+        "seq_len": jax_last["seq_len"],
+        "rounds": args.rounds,
+        "steps": args.steps,
+        "peer": results["peer"][-1]["peer"],
+    }
+    print(
+        f"tinylm {median['tinylm']:,.0f} tokens/s (MFU {100 * summary['tinylm_mfu']:.1f}%) vs "
+        f"peer {median['peer']:,.0f} tokens/s (MFU {100 * summary['peer_mfu']:.1f}%): "
+        f"ratio {summary['ratio']:.2f}x (median of {args.rounds} alternating rounds)"
+    )
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

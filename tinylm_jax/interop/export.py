@@ -1,0 +1,59 @@
+"""`tinylm export-hf`: a workdir's newest params as a Hugging Face `LlamaForCausalLM` directory."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import jax
+
+from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.interop import hf_tokenizer, llama, safetensors_io
+from tinylm_jax.model.config import ConfigError, ModelConfig
+from tinylm_jax.train import checkpoint as ckpt
+
+
+def export_params(
+    params: Mapping,
+    config: ModelConfig,
+    tokenizer: Tokenizer,
+    out_dir: str | Path,
+    max_shard_bytes: int = 4 * 1024**3,
+) -> list[str]:
+    """Writes config.json, generation_config.json, safetensors and tokenizer files; their names."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ConfigError(f"{out_dir} is not empty; choose a new --out directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ConfigError(
+            f"tokenizer has {tokenizer.vocab_size} pieces but ModelConfig.vocab_size is "
+            f"{config.vocab_size}"
+        )
+    model_config = llama.hf_config(config, tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id)
+    generation_config = {
+        "bos_token_id": tokenizer.bos_id,
+        "eos_token_id": tokenizer.eos_id,
+        "pad_token_id": tokenizer.pad_id,
+    }
+    for name, content in (
+        ("config.json", model_config),
+        ("generation_config.json", generation_config),
+    ):
+        (out_dir / name).write_text(json.dumps(content, indent=2) + "\n")
+    tensors = llama.to_hf(jax.device_get(params), config)
+    files = safetensors_io.write_tensors(tensors, out_dir, max_shard_bytes)
+    files += hf_tokenizer.write_hf_tokenizer(tokenizer, out_dir, config.max_seq_len)
+    return ["config.json", "generation_config.json", *files]
+
+
+def export_workdir(workdir: str | Path, out_dir: str | Path) -> list[str]:
+    """Exports the newest params of `workdir`, whose config.gin gin must already hold.
+
+    Reads only the params (no optimizer state, no mesh), so it needs little memory.
+    """
+    workdir = Path(workdir)
+    params, _ = ckpt.load_params(workdir)
+    tokenizer = Tokenizer.from_file(workdir / "tokenizer.model")
+    return export_params(params, ModelConfig(), tokenizer, out_dir)

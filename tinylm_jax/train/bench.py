@@ -1,0 +1,210 @@
+"""Training-step benchmark: compiled-step throughput, MFU, step-time percentiles, memory.
+
+The step is the run's own jitted `train_step` (from `build_run`), fed one synthetic batch of
+random tokens that is already on the devices, so neither data loading nor host→device copies
+are in the step figure; compilation is timed separately (`lower(...).compile()`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import sys
+import time
+
+import jax
+import numpy as np
+
+from tinylm_jax.model.counting import flops_per_token
+from tinylm_jax.parallel import rules as rules_lib
+from tinylm_jax.train.loop import Run, build_run, run_context
+from tinylm_jax.train.metrics import peak_flops_per_device
+from tinylm_jax.train.state import init_state
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchResult:
+    """One benchmark of the configured run; `as_dict` is the JSON line `tinylm bench` prints."""
+
+    tokens_per_second: float
+    mfu: float
+    step_time_s: float  # mean over the timed steps (= tokens per step / tokens_per_second)
+    step_time_p50_s: float
+    step_time_p90_s: float
+    compile_s: float
+    init_s: float
+    peak_memory_bytes: int
+    memory_source: str  # which measurement `peak_memory_bytes` is (see `peak_memory`)
+    peak_rss_bytes: int
+    compiled_memory: dict[str, int]
+    steps: int
+    warmup_steps: int
+    batch_size: int
+    seq_len: int
+    tokens_per_step: int
+    flops_per_token: float
+    peak_flops_per_device: float
+    num_devices: int
+    mesh: dict[str, int]
+    platform: str
+    device_kind: str
+    params: int
+    final_loss: float
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def synthetic_batch(run: Run, seed: int = 0) -> dict[str, jax.Array]:
+    """A global batch of uniform random tokens, one document per row, laid out on the mesh."""
+    tc = run.train_config
+    B, L = tc.batch_size, tc.seq_len
+    rng = np.random.default_rng(seed)
+    tokens_BL1 = rng.integers(0, run.model_config.vocab_size, (B, L + 1), dtype=np.int32)
+    host = {
+        "inputs": tokens_BL1[:, :-1],
+        "targets": tokens_BL1[:, 1:],
+        "segment_ids": np.ones((B, L), np.int32),
+        "positions": np.broadcast_to(np.arange(L, dtype=np.int32), (B, L)),
+        "weights": np.ones((B, L), np.float32),
+    }
+    sharding = rules_lib.batch_sharding(run.mesh, run.rules)
+    return {k: jax.device_put(np.ascontiguousarray(v), sharding) for k, v in host.items()}
+
+
+def compiled_memory(compiled) -> dict[str, int]:
+    """Sizes XLA planned for the executable (per device); empty where the backend has none."""
+    try:
+        analysis = compiled.memory_analysis()
+    except (NotImplementedError, AttributeError, RuntimeError):
+        return {}
+    if analysis is None:
+        return {}
+    fields = ("argument", "output", "alias", "temp", "generated_code")
+    sizes = {f"{f}_bytes": int(getattr(analysis, f"{f}_size_in_bytes", 0)) for f in fields}
+    # Donated state aliases the output, so it is live once, not twice.
+    sizes["total_bytes"] = (
+        sizes["argument_bytes"]
+        + sizes["output_bytes"]
+        - sizes["alias_bytes"]
+        + sizes["temp_bytes"]
+        + sizes["generated_code_bytes"]
+    )
+    return sizes
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+def peak_memory(compiled_sizes: dict[str, int]) -> tuple[int, str]:
+    """(bytes, source): the allocator's peak on accelerators; XLA's plan for the step on CPU.
+
+    CPU devices have no allocator statistics, so there the figure is the compiled step's
+    memory analysis (arguments + outputs - donated aliases + temporaries, per device) times
+    the local device count; the process's peak RSS is reported beside it.
+    """
+    stats = [d.memory_stats() or {} for d in jax.local_devices()]
+    peaks = [s.get("peak_bytes_in_use") for s in stats]
+    if all(p is not None for p in peaks) and peaks:
+        return int(max(peaks)), "device_memory_stats.peak_bytes_in_use (max over devices)"
+    if compiled_sizes:
+        total = compiled_sizes["total_bytes"] * jax.local_device_count()
+        return int(total), "compiled.memory_analysis (all local devices)"
+    return peak_rss_bytes(), "process_peak_rss"
+
+
+def _time_steps(step_fn, state, batch, steps: int):
+    """Runs `steps` steps keeping one in flight; returns (state, completion times, last loss).
+
+    Waiting on step i-1's metrics after dispatching step i keeps the device busy while the
+    host records time, so per-step intervals are device time, not dispatch round trips.
+    """
+    times = [time.perf_counter()]
+    pending = None
+    for _ in range(steps):
+        state, metrics = step_fn(state, batch)
+        if pending is not None:
+            jax.block_until_ready(pending)
+            times.append(time.perf_counter())
+        pending = metrics
+    loss = float(jax.device_get(pending["loss"]))
+    times.append(time.perf_counter())
+    return state, np.asarray(times), loss
+
+
+def bench(steps: int = 20, warmup_steps: int = 2, seed: int = 0) -> BenchResult:
+    """Benchmarks the train step of the run configured by gin (model, train, mesh, optimizer)."""
+    if steps < 1 or warmup_steps < 0:
+        raise ValueError(f"need steps >= 1 and warmup_steps >= 0, got {steps}, {warmup_steps}")
+    run = build_run()
+    tc = run.train_config
+    with run_context(run):
+        start = time.perf_counter()
+        state = init_state(run.init_fn, tc.seed, run.shardings)
+        batch = synthetic_batch(run, seed)
+        jax.block_until_ready((state, batch))
+        init_s = time.perf_counter() - start
+
+        start = time.perf_counter()
+        compiled = run.train_step.lower(state, batch).compile()
+        compile_s = time.perf_counter() - start
+
+        if warmup_steps:
+            state, _, _ = _time_steps(compiled, state, batch, warmup_steps)
+        state, times, loss = _time_steps(compiled, state, batch, steps)
+
+    intervals = np.diff(times)
+    elapsed = times[-1] - times[0]
+    tokens_per_step = tc.batch_size * tc.seq_len
+    tps = steps * tokens_per_step / elapsed
+    flops = flops_per_token(run.model_config, tc.seq_len)
+    peak = peak_flops_per_device()
+    sizes = compiled_memory(compiled)
+    memory, source = peak_memory(sizes)
+    device = jax.devices()[0]
+    return BenchResult(
+        tokens_per_second=tps,
+        mfu=flops * tps / (peak * jax.device_count()),
+        step_time_s=elapsed / steps,
+        step_time_p50_s=float(np.percentile(intervals, 50)),
+        step_time_p90_s=float(np.percentile(intervals, 90)),
+        compile_s=compile_s,
+        init_s=init_s,
+        peak_memory_bytes=memory,
+        memory_source=source,
+        peak_rss_bytes=peak_rss_bytes(),
+        compiled_memory=sizes,
+        steps=steps,
+        warmup_steps=warmup_steps,
+        batch_size=tc.batch_size,
+        seq_len=tc.seq_len,
+        tokens_per_step=tokens_per_step,
+        flops_per_token=flops,
+        peak_flops_per_device=peak,
+        num_devices=jax.device_count(),
+        mesh=dict(run.mesh.shape),
+        platform=device.platform,
+        device_kind=device.device_kind,
+        params=sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params)),
+        final_loss=loss,
+    )
+
+
+def summary(result: BenchResult) -> str:
+    """The human-readable lines printed before the JSON line."""
+    mib = 1024**2
+    return (
+        f"{result.params:,} params | batch {result.batch_size} x seq {result.seq_len} | "
+        f"{result.num_devices} {result.platform} device(s) ({result.device_kind}), "
+        f"mesh {result.mesh}\n"
+        f"compile {result.compile_s:.2f}s | init {result.init_s:.2f}s | "
+        f"{result.steps} steps after {result.warmup_steps} warm-up\n"
+        f"{result.tokens_per_second:,.0f} tokens/s | MFU {100 * result.mfu:.1f}% | step "
+        f"mean {1e3 * result.step_time_s:.1f} ms, p50 {1e3 * result.step_time_p50_s:.1f} ms, "
+        f"p90 {1e3 * result.step_time_p90_s:.1f} ms\n"
+        f"peak memory {result.peak_memory_bytes / mib:,.1f} MiB ({result.memory_source}); "
+        f"process peak RSS {result.peak_rss_bytes / mib:,.1f} MiB"
+    )
