@@ -22,7 +22,8 @@ from tinylm_jax.train.loop import FAULT_ENV, PREEMPTED_EXIT_CODE
 
 from .helpers import tiny_run, train_losses
 
-STEPS = 8
+# Long enough that a preemption noticed at step 5 is agreed on by both processes before the end.
+STEPS = 16
 FLAGS = ["--gin_file=models/tiny_test.gin"] + [
     f"--gin_param={p}"
     for p in tiny_run(steps=STEPS)
@@ -121,7 +122,7 @@ def reference(tmp_path_factory, data_dir, cache) -> Path:
         cache,
         extra=[
             "--gin_param=CheckpointConfig.every_steps = 1",
-            "--gin_param=CheckpointConfig.keep = 8",
+            f"--gin_param=CheckpointConfig.keep = {STEPS}",
         ],
     )
     assert code == 0, out[-3000:]
@@ -139,11 +140,11 @@ def test_killed_mid_save_and_preempted_run_resumes_bit_exactly(reference, cache,
 
     code, out = train_once(workdir, cache, fault="TERM@6")
     assert code == PREEMPTED_EXIT_CODE, out[-3000:]
-    assert "training 8 steps from step 2" in out and "SIGTERM: saved step 6" in out
+    assert f"training {STEPS} steps from step 2" in out and "SIGTERM: saved step 6" in out
     assert steps_saved(workdir)[-1] == 6
 
     code, out = train_once(workdir, cache)
-    assert code == 0 and "training 8 steps from step 6" in out, out[-3000:]
+    assert code == 0 and f"training {STEPS} steps from step 6" in out, out[-3000:]
     assert train_losses(workdir) == train_losses(reference)  # every step, exactly
     for a, b in zip(params_at(workdir, STEPS), params_at(reference, STEPS), strict=True):
         assert np.array_equal(a, b)
