@@ -32,6 +32,11 @@ def _add_distributed_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coordinator_address", help="host:port of process 0 (multi-process)")
     parser.add_argument("--num_processes", type=int)
     parser.add_argument("--process_id", type=int)
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-process run found by JAX's cluster auto-detection (TPU pods, SLURM)",
+    )
 
 
 def _workdir_config(workdir: str) -> Path:
@@ -51,6 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.num_processes,
         args.process_id,
         heartbeat_timeout_seconds=args.heartbeat_timeout_seconds,
+        auto_detect=args.distributed,
     )
     saved = Path(args.workdir) / "config.gin"
     # Resuming: the saved operative config first, so the run continues as it was configured.
@@ -137,7 +143,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from tinylm_jax.parallel.distributed import maybe_initialize
 
-    maybe_initialize(args.coordinator_address, args.num_processes, args.process_id)
+    maybe_initialize(
+        args.coordinator_address, args.num_processes, args.process_id, auto_detect=args.distributed
+    )
     config_lib.parse(args.gin_file, args.gin_param)
     from tinylm_jax.train.bench import bench, summary
 

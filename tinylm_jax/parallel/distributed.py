@@ -29,11 +29,13 @@ def maybe_initialize(
     process_id: int | None = None,
     local_device_ids: list[int] | None = None,
     heartbeat_timeout_seconds: int | None = None,
+    auto_detect: bool = False,
 ) -> None:
     """Joins the distributed runtime when explicit flags or a cluster environment ask for it.
 
-    Explicit coordinator flags win; otherwise a SLURM/TPU-pod/MPI environment with more than
-    one task triggers JAX's auto-detection. A single plain process does nothing.
+    Explicit coordinator flags win; otherwise `auto_detect` (`--distributed`: Cloud TPU VMs,
+    where no environment variable announces the slice) or a SLURM/TPU-pod/MPI environment with
+    more than one task triggers JAX's cluster auto-detection. Otherwise nothing happens.
     `heartbeat_timeout_seconds` (None: JAX's default, 100) bounds how long the survivors of a
     dead process keep waiting.
     """
@@ -52,7 +54,7 @@ def maybe_initialize(
             local_device_ids=local_device_ids,
             **timeouts,
         )
-    elif any(os.environ.get(name) for name in _CLUSTER_ENV) and _cluster_size() > 1:
+    elif auto_detect or (any(os.environ.get(n) for n in _CLUSTER_ENV) and _cluster_size() > 1):
         jax.distributed.initialize(**timeouts)
     else:
         return
