@@ -6,6 +6,8 @@ F FFN width, V vocabulary.
 
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -18,6 +20,19 @@ KVCache = tuple[Array, Array]  # (k_BSKH, v_BSKH) of one layer; S is the cache l
 
 def _normal(std: float, axes: tuple[str, ...]):
     return nn.with_logical_partitioning(nn.initializers.normal(std), axes)
+
+
+def project(x: Array, kernel: Array, n_contract: int = 1) -> Array:
+    """Contracts x's last `n_contract` dims with kernel's first ones: [..., *in] -> [..., *out].
+
+    Runs as one 2-D matmul over flattened tokens, [B*L, prod(in)] @ [prod(in), prod(out)]:
+    XLA:CPU computes the weight gradient of a dot that contracts over (batch, length) several
+    times slower than the same 2-D dot (docs/performance.md), and accelerators are indifferent.
+    """
+    in_shape, out_shape = kernel.shape[:n_contract], kernel.shape[n_contract:]
+    lead_shape = x.shape[: x.ndim - n_contract]
+    y = x.reshape(-1, math.prod(in_shape)) @ kernel.reshape(math.prod(in_shape), -1)
+    return y.reshape(lead_shape + out_shape)
 
 
 def output_init_std(config: ModelConfig) -> float:
@@ -87,7 +102,7 @@ class Attention(nn.Module):
             kernel = self.param(
                 name, _normal(cfg.init_std, ("embed", axis, "kv")), (D, heads, H), cfg.weight_dtype
             )
-            return jnp.einsum("bld,dnh->blnh", x_BLD, kernel.astype(cfg.compute_dtype))
+            return project(x_BLD, kernel.astype(cfg.compute_dtype))
 
         q_BLNH = rotary(proj("q_proj", N, "heads"), positions_BL, cfg.rope_theta)
         k_BLKH = rotary(proj("k_proj", K, "kv_heads"), positions_BL, cfg.rope_theta)
@@ -122,7 +137,7 @@ class Attention(nn.Module):
             (N, H, D),
             cfg.weight_dtype,
         )
-        out_BLD = jnp.einsum("blnh,nhd->bld", out_BLNH, o_kernel.astype(cfg.compute_dtype))
+        out_BLD = project(out_BLNH, o_kernel.astype(cfg.compute_dtype), n_contract=2)
         return out_BLD, kv_cache
 
 
@@ -139,15 +154,15 @@ class Mlp(nn.Module):
                 cfg.compute_dtype
             )
 
-        up_BLF = x_BLD @ kernel("up_proj", (D, F), ("embed", "mlp"), cfg.init_std)
+        up_BLF = project(x_BLD, kernel("up_proj", (D, F), ("embed", "mlp"), cfg.init_std))
         if cfg.gated:
-            gate_BLF = x_BLD @ kernel("gate_proj", (D, F), ("embed", "mlp"), cfg.init_std)
+            gate_BLF = project(x_BLD, kernel("gate_proj", (D, F), ("embed", "mlp"), cfg.init_std))
             act = nn.silu if cfg.activation == "swiglu" else nn.gelu
             h_BLF = act(gate_BLF) * up_BLF
         else:
             h_BLF = nn.gelu(up_BLF) if cfg.activation == "gelu" else nn.relu(up_BLF)
         h_BLF = nn.with_logical_constraint(h_BLF, ("act_batch", "act_length", "act_mlp"))
-        return h_BLF @ kernel("down_proj", (F, D), ("mlp", "embed"), output_init_std(cfg))
+        return project(h_BLF, kernel("down_proj", (F, D), ("mlp", "embed"), output_init_std(cfg)))
 
 
 class Block(nn.Module):

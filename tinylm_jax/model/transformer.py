@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from tinylm_jax.model.config import ModelConfig
-from tinylm_jax.model.layers import Block, KVCache, RMSNorm, _normal, attention_mask
+from tinylm_jax.model.layers import Block, KVCache, RMSNorm, _normal, attention_mask, project
 
 Array = jax.Array
 KV_CACHE_AXES = ("layers", "act_batch", "act_length", "act_kv_heads", None)
@@ -98,7 +98,7 @@ class Transformer(nn.Module):
                 (cfg.d_model, cfg.vocab_size),
                 cfg.weight_dtype,
             )
-        logits_BLV = jnp.einsum("bld,dv->blv", x_BLD, head_DV.astype(cfg.compute_dtype))
+        logits_BLV = project(x_BLD, head_DV.astype(cfg.compute_dtype))
         logits_BLV = nn.with_logical_constraint(
             logits_BLV, ("act_batch", "act_length", "act_vocab")
         )
