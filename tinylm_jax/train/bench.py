@@ -15,6 +15,7 @@ import time
 import jax
 import numpy as np
 
+from tinylm_jax.model.config import ConfigError
 from tinylm_jax.model.counting import flops_per_token
 from tinylm_jax.parallel import rules as rules_lib
 from tinylm_jax.train.loop import Run, build_run, run_context
@@ -138,7 +139,9 @@ def _time_steps(step_fn, state, batch, steps: int):
 def bench(steps: int = 20, warmup_steps: int = 2, seed: int = 0) -> BenchResult:
     """Benchmarks the train step of the run configured by gin (model, train, mesh, optimizer)."""
     if steps < 1 or warmup_steps < 0:
-        raise ValueError(f"need steps >= 1 and warmup_steps >= 0, got {steps}, {warmup_steps}")
+        raise ConfigError(
+            f"tinylm bench needs --steps >= 1 and --warmup_steps >= 0; got {steps}, {warmup_steps}"
+        )
     run = build_run()
     tc = run.train_config
     with run_context(run):

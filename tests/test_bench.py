@@ -1,0 +1,103 @@
+"""`tinylm bench` (its JSON contract, on a sharded mesh and for every named config that fits
+this host) and the PyTorch peer comparison run end to end."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gin
+import pytest
+
+from tinylm_jax import cli
+from tinylm_jax import config as config_lib
+
+REPO = Path(__file__).resolve().parent.parent
+CONTRACT_KEYS = ("tokens_per_second", "mfu", "step_time_s", "compile_s", "peak_memory_bytes")
+SMALL_BATCH = ["TrainConfig.batch_size = 8", "TrainConfig.seq_len = 32"]
+# Named configs whose params + AdamW state exceed this are not run here (1B+ ones need ~16 GiB
+# before activations); `tinylm info` and test_model_config check those without allocating.
+CI_STATE_BUDGET_BYTES = 2 * 1024**3
+
+
+def last_json(text: str) -> dict:
+    return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
+
+
+def run_bench(capsys, gin_file: str, params: list[str], steps: int = 2) -> dict:
+    args = ["bench", f"--gin_file={gin_file}", f"--steps={steps}", "--warmup_steps=1"]
+    assert cli.main(args + [f"--gin_param={p}" for p in params]) == 0
+    return last_json(capsys.readouterr().out)
+
+
+def test_bench_json_contract_on_a_sharded_mesh(capsys, gin_clean):
+    mesh = ["MeshConfig.data = 2", "MeshConfig.fsdp = 2", "MeshConfig.tensor = 2"]
+    result = run_bench(capsys, "models/tiny_test.gin", SMALL_BATCH + mesh, steps=3)
+    for key in CONTRACT_KEYS:
+        assert result[key] is not None and result[key] > 0, key
+    assert result["mesh"] == {"data": 2, "fsdp": 2, "tensor": 2}
+    assert result["num_devices"] == 8 and result["platform"] == "cpu"
+    assert result["tokens_per_step"] == 8 * 32 and result["steps"] == 3
+    # The mean step time is the timed tokens over the throughput, not a separate clock.
+    assert result["step_time_s"] == pytest.approx(
+        result["tokens_per_step"] / result["tokens_per_second"]
+    )
+    assert result["step_time_p50_s"] <= result["step_time_p90_s"]
+    assert result["mfu"] == pytest.approx(
+        result["flops_per_token"]
+        * result["tokens_per_second"]
+        / (result["peak_flops_per_device"] * result["num_devices"])
+    )
+    assert math.isfinite(result["final_loss"])
+    assert result["compiled_memory"]["total_bytes"] > 0
+
+
+def named_model_configs() -> list[str]:
+    return sorted(p.name for p in (REPO / "configs" / "models").glob("*.gin"))
+
+
+@pytest.mark.parametrize("name", named_model_configs())
+def test_every_named_config_that_fits_benches(name, capsys, gin_clean):
+    from tinylm_jax.model.config import ModelConfig
+    from tinylm_jax.model.counting import model_stats
+
+    config_lib.parse([f"models/{name}"], [])
+    stats = model_stats(ModelConfig())
+    gin.clear_config()
+    if stats.train_state_bytes > CI_STATE_BUDGET_BYTES:
+        pytest.skip(f"{name}: {stats.train_state_bytes / 2**30:.1f} GiB of params + AdamW state")
+    fsdp = ["MeshConfig.data = 1", "MeshConfig.fsdp = -1"]  # 8 devices share, not replicate
+    result = run_bench(capsys, f"models/{name}", SMALL_BATCH + fsdp, steps=1)
+    assert result["params"] == stats.total_params
+    assert result["tokens_per_second"] > 0 and math.isfinite(result["final_loss"])
+
+
+def test_bench_rejects_bad_step_counts(capsys, gin_clean):
+    assert cli.main(["bench", "--gin_file=models/tiny_test.gin", "--steps=0"]) == 2
+    assert "--steps >= 1" in capsys.readouterr().err
+
+
+def test_peer_comparison_runs_end_to_end_and_prints_its_ratio():
+    params = SMALL_BATCH + ["TrainConfig.num_steps = 10"]
+    command = [
+        sys.executable,
+        str(REPO / "benchmarks" / "compare_peer.py"),
+        "--gin_file=models/tiny_test.gin",
+        *[f"--gin_param={p}" for p in params],
+        "--rounds=2",
+        "--steps=2",
+        "--warmup_steps=1",
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = last_json(proc.stdout)
+    assert "ratio" in proc.stdout.splitlines()[-2]
+    assert summary["params"] == summary["peer_params"]  # the same model on both sides
+    assert len(summary["tinylm_runs"]) == len(summary["peer_runs"]) == 2
+    assert summary["ratio"] == pytest.approx(
+        summary["tinylm_tokens_per_second"] / summary["peer_tokens_per_second"]
+    )
+    assert summary["peer"]["transformers"] and summary["batch_size"] == 8
