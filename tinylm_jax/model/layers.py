@@ -26,8 +26,9 @@ def project(x: Array, kernel: Array, n_contract: int = 1) -> Array:
     """Contracts x's last `n_contract` dims with kernel's first ones: [..., *in] -> [..., *out].
 
     Runs as one 2-D matmul over flattened tokens, [B*L, prod(in)] @ [prod(in), prod(out)]:
-    XLA:CPU computes the weight gradient of a dot that contracts over (batch, length) several
-    times slower than the same 2-D dot (docs/performance.md), and accelerators are indifferent.
+    XLA:CPU computed the weight gradient of a dot contracting over (batch, length) ~2.6x slower
+    than the same 2-D dot (docs/performance.md). The reshapes only merge leading row-major dims,
+    so they move no data and keep batch and head shardings intact.
     """
     in_shape, out_shape = kernel.shape[:n_contract], kernel.shape[n_contract:]
     lead_shape = x.shape[: x.ndim - n_contract]
