@@ -32,14 +32,10 @@ def load_configs(gin_files: list[str], gin_params: list[str]):
 
     logging.disable(logging.ERROR)  # gin logs every include-path candidate it misses
     try:
-        config_lib.parse(gin_files, gin_params)
+        config = config_lib.parse(gin_files, gin_params)
     finally:
         logging.disable(logging.NOTSET)
-    from tinylm_jax.model.config import ModelConfig
-    from tinylm_jax.train.loop import TrainConfig
-    from tinylm_jax.train.optimizer import OptimizerConfig
-
-    return ModelConfig(), TrainConfig(), OptimizerConfig()
+    return config.model, config.train, config.optimizer
 
 
 def llama_config(model_config, attn: str):

@@ -55,16 +55,14 @@ def test_bench_json_contract_on_a_sharded_mesh(capsys, gin_clean):
 
 
 def named_model_configs() -> list[str]:
-    return sorted(p.name for p in (REPO / "configs" / "models").glob("*.gin"))
+    return sorted(p.name for p in (config_lib.CONFIGS_DIR / "models").glob("*.gin"))
 
 
 @pytest.mark.parametrize("name", named_model_configs())
 def test_every_named_config_that_fits_benches(name, capsys, gin_clean):
-    from tinylm_jax.model.config import ModelConfig
     from tinylm_jax.model.counting import model_stats
 
-    config_lib.parse([f"models/{name}"], [])
-    stats = model_stats(ModelConfig())
+    stats = model_stats(config_lib.parse([f"models/{name}"], []).model)
     gin.clear_config()
     if stats.train_state_bytes > CI_STATE_BUDGET_BYTES:
         pytest.skip(f"{name}: {stats.train_state_bytes / 2**30:.1f} GiB of params + AdamW state")

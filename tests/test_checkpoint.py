@@ -12,10 +12,11 @@ import pytest
 
 from tinylm_jax import config as config_lib
 from tinylm_jax.data import pipeline
-from tinylm_jax.data.config import DataConfig
-from tinylm_jax.model.config import ConfigError
+from tinylm_jax.errors import ConfigError
+from tinylm_jax.run import build_run
 from tinylm_jax.train import checkpoint as ckpt
-from tinylm_jax.train.loop import build_run, train
+from tinylm_jax.train.config import CheckpointConfig
+from tinylm_jax.train.loop import train
 
 from .helpers import tiny_run
 
@@ -25,9 +26,9 @@ ONE_DEVICE = ["MeshConfig.num_devices = 1", "MeshConfig.fsdp = 1"]
 QUIET = ["TrainConfig.eval_steps = 0", "peak_flops_per_device.override = 1e9"]
 
 
-def parse(*params: str, steps: int = 4) -> None:
+def parse(*params: str, steps: int = 4) -> config_lib.RunConfig:
     """The tiny run on 8 devices, fsdp=8 (one mesh for all, so compiled code is reused)."""
-    config_lib.parse(
+    return config_lib.parse(
         TINY_MODEL,
         tiny_run(steps=steps) + QUIET + FSDP8 + ["CheckpointConfig.every_steps = 2", *params],
     )
@@ -35,9 +36,8 @@ def parse(*params: str, steps: int = 4) -> None:
 
 def restore(workdir: Path, *mesh: str, data_iterator=None, set_aside: bool = False):
     """(run, state, metadata) of `workdir`'s newest good checkpoint on the mesh `mesh`."""
-    parse(*mesh)
-    run = build_run()
-    manager = ckpt.make_manager(workdir, ckpt.CheckpointConfig())
+    run = build_run(parse(*mesh))
+    manager = ckpt.make_manager(workdir, run.config.checkpoint)
     restored = ckpt.restore_latest(
         manager, run.abstract, run.shardings, data_iterator, set_aside_damaged=set_aside
     )
@@ -58,8 +58,7 @@ def assert_bitwise_equal(a, b) -> None:
 def trained(tmp_path_factory, data_dir) -> Path:
     """A 4-step run on 8 devices, fsdp=8 (params sharded 8 ways), checkpoints at 2 and 4."""
     workdir = tmp_path_factory.mktemp("ckpt") / "run"
-    parse()
-    train(workdir)
+    train(parse(), workdir)
     gin.clear_config()
     return workdir
 
@@ -68,7 +67,7 @@ def test_metadata_and_retention(trained, gin_clean):
     assert sorted(int(p.name) for p in (trained / "checkpoints").iterdir()) == [2, 4]
     _, state, metadata = restore(trained)
     assert int(state.step) == 4 and metadata["step"] == 4
-    assert metadata["rounds"] == {} and metadata["process_count"] == 1
+    assert metadata["process_count"] == 1
     assert metadata["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}
     assert "MeshConfig.fsdp = 8" in metadata["gin_config"]
     assert metadata["tokenizer_fingerprint"]
@@ -84,7 +83,7 @@ def test_restore_8_devices_fsdp8_onto_1_device(trained, gin_clean):
 
 def test_restore_1_device_onto_4_devices_fsdp4(trained, gin_clean, tmp_path):
     _, one, metadata = restore(trained, *ONE_DEVICE)
-    manager = ckpt.make_manager(tmp_path, ckpt.CheckpointConfig(async_save=False))
+    manager = ckpt.make_manager(tmp_path, CheckpointConfig(async_save=False))
     ckpt.save(manager, one, None, metadata)  # a checkpoint written from 1 device
     manager.close()
     run, four, _ = restore(tmp_path, "MeshConfig.num_devices = 4", "MeshConfig.fsdp = 4")
@@ -95,8 +94,7 @@ def test_restore_1_device_onto_4_devices_fsdp4(trained, gin_clean, tmp_path):
 
 
 def test_resumed_data_iterator_yields_the_uninterrupted_batches(trained, gin_clean):
-    parse()
-    data = pipeline.prepare_data(DataConfig(), 32)
+    data = pipeline.prepare_data(parse().data, 32)
     uninterrupted = pipeline.make_train_iterator(data, 8, seed=0)
     expected = [next(uninterrupted)["ids"] for _ in range(6)][4:]
     resumed = pipeline.make_train_iterator(data, 8, seed=0)
@@ -121,8 +119,7 @@ def test_damaged_latest_checkpoint_falls_back_and_training_recovers(
     assert int(state.step) == 2
     assert f"damaged checkpoint skipped: {workdir / 'checkpoints' / '4'}" in capsys.readouterr().out
 
-    parse()
-    train(workdir)  # sets step 4 aside, resumes from 2, saves 4 again
+    train(parse(), workdir)  # sets step 4 aside, resumes from 2, saves 4 again
     assert [p.name.split("-")[0] for p in (workdir / "damaged_checkpoints").iterdir()] == ["4"]
     _, resumed, _ = restore(workdir)
     _, original, _ = restore(trained)
@@ -150,8 +147,7 @@ def test_load_params_reads_only_the_requested_subtrees(trained, gin_clean):
 
 
 def test_mismatched_shapes_are_listed(trained, gin_clean):
-    parse()
-    run = build_run()
+    run = build_run(parse())
     source, _ = ckpt.load_params(trained)
     mapping = {"layers_0/mlp/gate_proj": "layers_0/attn/q_proj", "layers_1/mlp": "layers_0/attn"}
     with pytest.raises(ConfigError) as error:
@@ -165,13 +161,13 @@ def test_mismatched_shapes_are_listed(trained, gin_clean):
 
 def test_init_from_copies_the_mapped_params(trained, gin_clean, tmp_path):
     parent, _ = ckpt.load_params(trained)
-    parse(
+    config = parse(
         f"CheckpointConfig.init_from = '{trained}'",
         "CheckpointConfig.init_mapping = {'layers_0': 'layers_1', 'token_embed': 'token_embed'}",
         "OptimizerConfig.learning_rate = 1e-30",  # so one step leaves the params as they are
         steps=1,
     )
-    train(tmp_path / "child")
+    train(config, tmp_path / "child")
     child, _ = ckpt.load_params(tmp_path / "child")
     assert_bitwise_equal(child["layers_0"], parent["layers_1"])
     assert_bitwise_equal(child["token_embed"], parent["token_embed"])
@@ -183,9 +179,11 @@ def test_init_from_copies_the_mapped_params(trained, gin_clean, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(gin_clean, data_dir, tmp_path):
-    parse("OptimizerConfig.learning_rate = 1e30", "CheckpointConfig.every_steps = 1", steps=3)
+    config = parse(
+        "OptimizerConfig.learning_rate = 1e30", "CheckpointConfig.every_steps = 1", steps=3
+    )
     with pytest.raises(FloatingPointError, match="non-finite loss or gradients at step") as error:
-        train(tmp_path)
+        train(config, tmp_path)
     bad = int(re.search(r"at step (\d+)", str(error.value)).group(1))
     assert "Last good checkpoint: step" in str(error.value)
     saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir())

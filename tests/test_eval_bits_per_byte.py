@@ -6,12 +6,15 @@ import jax
 import numpy as np
 import pytest
 
+from tinylm_jax.config import RunConfig
 from tinylm_jax.data import pipeline
 from tinylm_jax.data.config import DataConfig
 from tinylm_jax.data.tokenizer import Tokenizer
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
+from tinylm_jax.eval.heldout import evaluate
 from tinylm_jax.model.config import ModelConfig
-from tinylm_jax.train.loop import TrainConfig, build_run, evaluate
+from tinylm_jax.run import build_run
+from tinylm_jax.train.config import TrainConfig
 
 from .helpers import TINY_DATA
 
@@ -44,7 +47,7 @@ def test_constant_logit_model_gives_log2_vocab_bits_per_token(tokenizer, gin_cle
     model_config = ModelConfig(
         vocab_size=512, d_model=32, n_layers=1, n_heads=4, ffn_dim=64, max_seq_len=64
     )
-    run = build_run(model_config, TrainConfig(batch_size=8, seq_len=32))
+    run = build_run(RunConfig(model=model_config, train=TrainConfig(batch_size=8, seq_len=32)))
     params = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), run.abstract.params)
 
     ids = [tokenizer.bos_id, *tokenizer.encode(TEXT), tokenizer.eos_id]

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 
 from tinylm_jax import cli
+from tinylm_jax.config import RunConfig
 from tinylm_jax.data import pipeline
 from tinylm_jax.data.config import DataConfig
-from tinylm_jax.data.errors import DataError
 from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.errors import DataError
 from tinylm_jax.eval import multiple_choice as mc
 from tinylm_jax.model.config import ModelConfig
-from tinylm_jax.train.loop import TrainConfig, build_run, run_context
+from tinylm_jax.run import build_run, run_context
+from tinylm_jax.train.config import TrainConfig
 from tinylm_jax.train.state import init_state
 
 from .helpers import TINY_DATA
@@ -42,7 +44,7 @@ def _run(max_seq_len: int = 64, tie: bool = True):
         max_seq_len=max_seq_len,
         tie_embeddings=tie,
     )
-    return build_run(config, TrainConfig(batch_size=8, seq_len=32))
+    return build_run(RunConfig(model=config, train=TrainConfig(batch_size=8, seq_len=32)))
 
 
 def test_task_file_errors_name_the_line(tmp_path):

@@ -20,7 +20,7 @@ from tinylm_jax.interop import hf_tokenizer, llama, safetensors_io
 from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.transformer import Transformer
 from tinylm_jax.train import checkpoint as ckpt
-from tinylm_jax.train.loading import load_workdir
+from tinylm_jax.workdir import load_workdir
 
 from .helpers import tiny_run
 
@@ -64,8 +64,8 @@ def exported(trained, tmp_path_factory):
 
 def _ours(workdir):
     """(model, params, tokenizer) of a workdir, as `tinylm eval/sample` load it."""
-    config_lib.parse(workdir_config=workdir / "config.gin")
-    run, params, tokenizer = load_workdir(workdir)
+    config = config_lib.parse(workdir_config=workdir / "config.gin")
+    run, params, tokenizer = load_workdir(config, workdir)
     return run.model, jax.device_get(params), tokenizer
 
 
@@ -98,8 +98,7 @@ def test_export_matches_transformers(trained, exported):
 
 
 def _resolved_model_config(workdir) -> ModelConfig:
-    config_lib.parse(workdir_config=workdir / "config.gin")
-    config = ModelConfig()
+    config = config_lib.parse(workdir_config=workdir / "config.gin").model
     return config.replace(
         head_dim=config.resolved_head_dim,
         n_kv_heads=config.resolved_n_kv_heads,

@@ -3,7 +3,8 @@
 import pytest
 
 from tinylm_jax import config as config_lib
-from tinylm_jax.model.config import ConfigError, ModelConfig
+from tinylm_jax.errors import ConfigError
+from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.counting import flops_per_token, model_stats
 
 
@@ -35,7 +36,7 @@ def test_pangu_1b_pro_embedding_share_matches_paper(gin_clean):
     config_lib.parse(["models/pangu_pi_1b_pro.gin"])
     stats = model_stats(ModelConfig())
     assert abs(stats.total_params - 0.95e9) < 0.01e9
-    assert round(100 * stats.embedding_share, 2) == 18.07  # RECIPE.md §1a
+    assert round(100 * stats.embedding_share, 2) == 18.07  # arXiv 2402.02791, Sec. 3.1
 
 
 def test_ffn_ratio_rounds_up_to_multiple():

@@ -1,7 +1,7 @@
 """Kill-and-resume of `tinylm train` subprocesses: SIGKILL (also mid-save), SIGTERM, and a run of
 2 processes x 4 CPU devices that loses a process, is preempted, resumes and matches 1 x 8.
 
-Faults are injected with the test-only TINYLM_TEST_FAULT variable (see train/loop.py). All runs
+Faults are injected by `tests/fault_runner.py` (a train hook). All runs
 share a persistent XLA compilation cache, so only the first one compiles.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tinylm_jax.train import checkpoint as ckpt
-from tinylm_jax.train.loop import FAULT_ENV, PREEMPTED_EXIT_CODE
+from tinylm_jax.train.loop import PREEMPTED_EXIT_CODE
 
 from .helpers import tiny_run, train_losses
 
@@ -36,8 +36,8 @@ FLAGS = ["--gin_file=models/tiny_test.gin"] + [
 ]
 
 
-def env(devices: int, cache: Path, fault: str | None = None) -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
+def env(devices: int, cache: Path) -> dict[str, str]:
+    out = dict(os.environ)
     out.update(
         JAX_PLATFORMS="cpu",
         XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
@@ -45,15 +45,14 @@ def env(devices: int, cache: Path, fault: str | None = None) -> dict[str, str]:
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
         JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
     )
-    if fault:
-        out[FAULT_ENV] = fault
     return out
 
 
 def start(workdir: Path, cache: Path, devices: int, fault=None, extra=()) -> subprocess.Popen:
+    program = ["tests.fault_runner", fault] if fault else ["tinylm_jax.cli"]
     return subprocess.Popen(
-        [sys.executable, "-m", "tinylm_jax.cli", "train", f"--workdir={workdir}", *FLAGS, *extra],
-        env=env(devices, cache, fault),
+        [sys.executable, "-m", *program, "train", f"--workdir={workdir}", *FLAGS, *extra],
+        env=env(devices, cache),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

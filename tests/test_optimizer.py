@@ -7,7 +7,8 @@ import numpy as np
 import optax
 import pytest
 
-from tinylm_jax.model.config import ConfigError, ModelConfig
+from tinylm_jax.errors import ConfigError
+from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.transformer import Transformer
 from tinylm_jax.train.optimizer import OptimizerConfig, decay_mask, make_schedule
 from tinylm_jax.train.state import make_init_fn

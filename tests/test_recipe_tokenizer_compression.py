@@ -10,9 +10,9 @@ from tests.helpers import TINY_DATA
 from tinylm_jax.cli import main
 from tinylm_jax.data import corpus as corpus_lib
 from tinylm_jax.data.config import DataConfig, resolve_data_dir
-from tinylm_jax.data.errors import DataError
 from tinylm_jax.data.pipeline import train_tokenizer_for
 from tinylm_jax.data.tokenizer import Tokenizer, train_tokenizer
+from tinylm_jax.errors import DataError
 from tinylm_jax.recipe import tokenizer_compression as tc
 from tinylm_jax.recipe import vocab_mapping
 
@@ -208,11 +208,10 @@ def test_cli_compress(corpus, tmp_path, capsys, gin_clean):
 )
 def test_ablation_arms(arm, size, gin_clean):
     from tinylm_jax import config as config_lib
-    from tinylm_jax.model.config import ModelConfig
 
-    config_lib.parse([f"ablations/tokenizer/{arm}.gin"])
-    assert ModelConfig().vocab_size == size
-    assert DataConfig().tokenizer == f"runs/tokenizers/compressed_{size // 1024}k/tokenizer.model"
-    config_lib.parse(["ablations/tokenizer/base.gin"])
-    assert DataConfig().tokenizer == "runs/tokenizers/big/tokenizer.model"
-    assert ModelConfig().vocab_size == DataConfig().vocab_size > size  # The big tokenizer's size.
+    config = config_lib.parse([f"ablations/tokenizer/{arm}.gin"])
+    assert config.model.vocab_size == size
+    assert config.data.tokenizer == f"runs/tokenizers/compressed_{size // 1024}k/tokenizer.model"
+    config = config_lib.parse(["ablations/tokenizer/base.gin"])
+    assert config.data.tokenizer == "runs/tokenizers/big/tokenizer.model"
+    assert config.model.vocab_size == config.data.vocab_size > size  # The big tokenizer's size.

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tinylm_jax.data.errors import DataError
+from tinylm_jax.errors import DataError
 from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.transformer import Transformer
 from tinylm_jax.recipe import vocab_mapping

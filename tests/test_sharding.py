@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from tinylm_jax import config as config_lib
-from tinylm_jax.model.config import ConfigError
+from tinylm_jax.errors import ConfigError
 from tinylm_jax.parallel.mesh import MeshConfig, make_mesh
-from tinylm_jax.train.loop import build_run, train
+from tinylm_jax.run import build_run
+from tinylm_jax.train.loop import train
 
 from .helpers import tiny_run, train_losses
 
@@ -33,8 +34,7 @@ def test_one_and_eight_device_runs_give_the_same_losses(tmp_path, data_dir, gin_
         ("one", ["MeshConfig.num_devices = 1", "MeshConfig.data = 1"]),
         ("eight", ["MeshConfig.data = 2", "MeshConfig.fsdp = 2", "MeshConfig.tensor = 2"]),
     ]:
-        config_lib.parse(TINY_MODEL, tiny_run(steps=5) + mesh)
-        train(tmp_path / name)
+        train(config_lib.parse(TINY_MODEL, tiny_run(steps=5) + mesh), tmp_path / name)
         losses[name] = train_losses(tmp_path / name)
     assert sorted(losses["one"]) == [1, 2, 3, 4, 5]
     for step, loss in losses["one"].items():
@@ -42,22 +42,22 @@ def test_one_and_eight_device_runs_give_the_same_losses(tmp_path, data_dir, gin_
 
 
 def test_heads_not_divisible_by_tensor_axis_fails_naming_both(gin_clean):
-    config_lib.parse(TINY_MODEL, ["ModelConfig.n_kv_heads = 1", "MeshConfig.tensor = 2"])
+    config = config_lib.parse(TINY_MODEL, ["ModelConfig.n_kv_heads = 1", "MeshConfig.tensor = 2"])
     with pytest.raises(ConfigError, match=r"k_proj.*'kv_heads'.*n_kv_heads.*\('tensor',\)"):
-        build_run()
+        build_run(config)
 
 
 def test_batch_not_divisible_by_data_axes_fails(gin_clean):
-    config_lib.parse(TINY_MODEL, ["TrainConfig.batch_size = 6", "MeshConfig.data = 8"])
+    config = config_lib.parse(TINY_MODEL, ["TrainConfig.batch_size = 6", "MeshConfig.data = 8"])
     with pytest.raises(ConfigError, match="batch_size.*not divisible"):
-        build_run()
+        build_run(config)
 
 
 def test_params_are_sharded_by_the_rules(gin_clean):
-    config_lib.parse(
+    config = config_lib.parse(
         TINY_MODEL, ["MeshConfig.data = 2", "MeshConfig.fsdp = 2", "MeshConfig.tensor = 2"]
     )
-    run = build_run()
+    run = build_run(config)
     spec = run.shardings.params["layers_0"]["mlp"]["up_proj"].spec
     assert tuple(spec) == ("fsdp", "tensor")
     assert tuple(run.shardings.params["token_embed"].spec) == ("tensor", "fsdp")
@@ -73,14 +73,14 @@ def test_tinyllama_train_step_lowers_on_a_sharded_mesh_without_allocating(gin_cl
     import jax.numpy as jnp
 
     from tinylm_jax.parallel import rules as rules_lib
-    from tinylm_jax.train.loop import run_context
+    from tinylm_jax.run import run_context
 
-    config_lib.parse(
+    config = config_lib.parse(
         ["models/tinyllama_1_1b.gin"],
         ["MeshConfig.data = 2", "MeshConfig.fsdp = 2", "MeshConfig.tensor = 2"]
         + ["TrainConfig.batch_size = 8", "TrainConfig.seq_len = 2048"],
     )
-    run = build_run()
+    run = build_run(config)
     state = jax.tree_util.tree_map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
         run.abstract,

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from tinylm_jax import cli, sweep
-from tinylm_jax.model.config import ConfigError
+from tinylm_jax.errors import ConfigError
 
 SPEC = """
 import ml_collections

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tinylm_jax import config as config_lib
-from tinylm_jax.model.config import ConfigError
+from tinylm_jax.errors import ConfigError
 
 
 def _add_gin_flags(parser: argparse.ArgumentParser) -> None:
@@ -39,16 +39,16 @@ def _add_distributed_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _workdir_config(workdir: str) -> Path:
-    path = Path(workdir) / "config.gin"
-    if not path.exists():
-        raise ConfigError(
-            f"{path} not found: --workdir must be a directory written by `tinylm train`"
-        )
-    return path
+def _workdir_run_config(args: argparse.Namespace):
+    """The RunConfig of an existing workdir (its config.gin), with the flags' overrides."""
+    from tinylm_jax.workdir import config_path
+
+    return config_lib.parse(args.gin_file, args.gin_param, workdir_config=config_path(args.workdir))
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def cmd_train(args: argparse.Namespace, hooks=None) -> int:
+    from etils import epath
+
     from tinylm_jax.parallel.distributed import maybe_initialize
 
     maybe_initialize(
@@ -58,15 +58,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         heartbeat_timeout_seconds=args.heartbeat_timeout_seconds,
         auto_detect=args.distributed,
     )
-    saved = Path(args.workdir) / "config.gin"
+    saved = epath.Path(args.workdir) / "config.gin"
     # Resuming: the saved operative config first, so the run continues as it was configured.
-    config_lib.parse(
+    config = config_lib.parse(
         args.gin_file, args.gin_param, workdir_config=saved if saved.exists() else None
     )
     from tinylm_jax.train.loop import PREEMPTED_EXIT_CODE, Preempted, train
 
     try:
-        train(args.workdir)
+        train(config, args.workdir, hooks)
     except Preempted as preempted:
         print(f"tinylm train: {preempted}", file=sys.stderr)
         return PREEMPTED_EXIT_CODE
@@ -74,18 +74,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    config_lib.parse(args.gin_file, args.gin_param, workdir_config=_workdir_config(args.workdir))
-    from tinylm_jax.train.loading import evaluate_workdir
+    config = _workdir_run_config(args)
+    from tinylm_jax.workdir import evaluate_workdir
 
-    print(json.dumps(evaluate_workdir(args.workdir, args.eval_steps, args.task)))
+    print(json.dumps(evaluate_workdir(config, args.workdir, args.eval_steps, args.task)))
     return 0
 
 
 def cmd_export_hf(args: argparse.Namespace) -> int:
-    config_lib.parse(args.gin_file, args.gin_param, workdir_config=_workdir_config(args.workdir))
+    config = _workdir_run_config(args)
     from tinylm_jax.interop.export import export_workdir
 
-    files = export_workdir(args.workdir, args.out)
+    files = export_workdir(config.model, args.workdir, args.out)
     print(json.dumps({"out": args.out, "files": files}))
     return 0
 
@@ -95,20 +95,20 @@ def cmd_import_hf(args: argparse.Namespace) -> int:
 
     # The checkpoint fixes the architecture: its ModelConfig bindings come last.
     defaults, model = import_hf.gin_bindings(args.hf_dir, args.workdir)
-    config_lib.parse(args.gin_file, defaults + args.gin_param + model)
-    print(json.dumps(import_hf.import_hf(args.hf_dir, args.workdir)))
+    config = config_lib.parse(args.gin_file, defaults + args.gin_param + model)
+    print(json.dumps(import_hf.import_hf(config, args.hf_dir, args.workdir)))
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    config_lib.parse(args.gin_file, args.gin_param, workdir_config=_workdir_config(args.workdir))
+    config = _workdir_run_config(args)
     from tinylm_jax.eval.generate import SamplingConfig
-    from tinylm_jax.train.loading import sample_workdir
+    from tinylm_jax.workdir import sample_workdir
 
     sampling = SamplingConfig(
         args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed
     )
-    for result in sample_workdir(args.workdir, args.prompt, sampling):
+    for result in sample_workdir(config, args.workdir, args.prompt, sampling):
         if args.json:
             print(json.dumps(result, ensure_ascii=False))
         else:
@@ -117,13 +117,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    config_lib.parse(args.gin_file, args.gin_param)
-    from tinylm_jax.model.config import ModelConfig
+    config = config_lib.parse(args.gin_file, args.gin_param)
     from tinylm_jax.model.counting import model_stats
-    from tinylm_jax.train.loop import TrainConfig
 
-    model_config = ModelConfig()
-    stats = model_stats(model_config, args.seq_len or TrainConfig().seq_len).as_dict()
+    stats = model_stats(config.model, args.seq_len or config.train.seq_len).as_dict()
     if args.json:
         print(json.dumps(stats))
         return 0
@@ -146,40 +143,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
     maybe_initialize(
         args.coordinator_address, args.num_processes, args.process_id, auto_detect=args.distributed
     )
-    config_lib.parse(args.gin_file, args.gin_param)
+    config = config_lib.parse(args.gin_file, args.gin_param)
     from tinylm_jax.train.bench import bench, summary
 
-    result = bench(steps=args.steps, warmup_steps=args.warmup_steps, seed=args.seed)
+    result = bench(config, steps=args.steps, warmup_steps=args.warmup_steps, seed=args.seed)
     print(summary(result))
     print(json.dumps(result.as_dict()), flush=True)
     return 0
 
 
 def cmd_tokenizer_train(args: argparse.Namespace) -> int:
-    config_lib.parse(args.gin_file, args.gin_param)
-    from tinylm_jax.data.config import DataConfig
+    config = config_lib.parse(args.gin_file, args.gin_param)
     from tinylm_jax.data.pipeline import train_tokenizer_for
 
-    path = train_tokenizer_for(DataConfig(), args.out)
-    print(path)
+    print(train_tokenizer_for(config.data, args.out))
     return 0
 
 
 def cmd_tokenizer_compress(args: argparse.Namespace) -> int:
-    config_lib.parse(args.gin_file, args.gin_param)
-    from tinylm_jax.data.config import DataConfig
+    config = config_lib.parse(args.gin_file, args.gin_param)
     from tinylm_jax.data.pipeline import train_tokenizer_for
-    from tinylm_jax.model.config import ModelConfig
     from tinylm_jax.recipe import tokenizer_compression
 
-    data_config = DataConfig()
     report = tokenizer_compression.compress_corpus(
-        data_config,
-        args.tokenizer or train_tokenizer_for(data_config),
+        config.data,
+        args.tokenizer or train_tokenizer_for(config.data),
         args.out,
         vocab_size=args.vocab_size,
         coverage=args.coverage,
-        model_config=ModelConfig(),
+        model_config=config.model,
         sample_documents=args.sample_documents,
     )
     if args.json:
@@ -209,7 +201,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if rows else 1
 
 
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand's --help shows each flag's default."""
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    for action in parser._actions:  # argparse exposes subparsers only through _actions
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _show_defaults(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from tinylm_jax.eval.generate import SamplingConfig
+
     parser = argparse.ArgumentParser(prog="tinylm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -246,13 +249,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="generate text from a trained workdir")
     sample.add_argument("--workdir", required=True)
-    sample.add_argument("--prompt", action="append", required=True)
-    sample.add_argument("--max_new_tokens", type=int, default=64)
-    sample.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
-    sample.add_argument("--top_k", type=int, default=0)
-    sample.add_argument("--top_p", type=float, default=1.0)
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--json", action="store_true")
+    sample.add_argument("--prompt", action="append", required=True, help="repeatable")
+    defaults = SamplingConfig()
+    sample.add_argument(
+        "--max_new_tokens", type=int, default=defaults.max_new_tokens, help="tokens to generate"
+    )
+    sample.add_argument(
+        "--temperature",
+        type=float,
+        default=defaults.temperature,
+        help="softmax temperature; 0 is greedy (which makes small models loop)",
+    )
+    sample.add_argument(
+        "--top_k", type=int, default=defaults.top_k, help="keep the k likeliest tokens; 0: all"
+    )
+    sample.add_argument(
+        "--top_p", type=float, default=defaults.top_p, help="nucleus: smallest set with mass p"
+    )
+    sample.add_argument(
+        "--seed", type=int, default=defaults.seed, help="sampling seed (same seed, same text)"
+    )
+    sample.add_argument(
+        "--json", action="store_true", help="one JSON object per prompt: prompt, completion, ids"
+    )
     _add_gin_flags(sample)
     sample.set_defaults(fn=cmd_sample)
 
@@ -330,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     import_hf.add_argument("--workdir", required=True, help="new workdir to write")
     _add_gin_flags(import_hf)
     import_hf.set_defaults(fn=cmd_import_hf)
+    _show_defaults(parser)
     return parser
 
 
@@ -340,14 +360,15 @@ class _DropGinSearchNoise(logging.Filter):
         return "/gin/" not in record.pathname.replace("\\", "/")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, train_hooks=None) -> int:
+    """Runs one `tinylm` command; `train_hooks` (a `TrainHooks`) are for tests only."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_DropGinSearchNoise())
     for noisy in ("absl", "jax", "orbax", "grain", "etils"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    from tinylm_jax.data.errors import DataError
+    from tinylm_jax.errors import DataError
 
     try:
         return args.fn(args)

@@ -1,37 +1,98 @@
-"""Gin set-up: search paths, parsing with clear errors, and the operative config of a run."""
+"""The configuration boundary: gin is parsed here, once, into one explicit `RunConfig`.
+
+Library code never reads gin: the command line calls `parse(...)`, which returns a frozen
+`RunConfig` holding every config of a run, and passes it (or its parts) down. Two runs with
+different models can therefore live in one process (e.g. a parent and a child).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-import importlib
+import importlib.resources
 import inspect
 import re
 import tokenize
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import gin
+from etils import epath
 
-from tinylm_jax.model.config import ConfigError
+from tinylm_jax.data.config import DataConfig
+from tinylm_jax.errors import ConfigError
+from tinylm_jax.model.config import ModelConfig
+from tinylm_jax.parallel.mesh import MeshConfig
+from tinylm_jax.parallel.rules import DEFAULT_RULES, Rules, logical_axis_rules
+from tinylm_jax.train.config import CheckpointConfig, TrainConfig
+from tinylm_jax.train.metrics import peak_flops_override
+from tinylm_jax.train.optimizer import OptimizerConfig
 
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
-
-# Modules whose gin configurables must be registered before any config is parsed.
-_CONFIGURABLE_MODULES = (
-    "tinylm_jax.model.config",
-    "tinylm_jax.parallel.mesh",
-    "tinylm_jax.parallel.rules",
-    "tinylm_jax.train.optimizer",
-    "tinylm_jax.train.checkpoint",
-    "tinylm_jax.train.metrics",
-    "tinylm_jax.train.loop",
-    "tinylm_jax.data.config",
-)
+# The named configs ship inside the package, so an installed `tinylm` finds them anywhere.
+CONFIGS_DIR = Path(str(importlib.resources.files("tinylm_jax") / "configs"))
 
 
-def register_configurables() -> None:
-    for module in _CONFIGURABLE_MODULES:
-        importlib.import_module(module)
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Every setting of one run; unset parts take their defaults.
+
+    `gin_config` is the operative gin text it was parsed from (written to `WORKDIR/config.gin`
+    and into checkpoints); `peak_flops` overrides the MFU denominator (None: looked up or
+    measured).
+    """
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    rules: Rules = DEFAULT_RULES
+    peak_flops: float | None = None
+    gin_config: str = ""
+
+    def __post_init__(self) -> None:
+        if self.train.seq_len > self.model.max_seq_len:
+            raise ConfigError(
+                f"TrainConfig.seq_len={self.train.seq_len} exceeds "
+                f"ModelConfig.max_seq_len={self.model.max_seq_len}"
+            )
+
+    def replace(self, **changes) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+
+# The config dataclasses stay plain (constructing one never reads gin); gin knows them through
+# these wrappers, which only `_from_gin` calls.
+_GIN_CONFIGURABLES = {
+    cls: gin.external_configurable(cls, name=cls.__name__)
+    for cls in (ModelConfig, TrainConfig, OptimizerConfig, MeshConfig, DataConfig, CheckpointConfig)
+}
+
+
+def from_gin(cls: type[T]) -> T:
+    """A `cls` built from the parsed gin bindings (a plain instance, not gin's subclass)."""
+    bound = _GIN_CONFIGURABLES[cls]()
+    return cls(**{field.name: getattr(bound, field.name) for field in dataclasses.fields(cls)})
+
+
+def _from_gin() -> RunConfig:
+    """Builds every config of a run from the parsed bindings (the only place that does)."""
+    config = RunConfig(
+        model=from_gin(ModelConfig),
+        train=from_gin(TrainConfig),
+        optimizer=from_gin(OptimizerConfig),
+        mesh=from_gin(MeshConfig),
+        data=from_gin(DataConfig),
+        checkpoint=from_gin(CheckpointConfig),
+        rules=logical_axis_rules(),
+        peak_flops=peak_flops_override(),
+    )
+    return config.replace(gin_config=gin.operative_config_str())
 
 
 def _known_names() -> list[str]:
@@ -61,19 +122,22 @@ def _explain(error: Exception, source: str) -> ConfigError:
 def parse(
     gin_files: Sequence[str] = (),
     gin_params: Sequence[str] = (),
-    workdir_config: Path | None = None,
-) -> None:
-    """Parses `workdir_config` (a run's saved config), then files, then `Name.field = value` params.
+    workdir_config: str | Path | None = None,
+) -> RunConfig:
+    """The RunConfig of `workdir_config` (a run's saved config), then files, then
+    `Name.field = value` params, each overriding the ones before.
 
-    Files are looked up as given, then relative to the current directory and the repo's
-    `configs/`; `include` statements inside them resolve the same way.
+    Files are looked up as given (relative to the current directory), then in the package's
+    `configs/`; `include` statements inside them resolve the same way. Gin's global state is
+    cleared first and holds these bindings afterwards; nothing but this module reads it.
     """
-    register_configurables()
     gin.clear_config()
     for path in (Path.cwd(), CONFIGS_DIR):
         gin.add_config_file_search_path(str(path))
     if workdir_config is not None:
-        _parse_one(lambda: gin.parse_config_file(str(workdir_config)), str(workdir_config))
+        # Read through epath: a run's saved config may live on gs://.
+        text = epath.Path(workdir_config).read_text()
+        _parse_one(lambda: gin.parse_config(text), str(workdir_config))
     for gin_file in gin_files:
         if not (Path(gin_file).exists() or (CONFIGS_DIR / gin_file).exists()):
             raise ConfigError(
@@ -83,6 +147,10 @@ def parse(
         _parse_one(lambda f=gin_file: gin.parse_config_file(_resolve(f)), gin_file)
     for param in gin_params:
         _parse_one(lambda p=param: gin.parse_config(p), f"--gin_param={param!r}")
+    try:
+        return _from_gin()
+    except TypeError as error:  # e.g. a binding of the wrong type reaching a dataclass
+        raise ConfigError(f"Bad gin configuration: {error}") from None
 
 
 def _resolve(gin_file: str) -> str:
@@ -94,7 +162,3 @@ def _parse_one(parse_fn, source: str) -> None:
         parse_fn()
     except (ValueError, KeyError, SyntaxError, OSError, tokenize.TokenError) as error:
         raise _explain(error, source) from None
-
-
-def write_operative_config(path: Path) -> None:
-    path.write_text(gin.operative_config_str())

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import ml_collections
 
-from tinylm_jax.model.config import ConfigError
+from tinylm_jax.errors import ConfigError
 
 REPORT_FIELDS = ("step", "loss", "eval_loss", "eval_bits_per_byte", "tokens_per_second", "mfu")
 

@@ -1,4 +1,4 @@
-"""PanGu-π Pro's architecture ablation (RECIPE.md §1b) at CPU-demo scale.
+"""PanGu-π Pro's architecture ablation (arXiv 2402.02791, Sec. 3.2) at CPU-demo scale.
 
 Four depth/width shapes with ~3.4M non-embedding parameters each (head dim 64, FFN by the
 8/3 rule rounded to 128), trained identically on the demo corpus; the paper's finding is that

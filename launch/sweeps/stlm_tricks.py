@@ -1,4 +1,4 @@
-"""Super Tiny Language Models' parameter savers (RECIPE.md §2) on the demo model: tied vs
+"""Super Tiny Language Models' parameter savers (arXiv 2405.14159) on the demo model: tied vs
 untied embeddings crossed with SwiGLU vs GELU MLPs.
 Run: tinylm sweep run --spec=launch/sweeps/stlm_tricks.py
 """

@@ -1,7 +1,6 @@
 """Data pipeline: corpora (TFDS/ArrayRecord), SentencePiece, packing, Grain loaders."""
 
 from tinylm_jax.data.config import DataConfig
-from tinylm_jax.data.errors import DataError
 from tinylm_jax.data.pipeline import (
     PreparedData,
     check_vocab,
@@ -13,7 +12,6 @@ from tinylm_jax.data.tokenizer import Tokenizer
 
 __all__ = [
     "DataConfig",
-    "DataError",
     "PreparedData",
     "Tokenizer",
     "check_vocab",

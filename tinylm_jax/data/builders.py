@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 import tensorflow_datasets as tfds
 
 from tinylm_jax.data import documents as documents_lib
-from tinylm_jax.data.errors import DataError
+from tinylm_jax.errors import DataError
 
 log = logging.getLogger(__name__)
 

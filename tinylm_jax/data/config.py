@@ -6,13 +6,10 @@ import dataclasses
 import os
 import pathlib
 
-import gin
-
 DATA_DIR_ENV = "TINYLM_DATA_DIR"
 DEFAULT_DATA_DIR = "~/.cache/tinylm_jax"
 
 
-@gin.configurable
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """What corpus to read, how to tokenize it and where to cache the results.

@@ -19,7 +19,7 @@ import os
 import pathlib
 from collections.abc import Iterable, Iterator, Sequence
 
-from tinylm_jax.data.errors import DataError
+from tinylm_jax.errors import DataError
 
 SKIP_REASONS = ("empty", "undecodable", "invalid_json", "missing_text_key")
 

@@ -23,7 +23,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from tinylm_jax.data.errors import DataError
+from tinylm_jax.errors import DataError
 
 log = logging.getLogger(__name__)
 

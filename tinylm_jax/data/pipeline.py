@@ -25,8 +25,8 @@ from tinylm_jax.data import corpus as corpus_lib
 from tinylm_jax.data import loader as loader_lib
 from tinylm_jax.data import packing
 from tinylm_jax.data.config import DataConfig, resolve_data_dir
-from tinylm_jax.data.errors import DataError
 from tinylm_jax.data.tokenizer import Tokenizer, check_vocab, train_tokenizer
+from tinylm_jax.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 import sentencepiece as spm
 
-from tinylm_jax.data.errors import DataError
+from tinylm_jax.errors import DataError
 
 log = logging.getLogger(__name__)
 

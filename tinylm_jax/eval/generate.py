@@ -9,16 +9,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tinylm_jax.model.config import ConfigError
+from tinylm_jax.errors import ConfigError
 from tinylm_jax.model.transformer import Transformer, init_kv_cache
 
 
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
+    """Defaults suit small models: greedy decoding (temperature 0) makes them loop, so sample
+    at temperature 0.8 from the top-p 0.95 nucleus, with a fixed seed for reproducible text."""
+
     max_new_tokens: int = 64
-    temperature: float = 0.0  # 0 is greedy
+    temperature: float = 0.8  # 0 is greedy
     top_k: int = 0  # 0 keeps all
-    top_p: float = 1.0
+    top_p: float = 0.95
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -120,11 +123,11 @@ def generate(
 ) -> list[list[int]]:
     """Completion ids per prompt, cut at (and excluding) the first EOS."""
     if not prompts or any(len(p) == 0 for p in prompts):
-        raise ValueError("every prompt needs at least one token (encode with a BOS token)")
+        raise ConfigError("every prompt needs at least one token (encode with a BOS token)")
     longest = max(len(p) for p in prompts)
     if longest + config.max_new_tokens > model.config.max_seq_len:
-        raise ValueError(
-            f"prompt ({longest} tokens) + max_new_tokens ({config.max_new_tokens}) "
+        raise ConfigError(
+            f"prompt ({longest} tokens) + --max_new_tokens ({config.max_new_tokens}) "
             f"exceeds ModelConfig.max_seq_len={model.config.max_seq_len}"
         )
     tokens = np.full((len(prompts), longest), pad_id, np.int32)

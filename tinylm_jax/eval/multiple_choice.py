@@ -14,21 +14,17 @@ the full text; too-long pairs keep their last `max_seq_len + 1` tokens.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from tinylm_jax.data.errors import DataError
 from tinylm_jax.data.tokenizer import Tokenizer
-from tinylm_jax.parallel import rules as rules_lib
+from tinylm_jax.errors import DataError
 from tinylm_jax.parallel.batch import to_global
-from tinylm_jax.train.loop import Run, run_context
+from tinylm_jax.run import Run, run_context
 
 Request = tuple[list[int], list[int]]  # (context ids incl. BOS, continuation ids)
 
@@ -93,24 +89,14 @@ def encode_pair(tokenizer: Tokenizer, context: str, continuation: str) -> Reques
     return [tokenizer.bos_id] + whole[: len(context_ids)], whole[len(context_ids) :]
 
 
-def _score(params, batch: dict, *, model: nn.Module) -> jax.Array:
-    """Summed log-likelihood [B] of the targets where `weights` is 1."""
-    inputs_BL = batch["inputs"]
-    positions_BL = jnp.broadcast_to(jnp.arange(inputs_BL.shape[1]), inputs_BL.shape)
-    logits_BLV, _ = model.apply({"params": params}, inputs_BL, positions_BL, batch["segment_ids"])
-    logp_BLV = jax.nn.log_softmax(logits_BLV, axis=-1)
-    target_logp_BL = jnp.take_along_axis(logp_BLV, batch["targets"][..., None], axis=-1)[..., 0]
-    return jnp.sum(target_logp_BL * batch["weights"], axis=1)
-
-
 def loglikelihoods(run: Run, params, requests: Sequence[Request]) -> np.ndarray:
     """Log-likelihood [R] of each request's continuation given its context, on the run's mesh.
 
     Requests are sorted by length and right-padded to a power-of-two bucket, so only a few
-    shapes compile; each batch is the run's global batch size (`TrainConfig.batch_size`).
+    shapes compile; each batch holds `TrainConfig.eval_batch_size` requests.
     """
-    max_len = run.model_config.max_seq_len
-    batch = run.train_config.batch_size
+    max_len = run.config.model.max_seq_len
+    batch = run.config.train.resolved_eval_batch_size
     for _, continuation in requests:
         if not continuation or len(continuation) > max_len:
             raise DataError(
@@ -119,9 +105,6 @@ def loglikelihoods(run: Run, params, requests: Sequence[Request]) -> np.ndarray:
             )
     sequences = [(c + x)[-(max_len + 1) :] for c, x in requests]
     order = sorted(range(len(requests)), key=lambda i: -len(sequences[i]))
-    step = jax.jit(
-        functools.partial(_score, model=run.model), out_shardings=rules_lib.replicated(run.mesh)
-    )
     process_rows = batch // jax.process_count()
     first_row = jax.process_index() * process_rows
     lls = np.zeros(len(requests))
@@ -133,6 +116,7 @@ def loglikelihoods(run: Run, params, requests: Sequence[Request]) -> np.ndarray:
                 k: np.zeros((batch, length), np.int32) for k in ("inputs", "targets", "segment_ids")
             }
             host["weights"] = np.zeros((batch, length), np.float32)
+            host["positions"] = np.broadcast_to(np.arange(length, dtype=np.int32), (batch, length))
             for r, i in enumerate(rows):
                 seq, n = sequences[i], len(requests[i][1])
                 host["inputs"][r, : len(seq) - 1] = seq[:-1]
@@ -140,7 +124,7 @@ def loglikelihoods(run: Run, params, requests: Sequence[Request]) -> np.ndarray:
                 host["segment_ids"][r, : len(seq) - 1] = 1
                 host["weights"][r, len(seq) - 1 - n : len(seq) - 1] = 1.0
             local = {k: v[first_row : first_row + process_rows] for k, v in host.items()}
-            ll = jax.device_get(step(params, to_global(local, run.mesh, run.rules)))
+            ll = jax.device_get(run.score_step(params, to_global(local, run.mesh, run.rules)))
             lls[rows] = ll[: len(rows)]
     return lls
 
@@ -152,11 +136,11 @@ def score_task(run: Run, params, tokenizer: Tokenizer, task: Task) -> dict[str, 
         spans.append((len(requests), len(example.choices)))
         for choice in example.choices:
             requests.append(encode_pair(tokenizer, example.context, choice))
-            if len(requests[-1][1]) > run.model_config.max_seq_len:
+            if len(requests[-1][1]) > run.config.model.max_seq_len:
                 raise DataError(
                     f"task {task.name}, example {number}: choice {choice[:40]!r} is "
                     f"{len(requests[-1][1])} tokens, more than ModelConfig.max_seq_len="
-                    f"{run.model_config.max_seq_len}"
+                    f"{run.config.model.max_seq_len}"
                 )
     lls = loglikelihoods(run, params, requests)
     correct = correct_norm = 0

@@ -9,9 +9,11 @@ from pathlib import Path
 import jax
 
 from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.errors import ConfigError
 from tinylm_jax.interop import hf_tokenizer, llama, safetensors_io
-from tinylm_jax.model.config import ConfigError, ModelConfig
+from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.train import checkpoint as ckpt
+from tinylm_jax.workdir import tokenizer_of
 
 
 def export_params(
@@ -48,12 +50,10 @@ def export_params(
     return ["config.json", "generation_config.json", *files]
 
 
-def export_workdir(workdir: str | Path, out_dir: str | Path) -> list[str]:
-    """Exports the newest params of `workdir`, whose config.gin gin must already hold.
+def export_workdir(config: ModelConfig, workdir: str | Path, out_dir: str | Path) -> list[str]:
+    """Exports the newest params of `workdir`, a run of model `config`.
 
     Reads only the params (no optimizer state, no mesh), so it needs little memory.
     """
-    workdir = Path(workdir)
     params, _ = ckpt.load_params(workdir)
-    tokenizer = Tokenizer.from_file(workdir / "tokenizer.model")
-    return export_params(params, ModelConfig(), tokenizer, out_dir)
+    return export_params(params, config, tokenizer_of(workdir), out_dir)

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 
-from tinylm_jax.data.errors import DataError
 from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.errors import DataError
 
 # SentencePiece piece types (sentencepiece_model.proto).
 _NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED, _UNUSED, _BYTE = 1, 2, 3, 4, 5, 6

@@ -10,21 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from tinylm_jax import config as config_lib
-from tinylm_jax.data.config import DataConfig
+from tinylm_jax.config import RunConfig
 from tinylm_jax.data.tokenizer import Tokenizer, check_vocab
+from tinylm_jax.errors import ConfigError
 from tinylm_jax.interop import llama, safetensors_io
-from tinylm_jax.model.config import ConfigError
-from tinylm_jax.train import checkpoint as ckpt
-from tinylm_jax.train.optimizer import OptimizerConfig, make_optimizer
-from tinylm_jax.train.state import TrainState
+from tinylm_jax.run import build_run
+from tinylm_jax.workdir import check_new_workdir, write_initial_workdir
 
 log = logging.getLogger(__name__)
 
@@ -50,67 +46,34 @@ def gin_bindings(hf_dir: str | Path, workdir: str | Path) -> tuple[list[str], li
     return defaults, model
 
 
-def import_hf(hf_dir: str | Path, workdir: str | Path) -> dict:
-    """Writes the workdir; gin must hold `gin_bindings(hf_dir, workdir)` (and any overrides)."""
-    from tinylm_jax.train.loop import build_run, run_context
-
-    hf_dir, workdir = Path(hf_dir), Path(workdir)
-    checkpoints = ckpt.checkpoint_dir(workdir)
-    if checkpoints.exists() and any(checkpoints.iterdir()):
-        raise ConfigError(f"{workdir} already holds checkpoints; choose a new --workdir")
+def import_hf(config: RunConfig, hf_dir: str | Path, workdir: str | Path) -> dict:
+    """Writes the workdir; `config` must hold `gin_bindings(hf_dir, workdir)` (and overrides)."""
+    hf_dir = Path(hf_dir)
+    check_new_workdir(workdir)
     reader = safetensors_io.TensorReader(hf_dir)
-    run = build_run()
-    params = llama.from_hf(reader.names, reader.read, run.model_config, str(hf_dir))
-
-    workdir.mkdir(parents=True, exist_ok=True)
+    run = build_run(config)
+    params = llama.from_hf(reader.names, reader.read, config.model, str(hf_dir))
+    tokenizer_path = hf_dir / "tokenizer.model"
     tokenizer = None
-    if (hf_dir / "tokenizer.model").exists():
-        tokenizer = Tokenizer.from_file(hf_dir / "tokenizer.model")
-        check_vocab(tokenizer, run.model_config.vocab_size)
-        shutil.copyfile(hf_dir / "tokenizer.model", workdir / "tokenizer.model")
+    if tokenizer_path.exists():
+        tokenizer = Tokenizer.from_file(tokenizer_path)
+        check_vocab(tokenizer, config.model.vocab_size)
     else:
         log.warning(
             "%s has no SentencePiece tokenizer.model; put one at %s before `tinylm sample`, "
             "`eval` or `train` (and bind DataConfig.tokenizer to it)",
             hf_dir,
-            workdir / "tokenizer.model",
+            Path(workdir) / "tokenizer.model",
         )
-
-    with run_context(run):
-        state = _state_with(run, params)
-    checkpoint_config = ckpt.CheckpointConfig()
-    manager = ckpt.make_manager(workdir, checkpoint_config)
     metadata = {
         "tokenizer_fingerprint": tokenizer.fingerprint if tokenizer else None,
         "imported_from": str(hf_dir.absolute()),
     }
-    ckpt.save(manager, state, None, metadata, force=True)
-    manager.wait_until_finished()
-    manager.close()
-    DataConfig()  # so the operative config records the tokenizer binding
-    config_lib.write_operative_config(workdir / "config.gin")
+    write_initial_workdir(
+        run, params, workdir, str(tokenizer_path) if tokenizer else None, metadata
+    )
     return {
         "workdir": str(workdir),
         "params": int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params))),
-        "tokenizer": str(workdir / "tokenizer.model") if tokenizer else None,
+        "tokenizer": str(Path(workdir) / "tokenizer.model") if tokenizer else None,
     }
-
-
-def _state_with(run, params: dict) -> TrainState:
-    """Step 0 with `params`, and the optimizer state and rng `tinylm train` would start with.
-
-    Cheaper than `init_state` + replacing params: nothing but the optimizer state is computed.
-    """
-    tx, _ = make_optimizer(OptimizerConfig(), run.train_config.num_steps)
-    _, state_rng = jax.random.split(jax.random.key(run.train_config.seed))  # as make_init_fn
-
-    def fresh(params: dict) -> TrainState:
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            opt_state=tx.init(params),
-            rng=jax.random.key_data(state_rng),
-        )
-
-    params = jax.device_put(params, run.shardings.params)
-    return jax.jit(fresh, out_shardings=run.shardings)(params)

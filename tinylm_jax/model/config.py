@@ -5,19 +5,15 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import gin
 import jax.numpy as jnp
+
+from tinylm_jax.errors import ConfigError
 
 ACTIVATIONS = ("swiglu", "geglu", "gelu", "relu")
 REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
-class ConfigError(ValueError):
-    """A configuration value a user set cannot work; the message says which and how to fix it."""
-
-
-@gin.configurable
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """A Llama-family decoder.

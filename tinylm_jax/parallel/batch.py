@@ -9,15 +9,32 @@ from jax.sharding import Mesh
 from tinylm_jax.parallel.rules import Rules, batch_sharding
 
 
+def _device_dtype(value) -> np.ndarray:
+    """Host arrays as the devices take them: int64 ids (Grain, numpy defaults) become int32."""
+    value = np.asarray(value)
+    return value.astype(np.int32) if value.dtype == np.int64 else value
+
+
 def to_global(batch: dict[str, np.ndarray], mesh: Mesh, rules: Rules) -> dict[str, jax.Array]:
     """Each process passes its own rows; the result is one array of all processes' rows."""
     out = {}
     for key, local in batch.items():
-        local = np.asarray(local)
-        if local.dtype == np.int64:
-            local = local.astype(np.int32)
+        local = _device_dtype(local)
         global_shape = (local.shape[0] * jax.process_count(),) + local.shape[1:]
         out[key] = jax.make_array_from_process_local_data(
             batch_sharding(mesh, rules, local.ndim), local, global_shape
+        )
+    return out
+
+
+def global_batch_to_devices(
+    batch: dict[str, np.ndarray], mesh: Mesh, rules: Rules
+) -> dict[str, jax.Array]:
+    """Every process passes the whole global batch; each device takes its own rows from it."""
+    out = {}
+    for key, value in batch.items():
+        value = _device_dtype(value)
+        out[key] = jax.make_array_from_callback(
+            value.shape, batch_sharding(mesh, rules, value.ndim), lambda index, v=value: v[index]
         )
     return out

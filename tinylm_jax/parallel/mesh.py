@@ -5,18 +5,16 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import gin
 import jax
 import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh
 
-from tinylm_jax.model.config import ConfigError
+from tinylm_jax.errors import ConfigError
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
 
-@gin.configurable
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
     """Mesh axis sizes; at most one may be -1, meaning 'all remaining devices'.

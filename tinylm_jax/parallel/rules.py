@@ -13,7 +13,7 @@ import gin
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from tinylm_jax.model.config import ConfigError
+from tinylm_jax.errors import ConfigError
 
 Rules = tuple[tuple[str, str | tuple[str, ...] | None], ...]
 

@@ -1,4 +1,4 @@
-"""PanGu-π Pro tokenizer compression (RECIPE.md §1a): prune a SentencePiece model.
+"""PanGu-π Pro tokenizer compression (arXiv 2402.02791, Sec. 3.1): prune a SentencePiece model.
 
 The big tokenizer is not retrained. Its token frequencies are counted over the training
 corpus, then the new model keeps
@@ -42,9 +42,9 @@ from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 
 from tinylm_jax.data import corpus as corpus_lib
 from tinylm_jax.data.config import DataConfig, resolve_data_dir
-from tinylm_jax.data.errors import DataError
 from tinylm_jax.data.packing import tokenize_documents
 from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.errors import DataError
 from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.counting import model_stats
 from tinylm_jax.recipe import vocab_mapping

@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from tinylm_jax.data.errors import DataError
+from tinylm_jax.errors import DataError
 
 ID_MAP_NPY = "id_map.npy"
 ID_MAP_JSON = "id_map.json"

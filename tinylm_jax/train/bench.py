@@ -15,11 +15,12 @@ import time
 import jax
 import numpy as np
 
-from tinylm_jax.model.config import ConfigError
+from tinylm_jax.config import RunConfig
+from tinylm_jax.errors import ConfigError
 from tinylm_jax.model.counting import flops_per_token
 from tinylm_jax.parallel import rules as rules_lib
-from tinylm_jax.train.loop import Run, build_run, run_context
-from tinylm_jax.train.metrics import peak_flops_per_device
+from tinylm_jax.run import Run, build_run, run_context
+from tinylm_jax.train.metrics import mfu, peak_flops_per_device
 from tinylm_jax.train.state import init_state
 
 
@@ -58,10 +59,9 @@ class BenchResult:
 
 def synthetic_batch(run: Run, seed: int = 0) -> dict[str, jax.Array]:
     """A global batch of uniform random tokens, one document per row, laid out on the mesh."""
-    tc = run.train_config
-    B, L = tc.batch_size, tc.seq_len
+    B, L = run.config.train.batch_size, run.config.train.seq_len
     rng = np.random.default_rng(seed)
-    tokens_BL1 = rng.integers(0, run.model_config.vocab_size, (B, L + 1), dtype=np.int32)
+    tokens_BL1 = rng.integers(0, run.config.model.vocab_size, (B, L + 1), dtype=np.int32)
     host = {
         "inputs": tokens_BL1[:, :-1],
         "targets": tokens_BL1[:, 1:],
@@ -136,14 +136,14 @@ def _time_steps(step_fn, state, batch, steps: int):
     return state, np.asarray(times), loss
 
 
-def bench(steps: int = 20, warmup_steps: int = 2, seed: int = 0) -> BenchResult:
-    """Benchmarks the train step of the run configured by gin (model, train, mesh, optimizer)."""
+def bench(config: RunConfig, steps: int = 20, warmup_steps: int = 2, seed: int = 0) -> BenchResult:
+    """Benchmarks the train step of `config` (model, train, mesh, optimizer)."""
     if steps < 1 or warmup_steps < 0:
         raise ConfigError(
             f"tinylm bench needs --steps >= 1 and --warmup_steps >= 0; got {steps}, {warmup_steps}"
         )
-    run = build_run()
-    tc = run.train_config
+    run = build_run(config)
+    tc = config.train
     with run_context(run):
         start = time.perf_counter()
         state = init_state(run.init_fn, tc.seed, run.shardings)
@@ -161,16 +161,16 @@ def bench(steps: int = 20, warmup_steps: int = 2, seed: int = 0) -> BenchResult:
 
     intervals = np.diff(times)
     elapsed = times[-1] - times[0]
-    tokens_per_step = tc.batch_size * tc.seq_len
+    tokens_per_step = tc.tokens_per_step
     tps = steps * tokens_per_step / elapsed
-    flops = flops_per_token(run.model_config, tc.seq_len)
-    peak = peak_flops_per_device()
+    flops = flops_per_token(config.model, tc.seq_len)
+    peak = peak_flops_per_device(config.peak_flops)
     sizes = compiled_memory(compiled)
     memory, source = peak_memory(sizes)
     device = jax.devices()[0]
     return BenchResult(
         tokens_per_second=tps,
-        mfu=flops * tps / (peak * jax.device_count()),
+        mfu=mfu(flops, tps, peak * jax.device_count()),
         step_time_s=elapsed / steps,
         step_time_p50_s=float(np.percentile(intervals, 50)),
         step_time_p90_s=float(np.percentile(intervals, 90)),

@@ -14,59 +14,24 @@ other names): the hook for `CheckpointConfig.init_from` and for parameter inheri
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import gin
 import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from tinylm_jax.model.config import ConfigError
+from tinylm_jax.errors import ConfigError
+from tinylm_jax.train.config import CheckpointConfig
 from tinylm_jax.train.state import TrainState
 
 log = logging.getLogger(__name__)
 
 TMP_MARKER = ".orbax-checkpoint-tmp"
-
-
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class CheckpointConfig:
-    """Saving, retention and initialization from another run.
-
-    Attributes:
-      every_steps: save every this many steps (and always at the end).
-      keep: keep the newest `keep` checkpoints ...
-      keep_period: ... plus every step divisible by `keep_period` (None: none extra).
-      async_save: write in a background thread while training goes on.
-      init_from: another run's workdir; a run with no checkpoint of its own starts from its
-        params (optimizer state and step start fresh).
-      init_step: the step of `init_from` to read (None: its latest).
-      init_mapping: {target prefix: source prefix} over '/'-joined param paths, e.g.
-        `{'layers_0': 'layers_0', 'layers_1': 'layers_5', 'token_embed': 'token_embed'}`;
-        only mapped params are read, the rest keep their fresh init. None: every param,
-        same names. '' as a key or value means the whole tree.
-    """
-
-    every_steps: int = 500
-    keep: int = 3
-    keep_period: int | None = None
-    async_save: bool = True
-    init_from: str | None = None
-    init_step: int | None = None
-    init_mapping: Mapping[str, str] | None = None
-
-    def __post_init__(self) -> None:
-        if self.every_steps <= 0 or self.keep <= 0:
-            raise ConfigError(
-                f"CheckpointConfig.every_steps and .keep must be positive; got {self}"
-            )
 
 
 def checkpoint_dir(workdir: str | Path) -> Path:

@@ -6,11 +6,13 @@ import functools
 import json
 import math
 import time
-from pathlib import Path
 
 import gin
 import jax
 import jax.numpy as jnp
+from etils import epath
+
+from tinylm_jax.errors import ConfigError
 
 # Dense bf16 peak FLOP/s per JAX device (one chip; TPU v2/v3 expose one device per core).
 PEAK_FLOPS = {
@@ -54,8 +56,13 @@ def measured_cpu_flops(size: int = 1024, repeats: int = 4, trials: int = 5) -> f
     return 2 * size**3 * repeats / best
 
 
-@gin.configurable
-def peak_flops_per_device(device: jax.Device | None = None, override: float | None = None) -> float:
+@gin.configurable("peak_flops_per_device")
+def peak_flops_override(override: float | None = None) -> float | None:
+    """The gin binding `peak_flops_per_device.override`: FLOP/s replacing the looked-up peak."""
+    return override
+
+
+def peak_flops_per_device(override: float | None = None, device: jax.Device | None = None) -> float:
     """Peak FLOP/s of one device, the denominator of MFU.
 
     Accelerators use the vendor's dense bf16 figure. CPUs have no such table: their "peak" is
@@ -72,10 +79,15 @@ def peak_flops_per_device(device: jax.Device | None = None, override: float | No
     for name in sorted(PEAK_FLOPS, key=len, reverse=True):
         if name.lower() in kind.lower():
             return PEAK_FLOPS[name]
-    raise ValueError(
+    raise ConfigError(
         f"No peak FLOP/s known for device kind {kind!r}; set "
         "--gin_param='peak_flops_per_device.override = <FLOP/s>'"
     )
+
+
+def mfu(flops_per_token: float, tokens_per_second: float, peak_flops: float) -> float:
+    """Model FLOPs utilization: training FLOP/s achieved over `peak_flops` (all devices)."""
+    return flops_per_token * tokens_per_second / peak_flops
 
 
 def format_duration(seconds: float) -> str:
@@ -85,20 +97,52 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+def train_summary(
+    workdir, last: dict[str, float], tokens_seen: int, tokens_this_run: int, wall_s: float
+) -> str:
+    """What a finished `tinylm train` prints: results, where things are, what to run next."""
+    workdir = str(workdir)
+    lines = [f"done in {format_duration(wall_s)}: {tokens_seen:,} tokens seen"]
+    if tokens_this_run:
+        lines[0] += f" ({tokens_this_run / max(wall_s, 1e-9):,.0f} tokens/s this run, all in)"
+    results = []
+    if "loss" in last:
+        results.append(f"final train loss {last['loss']:.4f}")
+    if "eval_bits_per_byte" in last:
+        results.append(
+            f"held-out loss {last['eval_loss']:.4f}, "
+            f"{last['eval_bits_per_byte']:.4f} bits per byte"
+        )
+    if results:
+        lines.append("  " + " | ".join(results))
+    lines += [
+        f"  checkpoints  {workdir}/checkpoints",
+        f"  metrics      {workdir}/metrics.jsonl",
+        f"  tensorboard  {workdir}/tensorboard",
+        "next:",
+        f"  tinylm sample --workdir={workdir} --prompt='...'",
+        f"  tinylm eval --workdir={workdir}",
+        f"  tinylm export-hf --workdir={workdir} --out={workdir}/hf",
+        f"  tinylm plot --workdir={workdir} --out={workdir}/curves.png",
+        f"  tensorboard --logdir={workdir}/tensorboard",
+    ]
+    return "\n".join(lines)
+
+
 class MetricsWriter:
     """Writes records to `metrics.jsonl`, TensorBoard events and a readable stdout line.
 
     Only the primary process writes files, so multi-process runs keep one log.
     """
 
-    def __init__(self, workdir: str | Path, primary: bool = True):
+    def __init__(self, workdir: epath.PathLike, primary: bool = True):
         self.primary = primary
         self._jsonl = None
         self._tb = None
         if primary:
-            workdir = Path(workdir)
+            workdir = epath.Path(workdir)
             workdir.mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
+            self._jsonl = (workdir / "metrics.jsonl").open("a")  # closed in close()
             from tensorboardX import SummaryWriter
 
             self._tb = SummaryWriter(str(workdir / "tensorboard"))

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
-import gin
 import jax
 import optax
 
-from tinylm_jax.model.config import ConfigError
+from tinylm_jax.errors import ConfigError
 
 SCHEDULES = ("cosine", "wsd", "constant", "linear")
 
 
-@gin.configurable
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
     """AdamW; defaults follow PanGu-pi Pro / TinyLlama (betas 0.9/0.95, wd 0.1, clip 1.0).

@@ -19,7 +19,6 @@ class TrainState:
     step: jax.Array  # int32 scalar: optimizer steps taken
     params: dict
     opt_state: optax.OptState
-    rng: jax.Array  # uint32 key data, kept so resumed runs draw the same randomness
 
 
 def make_init_fn(
@@ -30,17 +29,15 @@ def make_init_fn(
     """Returns rng -> TrainState whose params (and Adam moments) carry logical-axis boxes."""
 
     def init(rng: jax.Array) -> TrainState:
-        init_rng, state_rng = jax.random.split(rng)
-        tokens = jnp.zeros((1, seq_len), jnp.int32)
-        params = model.init(init_rng, tokens)["params"]
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            opt_state=tx.init(params),
-            rng=jax.random.key_data(state_rng),
-        )
+        params = model.init(rng, jnp.zeros((1, seq_len), jnp.int32))["params"]
+        return fresh_state(params, tx)
 
     return init
+
+
+def fresh_state(params: dict, tx: optax.GradientTransformation) -> TrainState:
+    """Step 0 with `params` and a freshly initialized optimizer state."""
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
 def abstract_state(
@@ -60,3 +57,14 @@ def init_state(init_fn: Callable, seed: int, shardings: TrainState) -> TrainStat
     return jax.jit(lambda rng: nn.unbox(init_fn(rng)), out_shardings=shardings)(
         jax.random.key(seed)
     )
+
+
+def state_from_params(
+    params: dict, tx: optax.GradientTransformation, shardings: TrainState
+) -> TrainState:
+    """A step-0 state around given params (imported, inherited) laid out on `shardings`.
+
+    Cheaper than `init_state` + replacing params: only the optimizer state is computed.
+    """
+    params = jax.device_put(params, shardings.params)
+    return jax.jit(lambda p: fresh_state(p, tx), out_shardings=shardings)(params)

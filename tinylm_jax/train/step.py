@@ -91,3 +91,9 @@ def eval_step(
         "tokens": jnp.sum(weights),
         "bytes": jnp.sum(byte_lengths_V[batch["targets"]] * weights),
     }
+
+
+def score_step(params: dict, batch: Batch, *, model: nn.Module) -> jax.Array:
+    """Summed log-likelihood [B] of each row's targets where `weights` is 1."""
+    losses_BL, weights_BL = token_losses(model, params, batch)
+    return -jnp.sum(losses_BL * weights_BL, axis=1)

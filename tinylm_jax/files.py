@@ -1,0 +1,36 @@
+"""Writing run files on any storage (`etils.epath`: local paths or gs://)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from etils import epath
+
+PathLike = str | os.PathLike
+
+
+def write_atomically(path: PathLike, data: str | bytes) -> None:
+    """Writes `data` so that readers see the old file or the whole new one, never a part.
+
+    Locally through a temporary file and a rename; object stores (gs://) replace an object
+    atomically on their own.
+    """
+    path = epath.Path(path)
+    if not _is_local(path):
+        _write(path, data)
+        return
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    _write(tmp, data)
+    os.replace(tmp, path)
+
+
+def _write(path: epath.Path, data: str | bytes) -> None:
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    else:
+        path.write_text(data)
+
+
+def _is_local(path: epath.Path) -> bool:
+    return "://" not in os.fspath(path)

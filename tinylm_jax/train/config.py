@@ -1,0 +1,101 @@
+"""Training and checkpointing settings (light: no TFDS, Grain or Orbax imports)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from tinylm_jax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """`batch_size` is global, in sequences; `eval_every` 0 evaluates only at the end,
+    `eval_steps` 0 never.
+
+    `data_sharding`: 'global' — every process reads the whole global batch and feeds its
+    devices' rows, so batches (and results) do not depend on the process count; 'process' —
+    each process reads only its own shard of the records (less reading on many hosts, but
+    the batches differ with the process count).
+
+    `data_seed` seeds the data order (None: `seed`, which seeds the parameter init);
+    `eval_batch_size` is the global batch of held-out eval and task scoring (None:
+    `batch_size // microbatches`, the largest batch a train step runs at once).
+    """
+
+    num_steps: int = 1000
+    batch_size: int = 16
+    seq_len: int = 256
+    seed: int = 0
+    microbatches: int = 1
+    log_every: int = 10
+    eval_every: int = 0
+    eval_steps: int = 8
+    data_sharding: str = "global"
+    data_seed: int | None = None
+    eval_batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.data_sharding not in ("global", "process"):
+            raise ConfigError(
+                f"TrainConfig.data_sharding must be 'global' or 'process'; got "
+                f"{self.data_sharding!r}"
+            )
+        if self.microbatches <= 0 or self.batch_size % self.microbatches:
+            raise ConfigError(
+                f"TrainConfig.batch_size={self.batch_size} is not divisible by "
+                f"TrainConfig.microbatches={self.microbatches}"
+            )
+        if min(self.num_steps, self.batch_size, self.seq_len, self.log_every) <= 0:
+            raise ConfigError(f"TrainConfig sizes must be positive: {self}")
+        if self.eval_batch_size is not None and self.eval_batch_size <= 0:
+            raise ConfigError(
+                f"TrainConfig.eval_batch_size must be positive; got {self.eval_batch_size}"
+            )
+
+    @property
+    def resolved_data_seed(self) -> int:
+        return self.seed if self.data_seed is None else self.data_seed
+
+    @property
+    def resolved_eval_batch_size(self) -> int:
+        if self.eval_batch_size is not None:
+            return self.eval_batch_size
+        return self.batch_size // self.microbatches
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.seq_len
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    """Saving, retention and initialization from another run.
+
+    Attributes:
+      every_steps: save every this many steps (and always at the end).
+      keep: keep the newest `keep` checkpoints ...
+      keep_period: ... plus every step divisible by `keep_period` (None: none extra).
+      async_save: write in a background thread while training goes on.
+      init_from: another run's workdir; a run with no checkpoint of its own starts from its
+        params (optimizer state and step start fresh).
+      init_step: the step of `init_from` to read (None: its latest).
+      init_mapping: {target prefix: source prefix} over '/'-joined param paths, e.g.
+        `{'layers_0': 'layers_0', 'layers_1': 'layers_5', 'token_embed': 'token_embed'}`;
+        only mapped params are read, the rest keep their fresh init. None: every param,
+        same names. '' as a key or value means the whole tree.
+    """
+
+    every_steps: int = 500
+    keep: int = 3
+    keep_period: int | None = None
+    async_save: bool = True
+    init_from: str | None = None
+    init_step: int | None = None
+    init_mapping: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.every_steps <= 0 or self.keep <= 0:
+            raise ConfigError(
+                f"CheckpointConfig.every_steps and .keep must be positive; got {self}"
+            )

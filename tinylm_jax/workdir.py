@@ -1,0 +1,145 @@
+"""A run's workdir as the commands use it: load its params for eval, sampling and export;
+write a step-0 workdir around given params (import, inheritance).
+
+A workdir holds `config.gin` (the operative config), `tokenizer.model`, `checkpoints/`
+(Orbax), `metrics.jsonl` and `tensorboard/`; any path may be local or gs://.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+from etils import epath
+
+from tinylm_jax.config import RunConfig
+from tinylm_jax.data import pipeline
+from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.errors import ConfigError, DataError
+from tinylm_jax.eval import multiple_choice
+from tinylm_jax.eval.bits_per_byte import token_byte_lengths
+from tinylm_jax.eval.generate import SamplingConfig, generate
+from tinylm_jax.eval.heldout import evaluate
+from tinylm_jax.files import write_atomically
+from tinylm_jax.run import Run, build_run, run_context
+from tinylm_jax.train import checkpoint as ckpt
+from tinylm_jax.train.state import state_from_params
+
+
+def config_path(workdir: epath.PathLike) -> epath.Path:
+    """`WORKDIR/config.gin`, which must exist: it says how the run was configured."""
+    path = epath.Path(workdir) / "config.gin"
+    if not path.exists():
+        raise ConfigError(
+            f"{path} not found: --workdir must be a directory written by `tinylm train`, "
+            "`tinylm import-hf` or `tinylm inherit`"
+        )
+    return path
+
+
+def tokenizer_of(workdir: epath.PathLike) -> Tokenizer:
+    path = epath.Path(workdir) / "tokenizer.model"
+    if not path.exists():
+        raise DataError(f"{path} is missing; it is written by `tinylm train`")
+    return Tokenizer.from_file(path)
+
+
+def load_workdir(config: RunConfig, workdir: epath.PathLike) -> tuple[Run, dict, Tokenizer]:
+    """The run of `config`, the newest good params of `workdir` on its mesh, its tokenizer."""
+    run = build_run(config)
+    manager = ckpt.make_manager(workdir, config.checkpoint)
+    try:
+        restored = ckpt.restore_latest(manager, run.abstract, run.shardings, data_iterator=None)
+    finally:
+        manager.close()
+    if restored is None:
+        raise ConfigError(f"no checkpoint in {ckpt.checkpoint_dir(workdir)}; train first")
+    return run, restored[0].params, tokenizer_of(workdir)
+
+
+def evaluate_workdir(
+    config: RunConfig,
+    workdir: epath.PathLike,
+    eval_steps: int | None,
+    task_paths: Sequence[str] = (),
+) -> dict:
+    """Held-out loss / perplexity / bits per byte (skipped when `eval_steps` is 0), plus
+    `tasks`: {name: {acc, acc_norm, n}} for each multiple-choice JSONL task given."""
+    if eval_steps == 0 and not task_paths:
+        raise ConfigError("nothing to evaluate: --eval_steps=0 skips held-out eval; add --task")
+    tasks = [multiple_choice.load_task(p) for p in task_paths]  # fail before loading a model
+    names = [t.name for t in tasks]
+    run, params, tokenizer = load_workdir(config, workdir)
+    result: dict = {}
+    if eval_steps != 0:
+        result.update(_heldout(workdir, run, params, tokenizer, eval_steps))
+    if tasks:
+        result["tasks"] = {
+            (t.name if names.count(t.name) == 1 else str(p)): multiple_choice.score_task(
+                run, params, tokenizer, t
+            )
+            for t, p in zip(tasks, task_paths, strict=True)
+        }
+    return result
+
+
+def _heldout(workdir, run: Run, params, tokenizer: Tokenizer, eval_steps: int | None) -> dict:
+    data = pipeline.prepare_data(run.config.data, run.config.train.seq_len)
+    pipeline.check_vocab(data.tokenizer, run.config.model.vocab_size)
+    if data.tokenizer.fingerprint != tokenizer.fingerprint:
+        raise DataError(
+            f"the data config's tokenizer ({data.tokenizer.path}) is not the one "
+            f"{workdir} was trained with; point DataConfig.tokenizer at "
+            f"{epath.Path(workdir) / 'tokenizer.model'}"
+        )
+    byte_lengths = token_byte_lengths(tokenizer.path, run.config.model.vocab_size)
+    return evaluate(run, params, data, byte_lengths, eval_steps)
+
+
+def sample_workdir(
+    config: RunConfig, workdir: epath.PathLike, prompts: list[str], sampling: SamplingConfig
+) -> list[dict]:
+    run, params, tokenizer = load_workdir(config, workdir)
+    encoded = [[tokenizer.bos_id] + tokenizer.encode(p) for p in prompts]
+    with run_context(run):
+        completions = generate(
+            run.model,
+            jax.device_get(params),  # decoding is small: one host copy, no sharded cache
+            encoded,
+            sampling,
+            eos_id=tokenizer.eos_id,
+            pad_id=tokenizer.pad_id,
+        )
+    return [
+        {"prompt": p, "completion": tokenizer.decode(ids), "completion_ids": ids}
+        for p, ids in zip(prompts, completions, strict=True)
+    ]
+
+
+def check_new_workdir(workdir: epath.PathLike) -> None:
+    """Fails if `workdir` already holds checkpoints (call it before expensive work)."""
+    checkpoints = ckpt.checkpoint_dir(workdir)
+    if checkpoints.exists() and any(checkpoints.iterdir()):
+        raise ConfigError(f"{workdir} already holds checkpoints; choose a new --workdir")
+
+
+def write_initial_workdir(
+    run: Run, params: dict, workdir: epath.PathLike, tokenizer_path: str | None, metadata: dict
+) -> None:
+    """A workdir that `train` continues from step 0 (fresh optimizer state) and that `eval`,
+    `sample` and `export-hf` read: `config.gin` (the run's), the tokenizer (when given) and a
+    step-0 checkpoint of `params` (a nested dict of arrays in the run's param layout)."""
+    workdir = epath.Path(workdir)
+    check_new_workdir(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if tokenizer_path is not None:
+        write_atomically(workdir / "tokenizer.model", epath.Path(tokenizer_path).read_bytes())
+    with run_context(run):
+        state = state_from_params(params, run.tx, run.shardings)
+    manager = ckpt.make_manager(workdir, run.config.checkpoint)
+    try:
+        ckpt.save(manager, state, None, metadata, force=True)
+        manager.wait_until_finished()
+    finally:
+        manager.close()
+    write_atomically(workdir / "config.gin", run.config.gin_config)
