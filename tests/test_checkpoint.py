@@ -191,3 +191,39 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(gin_clean, dat
     for step in saved:
         params, _ = ckpt.load_params(tmp_path, step)
         assert all(np.isfinite(x).all() for x in host(params))
+
+
+def test_a_transient_error_propagates_and_sets_nothing_aside(
+    trained, gin_clean, tmp_path, monkeypatch
+):
+    """Only unreadable files are damage: out of memory (or a transient I/O error) while
+    restoring must not move good checkpoints away."""
+    workdir = tmp_path / "run"
+    shutil.copytree(trained, workdir)
+
+    def out_of_memory(self, *args, **kwargs):
+        raise MemoryError("RESOURCE_EXHAUSTED: out of memory while restoring")
+
+    monkeypatch.setattr(ckpt.ocp.CheckpointManager, "restore", out_of_memory)
+    with pytest.raises(MemoryError):
+        restore(workdir, set_aside=True)
+    assert not (workdir / "damaged_checkpoints").exists()
+    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [2, 4]
+
+
+def test_a_dtype_change_is_reported(trained, gin_clean):
+    with pytest.raises(ConfigError, match=r"token_embed: checkpoint \(\(512, 32\), 'float32'\)"):
+        restore(trained, "ModelConfig.param_dtype = 'bfloat16'", set_aside=True)
+    assert not (trained / "damaged_checkpoints").exists()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_load_params_falls_back_past_a_damaged_latest_step(trained, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    shutil.copytree(trained, workdir)
+    for path in (workdir / "checkpoints" / "4" / "state").rglob("*"):
+        if path.is_file() and path.parent.name == "d":
+            path.write_bytes(path.read_bytes()[:10])
+    params, step = ckpt.load_params(workdir)
+    assert step == 2 and params["token_embed"].shape == (512, 32)
+    assert "damaged checkpoint skipped" in capsys.readouterr().out

@@ -1,11 +1,14 @@
 """Packing: no lost tokens, segments/positions, padding only at the end, stable ids."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from tests._data_corpus_util import write_corpus
-from tinylm_jax.data import DataConfig, DataError, make_eval_iterator, prepare_data
+from tinylm_jax.data import DataConfig, make_eval_iterator, prepare_data
 from tinylm_jax.data.packing import Packer
+from tinylm_jax.errors import DataError
 
 
 def _pack(docs, record_len, pad_id=0):
@@ -93,6 +96,22 @@ def test_prepare_data_loses_no_tokens_and_ids_are_stable(corpus_dir, tmp_path):
     # A second call reuses the cache.
     cached = prepare_data(_config(root, tmp_path / "a"), seq_len=64)
     assert cached.stats == data.stats
+
+
+def test_a_packed_cache_of_another_format_is_refused(corpus_dir, tmp_path):
+    """The format version keys the cache and is checked when a cached build is read."""
+    import json
+
+    from tinylm_jax.data import packing
+
+    root, _ = corpus_dir
+    data = prepare_data(_config(root, tmp_path), seq_len=32)
+    packed = Path(data.stats["packed_path"])
+    assert packed.name.endswith(f"-v{packing.FORMAT_VERSION}")
+    manifest = json.loads((packed / "manifest.json").read_text())
+    (packed / "manifest.json").write_text(json.dumps({**manifest, "format_version": 0}))
+    with pytest.raises(DataError, match="packed-data format 0.*delete"):
+        prepare_data(_config(root, tmp_path), seq_len=32)
 
 
 def test_prepare_data_with_given_tokenizer_and_bad_input(corpus_dir, tmp_path):

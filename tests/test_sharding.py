@@ -5,9 +5,13 @@ import numpy as np
 import pytest
 
 from tinylm_jax import config as config_lib
+from tinylm_jax.config import RunConfig
 from tinylm_jax.errors import ConfigError
+from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.parallel.mesh import MeshConfig, make_mesh
+from tinylm_jax.parallel.rules import DEFAULT_RULES
 from tinylm_jax.run import build_run
+from tinylm_jax.train.config import TrainConfig
 from tinylm_jax.train.loop import train
 
 from .helpers import tiny_run, train_losses
@@ -99,3 +103,17 @@ def test_tinyllama_train_step_lowers_on_a_sharded_mesh_without_allocating(gin_cl
     q_proj = run.shardings.params["layers"]["attn"]["q_proj"]
     assert tuple(q_proj.spec) == (None, "fsdp", "tensor", None)
     assert run.abstract.params["layers"]["attn"]["k_proj"].shape == (22, 2048, 4, 64)
+
+
+def test_the_first_applicable_rule_wins_as_in_flax(gin_clean):
+    """Checks resolve rules as Flax does: the first rule for a name wins, not the last."""
+    base = RunConfig(
+        model=ModelConfig(vocab_size=64, d_model=24, n_layers=1, n_heads=4, head_dim=8),
+        train=TrainConfig(batch_size=8, seq_len=8),
+        mesh=MeshConfig(data=1, fsdp=8),
+    )
+    first_unsharded = (("embed", None), ("embed", "fsdp")) + DEFAULT_RULES
+    run = build_run(base.replace(rules=first_unsharded))  # d_model 24 is not a multiple of 8
+    assert run.shardings.params["token_embed"].spec[1] is None
+    with pytest.raises(ConfigError, match="logical axis 'embed'"):
+        build_run(base.replace(rules=(("embed", "fsdp"), ("embed", None)) + DEFAULT_RULES))

@@ -95,8 +95,11 @@ def test_kv_cache_decoding_matches_full_forward(scan):
     np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5)
 
 
-def test_document_attention_isolates_segments():
-    model, params = init(BASE.replace(document_attention=True))
+def test_packed_documents_are_isolated_by_default():
+    """Packing restarts positions at each document, so by default attention stays inside it:
+    a packed document's logits equal those of the document alone."""
+    assert ModelConfig().document_attention
+    model, params = init(BASE)
     tokens = jax.random.randint(jax.random.key(6), (1, 12), 0, 97)
     segments = jnp.array([[1] * 6 + [2] * 6])
     positions = jnp.array([list(range(6)) * 2])

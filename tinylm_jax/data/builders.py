@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 import tensorflow_datasets as tfds
 
 from tinylm_jax.data import documents as documents_lib
+from tinylm_jax.data.progress import Progress
 from tinylm_jax.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -99,17 +100,25 @@ class _DocumentsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
         # skip counts must be recorded even for a split that ends up empty.
         stats = {s: {"documents": 0, "bytes": 0, "skipped": collections.Counter()} for s in SPLITS}
         lowest: tuple[float, str, int] | None = None  # Train doc with the lowest split score.
-        for split, doc in self._assigned_documents():
-            if doc.text is None:
-                stats[split]["skipped"][doc.skip_reason] += 1
-                log.warning("Skipping %s document %s (%s).", self.name, doc.key, doc.skip_reason)
-                continue
-            size = len(doc.text.encode("utf-8"))
-            stats[split]["documents"] += 1
-            stats[split]["bytes"] += size
-            score = documents_lib.split_score(doc.key)
-            if split == "train" and (lowest is None or score < lowest[0]):
-                lowest = (score, doc.key, size)
+        with Progress(f"reading {self.name} documents", unit="documents") as progress:
+            for split, doc in self._assigned_documents():
+                progress.advance()
+                if doc.text is None:
+                    stats[split]["skipped"][doc.skip_reason] += 1
+                    log.debug("Skipping %s document %s (%s).", self.name, doc.key, doc.skip_reason)
+                    continue
+                size = len(doc.text.encode("utf-8"))
+                stats[split]["documents"] += 1
+                stats[split]["bytes"] += size
+                score = documents_lib.split_score(doc.key)
+                if split == "train" and (lowest is None or score < lowest[0]):
+                    lowest = (score, doc.key, size)
+        for split, st in stats.items():
+            if st["skipped"]:
+                reasons = ", ".join(f"{n} {why}" for why, n in sorted(st["skipped"].items()))
+                log.warning(
+                    "Skipped %s %s documents (%s).", sum(st["skipped"].values()), split, reasons
+                )
         # A small corpus can hash no document into validation; then the train document
         # closest to the threshold moves over (still a pure function of the inputs).
         val, train = stats["validation"], stats["train"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import logging
 import pathlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,6 +33,29 @@ class RawCorpus:
     path: str
 
 
+class _DropCustomConfigNotice(logging.Filter):
+    """TFDS warns that every local builder uses a 'custom data configuration': ours always do."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Using custom data configuration" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+    """TFDS's banners, 'custom configuration' notices and nested progress bars (which leave
+    escape debris in logs) are replaced by our own progress lines; real warnings pass."""
+    absl_logger = logging.getLogger("absl")
+    notice = _DropCustomConfigNotice()
+    absl_logger.addFilter(notice)
+    tfds.display_progress_bar(False)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints its banners
+            yield
+    finally:
+        tfds.display_progress_bar(True)
+        absl_logger.removeFilter(notice)
+
+
 def _build(config: DataConfig, data_dir: pathlib.Path) -> RawCorpus:
     if config.dataset == "text_files":
         builder_config, files = builders.text_files_config(
@@ -41,14 +66,15 @@ def _build(config: DataConfig, data_dir: pathlib.Path) -> RawCorpus:
         builder_config, files, root = builders.python_stdlib_config(
             config.validation_fraction, config.max_documents
         )
-    builder = builders.BUILDERS[config.dataset](
-        config=builder_config,
-        files=[str(f) for f in files],
-        root=str(root) if root else None,
-        data_dir=str(data_dir / "tfds"),
-        file_format="array_record",
-    )
-    builder.download_and_prepare()
+    with _quiet_tfds():
+        builder = builders.BUILDERS[config.dataset](
+            config=builder_config,
+            files=[str(f) for f in files],
+            root=str(root) if root else None,
+            data_dir=str(data_dir / "tfds"),
+            file_format="array_record",
+        )
+        builder.download_and_prepare()
     meta = builder.info.metadata or {}
     stats = {s: meta.get(f"{s}_stats", {}) for s in builders.SPLITS}
     sources = builder.as_data_source()  # Splits without documents are not written.

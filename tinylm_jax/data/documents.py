@@ -21,8 +21,6 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from tinylm_jax.errors import DataError
 
-SKIP_REASONS = ("empty", "undecodable", "invalid_json", "missing_text_key")
-
 
 @dataclasses.dataclass(frozen=True)
 class Document:

@@ -33,7 +33,9 @@ import grain
 import numpy as np
 from array_record.python import array_record_module
 
+from tinylm_jax.data.progress import Progress
 from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +141,16 @@ def write_packed_split(
     skipped: collections.Counter = collections.Counter()
     stats = {"documents": 0, "tokens": 0, "padding_tokens": 0, "records": 0}
     writer = array_record_module.ArrayRecordWriter(str(path), "group_size:1")
+    documents = tokenize_documents(texts, tokenizer, num_threads, skipped, name=name)
     try:
-        for doc in tokenize_documents(texts, tokenizer, num_threads, skipped, name=name):
-            stats["documents"] += 1
-            stats["tokens"] += len(doc)
-            for rec in packer.add(doc):
-                writer.write(rec.tobytes())
-                stats["records"] += 1
+        with Progress(f"tokenizing and packing {name}", unit="documents") as progress:
+            for doc in documents:
+                progress.advance()
+                stats["documents"] += 1
+                stats["tokens"] += len(doc)
+                for rec in packer.add(doc):
+                    writer.write(rec.tobytes())
+                    stats["records"] += 1
         last, pad = packer.finish()
         if last is not None:
             writer.write(last.tobytes())
@@ -210,7 +215,7 @@ def build_packed(
     """
     manifest_path = directory / "manifest.json"
     if manifest_path.exists():
-        return json.loads(manifest_path.read_text())
+        return check_format(json.loads(manifest_path.read_text()), manifest_path)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -239,7 +244,18 @@ def build_packed(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return json.loads(manifest_path.read_text())
+    return check_format(json.loads(manifest_path.read_text()), manifest_path)
+
+
+def check_format(manifest: dict[str, Any], path: pathlib.Path) -> dict[str, Any]:
+    """The manifest of a packed build this code can read; anything else is a DataError."""
+    found = manifest.get("format_version")
+    if found != FORMAT_VERSION:
+        raise DataError(
+            f"{path} is packed-data format {found}, this tinylm reads format {FORMAT_VERSION}; "
+            f"delete {path.parent} to rebuild it"
+        )
+    return manifest
 
 
 def open_packed(directory: pathlib.Path, manifest: dict[str, Any]) -> dict[str, PackedSource]:

@@ -3,7 +3,7 @@
 Cache layout under the data dir ($TINYLM_DATA_DIR or ~/.cache/tinylm_jax):
   tfds/<builder>/<config-hash>/<version>/   raw documents (TFDS, ArrayRecord)
   tokenizers/<raw-fp>-<type>-<vocab>.model  tokenizers trained on a corpus
-  packed/<raw-fp>-<tokenizer-fp>-L<seq_len>/{train,validation}.array_record
+  packed/<raw-fp>-<tokenizer-fp>-L<seq_len>-v<format>/{train,validation}.array_record
                                             + manifest.json (stats)
 Every level is keyed by a fingerprint of its inputs, so a changed corpus,
 tokenizer or seq_len is rebuilt and an unchanged one is reused.
@@ -118,7 +118,11 @@ def prepare_data(config: DataConfig, seq_len: int) -> PreparedData:
         ) from e
     raw = corpus_lib.load_raw_corpus(config, data_dir)
     tokenizer = _tokenizer(config, raw, data_dir)
-    packed_dir = data_dir / "packed" / f"{raw.fingerprint}-{tokenizer.fingerprint[:16]}-L{seq_len}"
+    packed_dir = (
+        data_dir
+        / "packed"
+        / f"{raw.fingerprint}-{tokenizer.fingerprint[:16]}-L{seq_len}-v{packing.FORMAT_VERSION}"
+    )
     splits = {s: corpus_lib.iter_texts(src, raw.text_key) for s, src in raw.splits.items()}
     manifest = packing.build_packed(
         packed_dir,

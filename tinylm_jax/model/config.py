@@ -43,7 +43,7 @@ class ModelConfig:
     scale_init_by_depth: bool = False
     scan_layers: bool = False
     remat: str = "none"
-    document_attention: bool = False
+    document_attention: bool = True
 
     def __post_init__(self) -> None:
         def fail(field: str, why: str) -> None:

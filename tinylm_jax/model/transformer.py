@@ -18,6 +18,7 @@ from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.layers import Block, KVCache, RMSNorm, _normal, attention_mask, project
 
 Array = jax.Array
+# The stacked decoding cache [n_layers, B, S, K, H]: batch and kv heads shard like activations.
 KV_CACHE_AXES = ("layers", "act_batch", "act_length", "act_kv_heads", None)
 
 
@@ -87,6 +88,8 @@ class Transformer(nn.Module):
                 new_cache.append(layer_cache)
             if kv_cache is not None:
                 kv_cache = tuple(jnp.stack([c[j] for c in new_cache]) for j in range(2))
+        if kv_cache is not None:
+            kv_cache = tuple(nn.with_logical_constraint(c, KV_CACHE_AXES) for c in kv_cache)
 
         x_BLD = RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.weight_dtype, name="final_norm")(x_BLD)
         if cfg.tie_embeddings:

@@ -53,23 +53,29 @@ def logical_axis_rules(rules: Rules = DEFAULT_RULES) -> Rules:
     return tuple((name, tuple(mesh) if isinstance(mesh, list) else mesh) for name, mesh in rules)
 
 
-def _mesh_axes(rule_target) -> tuple[str, ...]:
-    if rule_target is None:
+def _mesh_axes(spec_entry) -> tuple[str, ...]:
+    if spec_entry is None:
         return ()
-    return (rule_target,) if isinstance(rule_target, str) else tuple(rule_target)
+    return (spec_entry,) if isinstance(spec_entry, str) else tuple(spec_entry)
+
+
+def _resolved_axes(logical_names: tuple, rules: Rules) -> list[tuple[str, ...]]:
+    """Mesh axes of each dimension exactly as Flax resolves them (the first applicable rule
+    wins), so these checks and the real shardings can never disagree."""
+    spec = nn.logical_to_mesh_axes(tuple(logical_names), rules)
+    return [_mesh_axes(entry) for entry in spec]
 
 
 def check_divisible(abstract_boxed, mesh: Mesh, rules: Rules) -> None:
     """Fails, naming parameter, dimension and mesh axis, if any sharded dim is uneven."""
-    table = dict(rules)
     boxes = jax.tree_util.tree_leaves_with_path(
         abstract_boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned)
     )
     for path, box in boxes:
         if not isinstance(box, nn.LogicallyPartitioned):
             continue
-        for dim, (size, logical) in enumerate(zip(box.value.shape, box.names, strict=True)):
-            axes = _mesh_axes(table.get(logical))
+        dims = zip(box.value.shape, box.names, _resolved_axes(box.names, rules), strict=True)
+        for dim, (size, logical, axes) in enumerate(dims):
             shards = math.prod(mesh.shape[a] for a in axes)
             if size % shards:
                 name = "/".join(str(getattr(k, "key", k)) for k in path)
@@ -83,7 +89,7 @@ def check_divisible(abstract_boxed, mesh: Mesh, rules: Rules) -> None:
 
 
 def check_batch_divisible(batch_size: int, mesh: Mesh, rules: Rules, what: str) -> None:
-    axes = _mesh_axes(dict(rules).get("act_batch"))
+    (axes,) = _resolved_axes(("act_batch",), rules)
     shards = math.prod(mesh.shape[a] for a in axes)
     if batch_size % shards:
         raise ConfigError(

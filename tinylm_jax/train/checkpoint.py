@@ -24,6 +24,8 @@ import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
+from flax import traverse_util
 
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.train.config import CheckpointConfig
@@ -34,8 +36,9 @@ log = logging.getLogger(__name__)
 TMP_MARKER = ".orbax-checkpoint-tmp"
 
 
-def checkpoint_dir(workdir: str | Path) -> Path:
-    return Path(workdir).absolute() / "checkpoints"
+def checkpoint_dir(workdir: epath.PathLike) -> epath.Path:
+    workdir = epath.Path(workdir)
+    return (workdir if "://" in str(workdir) else workdir.absolute()) / "checkpoints"
 
 
 def make_manager(workdir: str | Path, config: CheckpointConfig) -> ocp.CheckpointManager:
@@ -94,7 +97,7 @@ def restore_latest(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
     )
     damaged = []
-    for step in sorted(manager.all_steps(), reverse=True):
+    for step in complete_steps(directory):
         path = directory / str(step)
         error = None
         try:
@@ -106,8 +109,10 @@ def restore_latest(
             restored = manager.restore(step, args=ocp.args.Composite(**args))
         except ConfigError:
             raise
-        except Exception as e:  # noqa: BLE001 - any failure to read a step means "damaged"
-            error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"[:400]
+        except Exception as e:  # noqa: BLE001 - classified: only unreadable files are damage
+            if not is_damage(e):
+                raise
+            error = _first_line(e)
         if _all_processes_ok(error is None):
             log.info("restored checkpoint at step %d from %s", step, path)
             if set_aside_damaged:
@@ -129,14 +134,45 @@ def restore_latest(
     return None
 
 
-def _shapes(tree) -> dict[str, tuple]:
-    """'/'-joined path -> shape of every array leaf (the naming Orbax's metadata uses)."""
+# Errors that say nothing about the files: the step may be fine, so it must not be set aside.
+_TRANSIENT_ERRORS = (MemoryError, ConnectionError, TimeoutError, InterruptedError)
+_TRANSIENT_MARKERS = ("RESOURCE_EXHAUSTED", "out of memory", "UNAVAILABLE", "DEADLINE_EXCEEDED")
+
+
+def is_damage(error: BaseException) -> bool:
+    """Whether a failed read means the step's files are unreadable (truncated, garbled,
+    missing) rather than a problem of this moment (out of memory, a transient I/O error)."""
+    if isinstance(error, _TRANSIENT_ERRORS):
+        return False
+    text = str(error).lower()
+    return not any(marker.lower() in text for marker in _TRANSIENT_MARKERS)
+
+
+def _first_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"[:400]
+
+
+def complete_steps(directory: epath.PathLike) -> list[int]:
+    """Steps with a complete save under `directory`, newest first (interrupted saves, named
+    `<step>.orbax-checkpoint-tmp*`, are not steps)."""
+    directory = epath.Path(directory)
+    if not directory.exists():
+        return []
+    return sorted(
+        (int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir()),
+        reverse=True,
+    )
+
+
+def _signatures(tree) -> dict[str, tuple]:
+    """'/'-joined path -> (shape, dtype) of every array leaf (the naming Orbax's metadata uses)."""
     out = {}
     for keypath, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         if getattr(leaf, "shape", None) is None:
             continue
         names = [str(getattr(k, "name", getattr(k, "key", getattr(k, "idx", k)))) for k in keypath]
-        out["/".join(names)] = tuple(leaf.shape)
+        dtype = getattr(leaf, "dtype", None)
+        out["/".join(names)] = (tuple(leaf.shape), None if dtype is None else np.dtype(dtype).name)
     return out
 
 
@@ -144,8 +180,8 @@ def _check_compatible(
     manager: ocp.CheckpointManager, step: int, path: Path, abstract: TrainState, with_data: bool
 ) -> None:
     """ConfigError if step `step` holds another run's state rather than a damaged one of ours."""
-    saved = _shapes(manager.item_metadata(step)["state"].tree)
-    expected = _shapes(abstract)
+    saved = _signatures(manager.item_metadata(step)["state"].tree)
+    expected = _signatures(abstract)
     if saved != expected:
         diffs = [
             f"{k}: checkpoint {saved.get(k, 'absent')} vs run {expected.get(k, 'absent')}"
@@ -203,39 +239,17 @@ def _join(*parts: str) -> str:
     return "/".join(p for p in parts if p)
 
 
-def _flatten(tree, prefix: str = "") -> dict[str, object]:
-    if isinstance(tree, Mapping):
-        out = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, _join(prefix, str(key))))
-        return out
-    return {prefix: tree}
+def _flatten(tree) -> dict[str, object]:
+    """'/'-joined param path -> leaf."""
+    return traverse_util.flatten_dict(tree, sep="/")
 
 
 def _unflatten(flat: Mapping[str, object]) -> dict:
-    tree: dict = {}
-    for path, value in flat.items():
-        node = tree
-        *parents, leaf = path.split("/")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
+    return traverse_util.unflatten_dict(dict(flat), sep="/")
 
 
 def _under(path: str, prefix: str) -> bool:
     return not prefix or path == prefix or path.startswith(prefix + "/")
-
-
-def _latest_step(workdir: Path) -> int:
-    steps = sorted(
-        int(p.name) for p in checkpoint_dir(workdir).glob("*") if p.is_dir() and p.name.isdigit()
-    )
-    if not steps:
-        raise ConfigError(
-            f"no checkpoint in {checkpoint_dir(workdir)}: init_from needs a trained workdir"
-        )
-    return steps[-1]
 
 
 def load_params(
@@ -246,16 +260,36 @@ def load_params(
     Reads only the subtrees under `prefixes` ('/'-joined param paths; None: all), straight
     from the files: no gin config, mesh or optimizer state of that run is needed.
     """
-    workdir = Path(workdir)
-    step = _latest_step(workdir) if step is None else step
-    path = checkpoint_dir(workdir) / str(step) / "state"
+    directory = checkpoint_dir(workdir)
+    if step is not None:
+        return _read_params(directory / str(step) / "state", prefixes), step
+    damaged = []
+    for candidate in complete_steps(directory):
+        try:
+            return _read_params(directory / str(candidate) / "state", prefixes), candidate
+        except _UnreadableStep as error:
+            print(f"damaged checkpoint skipped: {directory / str(candidate)} ({error})", flush=True)
+            damaged.append(str(directory / str(candidate)))
+    raise ConfigError(
+        f"no readable checkpoint in {directory} (damaged: {damaged}): the workdir must hold a "
+        "trained run (`tinylm train`, `import-hf` or `inherit`)"
+    )
+
+
+class _UnreadableStep(Exception):
+    """A step whose params cannot be read from its files."""
+
+
+def _read_params(path: epath.Path, prefixes: list[str] | None) -> dict:
     if not path.exists():
-        raise ConfigError(f"{path} does not exist: check the init_from workdir and step")
+        raise ConfigError(f"{path} does not exist: check the workdir and step")
     checkpointer = ocp.PyTreeCheckpointer()
     try:
         saved = checkpointer.metadata(path).item_metadata.tree
-    except Exception as e:  # noqa: BLE001 - unreadable metadata: report path and cause
-        raise ConfigError(f"cannot read the checkpoint {path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - classified: only unreadable files are damage
+        if not is_damage(e):
+            raise
+        raise _UnreadableStep(_first_line(e)) from None
     available = _flatten(saved.get("params", {}))
     wanted = [p for p in available if prefixes is None or any(_under(p, pre) for pre in prefixes)]
     missing = [pre for pre in prefixes or [] if not any(_under(p, pre) for p in available)]
@@ -272,10 +306,11 @@ def load_params(
                 item=target, restore_args=restore_args, partial_restore=True
             ),
         )
-    except Exception as e:  # noqa: BLE001 - damaged files: report the path and the cause
-        first_line = (str(e).splitlines() or [type(e).__name__])[0][:300]
-        raise ConfigError(f"cannot read params from {path}: {first_line}") from None
-    return restored["params"], step
+    except Exception as e:  # noqa: BLE001 - classified: only unreadable files are damage
+        if not is_damage(e):
+            raise
+        raise _UnreadableStep(_first_line(e)) from None
+    return restored["params"]
 
 
 def _source_path(path: str, mapping: Mapping[str, str]) -> str | None:

@@ -100,11 +100,12 @@ def format_duration(seconds: float) -> str:
 def train_summary(
     workdir, last: dict[str, float], tokens_seen: int, tokens_this_run: int, wall_s: float
 ) -> str:
+    # wall_s covers data preparation, compilation, evals and saves; the rate is the steps'.
     """What a finished `tinylm train` prints: results, where things are, what to run next."""
     workdir = str(workdir)
-    lines = [f"done in {format_duration(wall_s)}: {tokens_seen:,} tokens seen"]
-    if tokens_this_run:
-        lines[0] += f" ({tokens_this_run / max(wall_s, 1e-9):,.0f} tokens/s this run, all in)"
+    lines = [f"done in {format_duration(wall_s)} wall time: {tokens_seen:,} tokens seen"]
+    if tokens_this_run and "tokens_per_second" in last:
+        lines[0] += f", {last['tokens_per_second']:,.0f} tokens/s in the last logged steps"
     results = []
     if "loss" in last:
         results.append(f"final train loss {last['loss']:.4f}")
