@@ -28,13 +28,11 @@ NAMED = {
 
 @pytest.mark.parametrize("gin_file, expected", sorted(NAMED.items()))
 def test_named_config_param_counts(gin_file, expected, gin_clean):
-    config_lib.parse([gin_file])
-    assert model_stats(ModelConfig()).total_params == expected
+    assert model_stats(config_lib.parse([gin_file]).model).total_params == expected
 
 
 def test_pangu_1b_pro_embedding_share_matches_paper(gin_clean):
-    config_lib.parse(["models/pangu_pi_1b_pro.gin"])
-    stats = model_stats(ModelConfig())
+    stats = model_stats(config_lib.parse(["models/pangu_pi_1b_pro.gin"]).model)
     assert abs(stats.total_params - 0.95e9) < 0.01e9
     assert round(100 * stats.embedding_share, 2) == 18.07  # arXiv 2402.02791, Sec. 3.1
 
