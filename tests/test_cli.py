@@ -59,6 +59,14 @@ def test_unknown_configurable_and_missing_file(capsys, tmp_path):
     assert "missing.gin' not found" in capsys.readouterr().err
 
 
+def test_sampling_defaults_suit_small_models_and_help_shows_them(capsys):
+    args = cli.build_parser().parse_args(["sample", "--workdir=w", "--prompt=a"])
+    assert (args.temperature, args.top_p, args.top_k, args.seed) == (0.8, 0.95, 0, 0)
+    with pytest.raises(SystemExit):
+        cli.main(["sample", "--help"])
+    assert "(default: 0.8)" in capsys.readouterr().out
+
+
 def test_info_counts_tinyllama_without_allocating(capsys):
     assert cli.main(["info", "--gin_file=models/tinyllama_1_1b.gin", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
@@ -77,6 +85,10 @@ def test_unshardable_mesh_from_the_command_line(capsys, tmp_path, data_dir):
 def test_demo_loss_falls_and_sample_runs(tmp_path, data_dir, capsys):
     workdir = tmp_path / "demo"
     assert cli.main(["train", f"--workdir={workdir}", *short_demo(40)]) == 0
+    summary = capsys.readouterr().out
+    assert "final train loss" in summary and "bits per byte" in summary
+    assert f"tinylm sample --workdir={workdir}" in summary
+    assert f"tensorboard --logdir={workdir}/tensorboard" in summary
     losses = train_losses(workdir)
     assert losses[40] < losses[1] - 2.5, losses
     assert (workdir / "config.gin").read_text().count("ModelConfig.d_model = 256") == 1
@@ -103,6 +115,11 @@ def test_demo_loss_falls_and_sample_runs(tmp_path, data_dir, capsys):
     results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["prompt"] for r in results] == ["import os", "def "]
     assert all(0 < len(r["completion_ids"]) <= 8 for r in results)
+    # The defaults sample with a fixed seed: the same command gives the same text.
+    again = ["sample", f"--workdir={workdir}", "--prompt=import os", "--max_new_tokens=8"]
+    assert cli.main(again) == 0 and cli.main(again) == 0
+    first, second = capsys.readouterr().out.split("--- prompt:")[1:]
+    assert first == second
 
     assert cli.main(["eval", f"--workdir={workdir}", "--eval_steps=2"]) == 0
     evaluation = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
