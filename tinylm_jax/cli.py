@@ -230,8 +230,12 @@ def cmd_recipe(args: argparse.Namespace) -> int:
         code = ladder_lib.run(ladder, dry_run=args.dry_run, launcher=launcher)
         if code or args.dry_run:
             return code
+    from tinylm_jax import plot
+
     rows, parent = ladder_lib.collect_rows(ladder, args.eval_steps)
-    ladder_lib.write_report(ladder.root, rows, parent, plot_name=None)
+    runs = {f"{name} {ladder_lib.FORMULAS[name]}": rows[name]["workdir"] for name in rows}
+    plot.save(plot.curves_figure(runs), ladder.root / "ladder.png")
+    ladder_lib.write_report(ladder.root, rows, parent, plot_name="ladder.png")
     print((ladder.root / "report.md").read_text(), end="")
     return 0
 
