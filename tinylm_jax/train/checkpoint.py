@@ -176,6 +176,16 @@ def _signatures(tree) -> dict[str, tuple]:
     return out
 
 
+def _describe_difference(
+    key: str, saved: tuple[tuple, str] | None, expected: tuple[tuple, str] | None
+) -> str:
+    """'key: checkpoint (32,) vs run (64,)', naming dtypes only where they differ."""
+    if saved is None or expected is None or saved[0] != expected[0]:
+        shape_saved, shape_run = (s[0] if s else "absent" for s in (saved, expected))
+        return f"{key}: checkpoint {shape_saved} vs run {shape_run}"
+    return f"{key}: checkpoint {saved[1]} vs run {expected[1]}"
+
+
 def _check_compatible(
     manager: ocp.CheckpointManager, step: int, path: Path, abstract: TrainState, with_data: bool
 ) -> None:
@@ -184,7 +194,7 @@ def _check_compatible(
     expected = _signatures(abstract)
     if saved != expected:
         diffs = [
-            f"{k}: checkpoint {saved.get(k, 'absent')} vs run {expected.get(k, 'absent')}"
+            _describe_difference(k, saved.get(k), expected.get(k))
             for k in sorted(set(saved) | set(expected), key=lambda k: (k[:7] != "params/", k))
             if saved.get(k) != expected.get(k)
         ]
