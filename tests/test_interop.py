@@ -245,7 +245,7 @@ def test_unsupported_checkpoints_fail_clearly(tmp_path, capsys, change, message)
 
 def test_greedy_sample_equals_transformers_generate(trained, exported, capsys):
     prompts = ["import os", "def main(", "naïve café"]
-    args = ["sample", f"--workdir={trained}", "--max_new_tokens=12", "--json"]
+    args = ["sample", f"--workdir={trained}", "--max_new_tokens=12", "--temperature=0", "--json"]
     assert cli.main(args + [f"--prompt={p}" for p in prompts]) == 0
     ours = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 

@@ -108,12 +108,12 @@ def test_tinyllama_train_step_lowers_on_a_sharded_mesh_without_allocating(gin_cl
 def test_the_first_applicable_rule_wins_as_in_flax(gin_clean):
     """Checks resolve rules as Flax does: the first rule for a name wins, not the last."""
     base = RunConfig(
-        model=ModelConfig(vocab_size=64, d_model=24, n_layers=1, n_heads=4, head_dim=8),
+        model=ModelConfig(vocab_size=64, d_model=20, n_layers=1, n_heads=4, head_dim=8),
         train=TrainConfig(batch_size=8, seq_len=8),
         mesh=MeshConfig(data=1, fsdp=8),
     )
     first_unsharded = (("embed", None), ("embed", "fsdp")) + DEFAULT_RULES
-    run = build_run(base.replace(rules=first_unsharded))  # d_model 24 is not a multiple of 8
+    run = build_run(base.replace(rules=first_unsharded))  # d_model 20 is not a multiple of 8
     assert run.shardings.params["token_embed"].spec[1] is None
     with pytest.raises(ConfigError, match="logical axis 'embed'"):
         build_run(base.replace(rules=(("embed", "fsdp"), ("embed", None)) + DEFAULT_RULES))

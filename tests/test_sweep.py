@@ -107,3 +107,5 @@ def test_two_arm_sweep_trains_and_reports(tmp_path, data_dir, capsys):
     assert "| deep | ok | 2 |" in table and "| shallow | ok | 2 |" in table
     rows = json.loads((tmp_path / "tiny" / "report.json").read_text())
     assert all(r["eval_bits_per_byte"] > 0 for r in rows)
+    assert "![training curves of every started arm](curves.png)" in table
+    assert (tmp_path / "tiny" / "curves.png").read_bytes().startswith(b"\x89PNG")

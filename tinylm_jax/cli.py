@@ -1,4 +1,4 @@
-"""The `tinylm` command line: train, eval, sample, info, tokenizer."""
+"""The `tinylm` command line: one subcommand per job (`tinylm --help` lists them)."""
 
 from __future__ import annotations
 
@@ -113,6 +113,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
             print(json.dumps(result, ensure_ascii=False))
         else:
             print(f"--- prompt: {result['prompt']!r}\n{result['prompt']}{result['completion']}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from tinylm_jax import plot
+
+    labels = args.label or args.workdir
+    if len(labels) != len(args.workdir):
+        raise ConfigError(
+            f"got {len(args.label)} --label for {len(args.workdir)} --workdir; give one per "
+            "workdir or none"
+        )
+    runs = dict(zip(labels, args.workdir, strict=True))
+    print(plot.save(plot.curves_figure(runs), args.out))
     return 0
 
 
@@ -305,6 +319,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gin_flags(sample)
     sample.set_defaults(fn=cmd_sample)
 
+    plot = commands.add_parser(
+        "plot", help="train loss and held-out bits per byte against tokens, one line per run"
+    )
+    plot.add_argument("--workdir", action="append", required=True, help="repeatable")
+    plot.add_argument(
+        "--label", action="append", default=[], help="legend entry per workdir (default: path)"
+    )
+    plot.add_argument("--out", required=True, help="PNG file to write (local or gs://)")
+    plot.set_defaults(fn=cmd_plot)
+
     info = commands.add_parser("info", help="parameter counts, FLOPs and memory of a config")
     info.add_argument("--seq_len", type=int, default=None)
     info.add_argument("--json", action="store_true")
@@ -430,7 +454,7 @@ def main(argv: Sequence[str] | None = None, train_hooks=None) -> int:
     from tinylm_jax.errors import DataError
 
     try:
-        return args.fn(args)
+        return args.fn(args, train_hooks) if args.command == "train" else args.fn(args)
     except (ConfigError, DataError, FloatingPointError) as error:
         print(f"tinylm {args.command}: error: {error}", file=sys.stderr)
         return 2

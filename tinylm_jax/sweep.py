@@ -139,13 +139,20 @@ def summarize(workdir: Path) -> dict[str, float | str]:
 
 
 def report(arms: Iterable[Arm], root: Path) -> list[dict]:
-    """One row per arm; also written to ROOT/report.json and ROOT/report.md."""
+    """One row per arm; also written to ROOT/report.json and ROOT/report.md, with the started
+    arms' curves in ROOT/curves.png."""
     rows = [summarize(root / arm.name) for arm in arms]
     (root / "report.json").write_text(json.dumps(rows, indent=2))
     columns = ["arm", "status", *REPORT_FIELDS]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         lines.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
+    started = {row["arm"]: root / row["arm"] for row in rows if row["status"] == "ok"}
+    if started:
+        from tinylm_jax import plot
+
+        plot.save(plot.curves_figure(started), root / "curves.png")
+        lines += ["", "![training curves of every started arm](curves.png)"]
     (root / "report.md").write_text("\n".join(lines) + "\n")
     return rows
 
