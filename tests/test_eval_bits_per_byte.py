@@ -31,7 +31,7 @@ def tokenizer(data_dir) -> Tokenizer:
 
 
 def test_byte_table_sums_to_the_decoded_text(tokenizer):
-    table = token_byte_lengths(tokenizer.path, 600)
+    table = token_byte_lengths(tokenizer, 600)
     assert len(TEXT.encode("utf-8")) == TEXT_BYTES
     for text in [TEXT, "def f(x):\n\treturn x  # ok", "  spaces  ", "日本語 😀 \u2581", "\x00"]:
         ids = tokenizer.encode(text)
@@ -57,7 +57,7 @@ def test_constant_logit_model_gives_log2_vocab_bits_per_token(tokenizer, gin_cle
     record = {"tokens": tokens, "segment_ids": segments, "positions": np.arange(33), "id": 0}
     data = pipeline.PreparedData(tokenizer, [], [record], 32, {})
 
-    table = token_byte_lengths(tokenizer.path, model_config.vocab_size)
+    table = token_byte_lengths(tokenizer, model_config.vocab_size)
     result = evaluate(run, params, data, table, None)
     targets = len(ids) - 1  # every token after BOS, EOS included (it decodes to 0 bytes)
     assert result["eval_tokens"] == targets

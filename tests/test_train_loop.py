@@ -121,7 +121,7 @@ def test_eval_compiles_once_per_run_and_uses_the_eval_batch_size(tiny, gin_clean
     run = build_run(config)
     with run_context(run):
         params = init_state(run.init_fn, 0, run.shardings).params
-    table = token_byte_lengths(data.tokenizer.path, config.model.vocab_size)
+    table = token_byte_lengths(data.tokenizer, config.model.vocab_size)
     first = evaluate(run, params, data, table, 2)
     second = evaluate(run, params, data, table, 2)
     assert first == second and first["eval_tokens"] <= 2 * 8 * 32

@@ -92,7 +92,7 @@ def _heldout(workdir, run: Run, params, tokenizer: Tokenizer, eval_steps: int | 
             f"{workdir} was trained with; point DataConfig.tokenizer at "
             f"{epath.Path(workdir) / 'tokenizer.model'}"
         )
-    byte_lengths = token_byte_lengths(tokenizer.path, run.config.model.vocab_size)
+    byte_lengths = token_byte_lengths(tokenizer, run.config.model.vocab_size)
     return evaluate(run, params, data, byte_lengths, eval_steps)
 
 

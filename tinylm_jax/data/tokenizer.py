@@ -13,11 +13,11 @@ import hashlib
 import io
 import logging
 import os
-import pathlib
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import sentencepiece as spm
+from etils import epath
 
 from tinylm_jax.errors import DataError
 
@@ -57,7 +57,7 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Tokenizer:
-        path = pathlib.Path(path).expanduser()
+        path = epath.Path(os.path.expanduser(os.fspath(path)))  # local or gs://
         if not path.is_file():
             raise DataError(
                 f"Tokenizer model {path} does not exist; fix DataConfig.tokenizer or set it to "
@@ -76,6 +76,11 @@ class Tokenizer:
     def decode(self, ids: Iterable[int] | np.ndarray) -> str:
         """Text of `ids`; control pieces (pad/bos/eos) decode to nothing."""
         return self._sp.decode([int(i) for i in ids])
+
+    @property
+    def proto(self) -> bytes:
+        """The serialized SentencePiece model."""
+        return self._proto
 
     def id_to_piece(self, i: int) -> str:
         return self._sp.id_to_piece(int(i))

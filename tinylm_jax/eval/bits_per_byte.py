@@ -7,10 +7,12 @@ import re
 import numpy as np
 import sentencepiece as spm
 
+from tinylm_jax.data.tokenizer import Tokenizer
+
 _BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
 
 
-def token_byte_lengths(tokenizer_path: str, vocab_size: int) -> np.ndarray:
+def token_byte_lengths(tokenizer: Tokenizer, vocab_size: int) -> np.ndarray:
     """[V] float32: UTF-8 bytes each id contributes to decoded text.
 
     Byte-fallback pieces are one byte, control/unknown/unused pieces none, and `▁` decodes to a
@@ -19,7 +21,7 @@ def token_byte_lengths(tokenizer_path: str, vocab_size: int) -> np.ndarray:
     dummy prefix); a dummy-prefix tokenizer (e.g. an imported Llama one) counts one extra byte
     per document, the prefix space that decoding drops.
     """
-    processor = spm.SentencePieceProcessor(model_file=tokenizer_path)
+    processor = spm.SentencePieceProcessor(model_proto=tokenizer.proto)
     lengths = np.zeros(vocab_size, np.float32)
     for i in range(min(processor.get_piece_size(), vocab_size)):
         if processor.is_control(i) or processor.is_unknown(i) or processor.is_unused(i):

@@ -15,10 +15,8 @@ other names): the hook for `CheckpointConfig.init_from` and for parameter inheri
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 import grain
 import jax
@@ -41,7 +39,7 @@ def checkpoint_dir(workdir: epath.PathLike) -> epath.Path:
     return (workdir if "://" in str(workdir) else workdir.absolute()) / "checkpoints"
 
 
-def make_manager(workdir: str | Path, config: CheckpointConfig) -> ocp.CheckpointManager:
+def make_manager(workdir: epath.PathLike, config: CheckpointConfig) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=config.keep,
         keep_period=config.keep_period,
@@ -91,7 +89,7 @@ def restore_latest(
     steps can be saved again. A checkpoint of another model, optimizer or process count is a
     ConfigError, never "damaged"; so is a directory where no step can be restored.
     """
-    directory = Path(manager.directory)
+    directory = epath.Path(manager.directory)
     _report_incomplete(directory)
     target = jax.tree_util.tree_map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
@@ -187,7 +185,11 @@ def _describe_difference(
 
 
 def _check_compatible(
-    manager: ocp.CheckpointManager, step: int, path: Path, abstract: TrainState, with_data: bool
+    manager: ocp.CheckpointManager,
+    step: int,
+    path: epath.Path,
+    abstract: TrainState,
+    with_data: bool,
 ) -> None:
     """ConfigError if step `step` holds another run's state rather than a damaged one of ours."""
     saved = _signatures(manager.item_metadata(step)["state"].tree)
@@ -214,7 +216,7 @@ def _check_compatible(
             )
 
 
-def _report_incomplete(directory: Path) -> None:
+def _report_incomplete(directory: epath.Path) -> None:
     if jax.process_index() != 0 or not directory.exists():
         return
     for path in sorted(directory.glob(f"*{TMP_MARKER}*")):
@@ -230,11 +232,11 @@ def _all_processes_ok(ok: bool) -> bool:
     return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
 
 
-def _set_aside(path: Path) -> None:
+def _set_aside(path: epath.Path) -> None:
     if jax.process_index() == 0:
         dest = path.parent.parent / "damaged_checkpoints" / f"{path.name}-{int(time.time())}"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(path), str(dest))
+        path.rename(dest)
         log.warning("moved damaged checkpoint %s to %s", path, dest)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
@@ -263,7 +265,7 @@ def _under(path: str, prefix: str) -> bool:
 
 
 def load_params(
-    workdir: str | Path, step: int | None = None, prefixes: list[str] | None = None
+    workdir: epath.PathLike, step: int | None = None, prefixes: list[str] | None = None
 ) -> tuple[dict, int]:
     """(params of another run as a nested dict of numpy arrays, the step they are from).
 

@@ -312,7 +312,7 @@ def _train_loop(workdir: epath.Path, run: Run, data, iterator, manager, hooks: T
     saved_step = metadata["step"]
     flops = flops_per_token(config.model, tc.seq_len)
     peak = peak_flops_per_device(config.peak_flops) * jax.device_count()
-    byte_lengths_V = token_byte_lengths(data.tokenizer.path, config.model.vocab_size)
+    byte_lengths_V = token_byte_lengths(data.tokenizer, config.model.vocab_size)
     guard = FiniteGuard(run)
     throughput = Throughput(tc.tokens_per_step)
     last: dict[str, float] = {}

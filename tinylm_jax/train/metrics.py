@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from etils import epath
 
 from tinylm_jax.errors import ConfigError
+from tinylm_jax.files import write_atomically
 
 # Dense bf16 peak FLOP/s per JAX device (one chip; TPU v2/v3 expose one device per core).
 PEAK_FLOPS = {
@@ -133,17 +134,30 @@ def train_summary(
 class MetricsWriter:
     """Writes records to `metrics.jsonl`, TensorBoard events and a readable stdout line.
 
-    Only the primary process writes files, so multi-process runs keep one log.
+    Only the primary process writes files, so multi-process runs keep one log. Object stores
+    (gs://) cannot append, so there the log is rewritten whole, at most every
+    `remote_flush_seconds` and on close; a killed run loses at most that much of its log, and
+    those steps are logged again when it resumes from its last checkpoint.
     """
 
-    def __init__(self, workdir: epath.PathLike, primary: bool = True):
+    def __init__(
+        self, workdir: epath.PathLike, primary: bool = True, remote_flush_seconds: float = 30.0
+    ):
         self.primary = primary
         self._jsonl = None
         self._tb = None
+        self._remote_lines: list[str] | None = None
         if primary:
             workdir = epath.Path(workdir)
             workdir.mkdir(parents=True, exist_ok=True)
-            self._jsonl = (workdir / "metrics.jsonl").open("a")  # closed in close()
+            self._path = workdir / "metrics.jsonl"
+            if "://" in str(workdir):
+                self._remote_lines = (
+                    self._path.read_text().splitlines(keepends=True) if self._path.exists() else []
+                )
+                self._flush_every, self._flushed_at = remote_flush_seconds, time.monotonic()
+            else:
+                self._jsonl = self._path.open("a")  # closed in close()
             from tensorboardX import SummaryWriter
 
             self._tb = SummaryWriter(str(workdir / "tensorboard"))
@@ -152,8 +166,14 @@ class MetricsWriter:
         if not self.primary:
             return
         record = {"step": step, **{k: float(v) for k, v in record.items()}}
-        self._jsonl.write(json.dumps(record) + "\n")
-        self._jsonl.flush()
+        text = json.dumps(record) + "\n"
+        if self._remote_lines is None:
+            self._jsonl.write(text)
+            self._jsonl.flush()
+        else:
+            self._remote_lines.append(text)
+            if time.monotonic() - self._flushed_at >= self._flush_every:
+                self._flush_remote()
         for key, value in record.items():
             if key != "step":
                 self._tb.add_scalar(key, value, step)
@@ -161,8 +181,14 @@ class MetricsWriter:
         if line:
             print(line, flush=True)
 
+    def _flush_remote(self) -> None:
+        write_atomically(self._path, "".join(self._remote_lines))
+        self._flushed_at = time.monotonic()
+
     def close(self) -> None:
         if self._jsonl:
             self._jsonl.close()
+        if self._remote_lines is not None:
+            self._flush_remote()
         if self._tb:
             self._tb.close()
