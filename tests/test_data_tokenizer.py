@@ -66,3 +66,30 @@ def test_errors(tok, tmp_path):
     check_vocab(tokenizer, tokenizer.vocab_size)
     with pytest.raises(DataError, match=f"{tokenizer.vocab_size} pieces.*only 256"):
         check_vocab(tokenizer, 256)
+
+
+def test_tokenizer_training_knobs_reach_sentencepiece(gin_clean):
+    from tinylm_jax import config as config_lib
+    from tinylm_jax.data.pipeline import tokenizer_training_settings
+
+    docs = ["x = 123456789 + 987654321\n" * 20, "print('hello world')\n" * 20] * 10
+    digits = Tokenizer(tokenizer_lib.train_tokenizer(docs, 300, split_digits=True))
+    assert all(len(digits.id_to_piece(i).strip("▁")) <= 1 for i in digits.encode("123456789"))
+    numbers = Tokenizer(tokenizer_lib.train_tokenizer(docs, 300, split_digits=False))
+    assert len(numbers.encode("123456789")) < 9
+    no_bytes = Tokenizer(tokenizer_lib.train_tokenizer(docs, 40, byte_fallback=False))
+    assert not any(no_bytes.id_to_piece(i).startswith("<0x") for i in range(no_bytes.vocab_size))
+    with pytest.raises(DataError, match="tokenizer_character_coverage"):
+        tokenizer_lib.train_tokenizer(docs, 300, character_coverage=1.5)
+
+    config = config_lib.parse(
+        gin_params=[
+            "DataConfig.tokenizer_split_digits = False",
+            "DataConfig.tokenizer_byte_fallback = False",
+            "DataConfig.tokenizer_character_coverage = 0.99",
+            "DataConfig.tokenizer_input_sentence_size = 500",
+        ]
+    )
+    settings = tokenizer_training_settings(config.data)
+    assert settings["split_digits"] is False and settings["byte_fallback"] is False
+    assert settings["character_coverage"] == 0.99 and settings["input_sentence_size"] == 500

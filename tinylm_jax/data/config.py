@@ -31,6 +31,13 @@ class DataConfig:
       data_dir: Cache root; None means $TINYLM_DATA_DIR or ~/.cache/tinylm_jax.
       tfds_data_dir: Where prepared TFDS catalog datasets live (None: TFDS default).
       tokenizer_model_type: 'unigram' or 'bpe'.
+      tokenizer_character_coverage: Share of the corpus's characters the trained
+        tokenizer covers with pieces of their own (SentencePiece's
+        character_coverage); rarer ones fall back to bytes (or unk).
+      tokenizer_split_digits: Split numbers into single digits.
+      tokenizer_byte_fallback: 256 byte pieces for text outside the vocabulary
+        (lossless round trips); without them such text becomes unk.
+      tokenizer_input_sentence_size: Chunks of ~1,000 characters sampled to train on.
       max_documents: Optional cap on the documents read (tests, demos).
       num_workers: Threads for tokenization (None: all cores).
       loader_workers: Grain worker processes for the train loader (0: in-process).
@@ -45,6 +52,10 @@ class DataConfig:
     data_dir: str | None = None
     tfds_data_dir: str | None = None
     tokenizer_model_type: str = "unigram"
+    tokenizer_character_coverage: float = 0.9995
+    tokenizer_split_digits: bool = True
+    tokenizer_byte_fallback: bool = True
+    tokenizer_input_sentence_size: int = 100_000
     max_documents: int | None = None
     num_workers: int | None = None
     loader_workers: int = 0

@@ -12,6 +12,8 @@ tokenizer or seq_len is rebuilt and an unchanged one is reused.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import pathlib
@@ -62,11 +64,9 @@ class PreparedData:
 def _tokenizer(config: DataConfig, raw: corpus_lib.RawCorpus, data_dir: pathlib.Path) -> Tokenizer:
     if config.tokenizer is not None:
         return Tokenizer.from_file(config.tokenizer)
-    path = (
-        data_dir
-        / "tokenizers"
-        / f"{raw.fingerprint}-{config.tokenizer_model_type}-{config.vocab_size}.model"
-    )
+    settings = tokenizer_training_settings(config)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    path = data_dir / "tokenizers" / f"{raw.fingerprint}-{digest}.model"
     if path.exists():
         return Tokenizer.from_file(path)
     log.info(
@@ -76,14 +76,24 @@ def _tokenizer(config: DataConfig, raw: corpus_lib.RawCorpus, data_dir: pathlib.
         raw.name,
     )
     texts = (t for t, _ in corpus_lib.iter_texts(raw.splits["train"], raw.text_key) if t)
-    proto = train_tokenizer(
-        texts, config.vocab_size, config.tokenizer_model_type, num_threads=config.num_workers
-    )
+    proto = train_tokenizer(texts, **settings, num_threads=config.num_workers)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
     tmp.write_bytes(proto)
     os.replace(tmp, path)  # Atomic: concurrent processes never read half a model.
     return Tokenizer.from_file(path)
+
+
+def tokenizer_training_settings(config: DataConfig) -> dict[str, Any]:
+    """`train_tokenizer`'s arguments from `config` (they also key the tokenizer cache)."""
+    return {
+        "vocab_size": config.vocab_size,
+        "model_type": config.tokenizer_model_type,
+        "character_coverage": config.tokenizer_character_coverage,
+        "split_digits": config.tokenizer_split_digits,
+        "byte_fallback": config.tokenizer_byte_fallback,
+        "input_sentence_size": config.tokenizer_input_sentence_size,
+    }
 
 
 def train_tokenizer_for(config: DataConfig, out: str | os.PathLike[str] | None = None) -> str:

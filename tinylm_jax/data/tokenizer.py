@@ -123,6 +123,9 @@ def train_tokenizer(
     vocab_size: int,
     model_type: str = "unigram",
     *,
+    character_coverage: float = 0.9995,
+    split_digits: bool = True,
+    byte_fallback: bool = True,
     input_sentence_size: int = 100_000,
     max_chars: int = 50_000_000,
     num_threads: int | None = None,
@@ -137,10 +140,14 @@ def train_tokenizer(
         raise DataError(
             f"DataConfig.tokenizer_model_type must be one of {MODEL_TYPES}; got {model_type!r}."
         )
-    if vocab_size < 260:
+    if byte_fallback and vocab_size < 260:
         raise DataError(
             f"DataConfig.vocab_size={vocab_size} is too small: byte fallback alone needs 256 "
             "byte pieces plus 4 special ids; use at least 260."
+        )
+    if not 0 < character_coverage <= 1:
+        raise DataError(
+            f"DataConfig.tokenizer_character_coverage must be in (0, 1]; got {character_coverage}."
         )
     model = io.BytesIO()
     try:
@@ -149,17 +156,17 @@ def train_tokenizer(
             model_writer=model,
             vocab_size=vocab_size,
             model_type=model_type,
-            byte_fallback=True,
+            byte_fallback=byte_fallback,
             pad_id=PAD_ID,
             bos_id=BOS_ID,
             eos_id=EOS_ID,
             unk_id=UNK_ID,
-            split_digits=True,
+            split_digits=split_digits,
             allow_whitespace_only_pieces=True,
             remove_extra_whitespaces=False,
             add_dummy_prefix=False,
             normalization_rule_name="identity",
-            character_coverage=0.9995,
+            character_coverage=character_coverage,
             # A small corpus may not support the requested size; take what it has
             # (check_vocab only fails when the tokenizer is *larger* than the model).
             hard_vocab_limit=False,
