@@ -73,9 +73,9 @@ def test_tokenizer_training_knobs_reach_sentencepiece(gin_clean):
     from tinylm_jax.data.pipeline import tokenizer_training_settings
 
     docs = ["x = 123456789 + 987654321\n" * 20, "print('hello world')\n" * 20] * 10
-    digits = Tokenizer(tokenizer_lib.train_tokenizer(docs, 300, split_digits=True))
+    digits = Tokenizer(tokenizer_lib.train_tokenizer(docs, 300, "bpe", split_digits=True))
     assert all(len(digits.id_to_piece(i).strip("▁")) <= 1 for i in digits.encode("123456789"))
-    numbers = Tokenizer(tokenizer_lib.train_tokenizer(docs, 300, split_digits=False))
+    numbers = Tokenizer(tokenizer_lib.train_tokenizer(docs, 300, "bpe", split_digits=False))
     assert len(numbers.encode("123456789")) < 9
     no_bytes = Tokenizer(tokenizer_lib.train_tokenizer(docs, 40, byte_fallback=False))
     assert not any(no_bytes.id_to_piece(i).startswith("<0x") for i in range(no_bytes.vocab_size))
