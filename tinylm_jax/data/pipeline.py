@@ -29,6 +29,7 @@ from tinylm_jax.data import packing
 from tinylm_jax.data.config import DataConfig, resolve_data_dir
 from tinylm_jax.data.tokenizer import Tokenizer, check_vocab, train_tokenizer
 from tinylm_jax.errors import DataError
+from tinylm_jax.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,7 @@ def _tokenizer(config: DataConfig, raw: corpus_lib.RawCorpus, data_dir: pathlib.
     texts = (t for t, _ in corpus_lib.iter_texts(raw.splits["train"], raw.text_key) if t)
     proto = train_tokenizer(texts, **settings, num_threads=config.num_workers)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_bytes(proto)
-    os.replace(tmp, path)  # Atomic: concurrent processes never read half a model.
+    write_atomically(path, proto)  # concurrent processes never read half a model
     return Tokenizer.from_file(path)
 
 
