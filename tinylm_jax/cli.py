@@ -472,6 +472,8 @@ def main(argv: Sequence[str] | None = None, train_hooks=None) -> int:
     from tinylm_jax.errors import DataError
 
     try:
+        if args.fn is cmd_train:
+            return cmd_train(args, train_hooks)
         return args.fn(args)
     except (ConfigError, DataError, FloatingPointError) as error:
         print(f"tinylm {args.command}: error: {error}", file=sys.stderr)
