@@ -173,6 +173,30 @@ def test_the_loader_restricted_to_ids_yields_each_exactly_once_per_epoch(data_di
         assert epochs[0] != epochs[1]  # reshuffled every epoch
 
 
+def test_batch_units_select_whole_groups_of_records(tmp_path, data_dir, gin_clean):
+    config = config_lib.parse(
+        ["models/tiny_test.gin"],
+        tiny_run(4)
+        + [
+            "TrainConfig.eval_steps = 0",
+            "DataConfig.max_documents = 12",
+            "RoundsConfig.num_rounds = 2",
+            "RoundsConfig.unit = 'batch'",
+            "RoundsConfig.score_batch_size = 64",
+        ],
+    )
+    loop.train(config, tmp_path)
+    metadata = json.loads(
+        (ckpt.checkpoint_dir(tmp_path) / "4" / "metadata" / "metadata").read_text()
+    )
+    summary = metadata["rounds"]["history"][-1]
+    assert metadata["rounds"]["round"] == 2 and summary["steps"] == 2
+    groups, sizes = np.unique(selected_ids(tmp_path, 4) // 8, return_counts=True)
+    units = summary["units_scored"]
+    assert len(groups) == summary["units_selected"] == rounds.selected_count(units, 0.5)
+    assert set(sizes[groups < units - 1]) == {8}  # only the last group may be short
+
+
 # --- Real runs: kill and resume (subprocesses, as in test_multiprocess_resume) -------------
 
 ROUND_FLAGS = [
@@ -183,6 +207,9 @@ ROUND_FLAGS = [
         "RoundsConfig.num_rounds = 2",
         "RoundsConfig.partitions = 2",
         "RoundsConfig.score_batch_size = 64",
+        # Losses of an untrained model differ by hundredths of a nat: a low τ makes the
+        # preference for hard units plain to see.
+        "RoundsConfig.temperature = 0.01",
     ]
 ]
 
