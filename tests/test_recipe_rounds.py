@@ -1,7 +1,7 @@
 """Multi-round training (PanGu-π Pro, arXiv 2402.02791): the sampler against exact
 without-replacement probabilities, partitions and selection rules, config errors, the loader
-restricted to ids, `tinylm score`, and kill-and-resume during scoring and during round 2 (one
-process, and 2 processes x 4 devices)."""
+restricted to ids, `tinylm score`, and kill-and-resume during scoring, saving and round 2 (one
+process; and in round 2 with 2 processes x 4 devices)."""
 
 import itertools
 import json
@@ -266,15 +266,19 @@ def test_reference_records_rounds_and_score_matches_eval(reference, capsys, gin_
     assert mean == pytest.approx(evaluated["eval_loss"], rel=1e-5)
 
 
-def test_killed_while_scoring_and_in_round_2_resumes_bit_exactly(reference, cache, tmp_path):
+def test_killed_while_scoring_saving_and_in_round_2_resumes_bit_exactly(reference, cache, tmp_path):
     workdir = tmp_path / "run"
     code, out = train_once(workdir, cache, fault="KILL@3:score", extra=ROUND_FLAGS)
     assert code == -signal.SIGKILL and "round 2/2" not in out, out[-3000:]
     assert 4 not in steps_saved(workdir)  # the round-2 start (step 4) is saved after scoring
 
+    # Killed while round 2's first checkpoint (step 4, async) is being written ...
+    code, out = train_once(workdir, cache, fault="KILL@4:save", extra=ROUND_FLAGS)
+    assert code == -signal.SIGKILL and "round 1 done at step 4" in out, out[-3000:]
+
+    # ... then in round 2.
     code, out = train_once(workdir, cache, fault="KILL@7", extra=ROUND_FLAGS)
-    assert code == -signal.SIGKILL, out[-3000:]
-    assert "round 1 done at step 4" in out, out[-3000:]
+    assert code == -signal.SIGKILL and "round 2/2: steps 5-8" in out, out[-3000:]
     resumed_at = steps_saved(workdir)[-1]
     assert resumed_at in (4, 6)  # step 6's async save may have been cut short
 
