@@ -26,6 +26,11 @@ from .helpers import read_metrics, tiny_run, train_losses
 from .test_multiprocess_resume import params_at, steps_saved, train_once, train_two_processes
 
 
+def small_run() -> list[str]:
+    """4 steps on the first 12 stdlib modules (the data every run in this file shares)."""
+    return tiny_run(4) + ["DataConfig.max_documents = 12"]
+
+
 def exact_subset_probabilities(logits: np.ndarray, k: int) -> dict[tuple, float]:
     """P(subset) of k successive draws without replacement from softmax(logits), by
     enumerating every ordered draw."""
@@ -148,7 +153,7 @@ def test_the_cli_exits_2_on_bad_rounds_before_training(tmp_path, capsys, gin_cle
 def test_more_partitions_than_units_fail_before_the_first_step(tmp_path, data_dir, gin_clean):
     config = config_lib.parse(
         ["models/tiny_test.gin"],
-        tiny_run(4) + ["RoundsConfig.num_rounds = 2", "RoundsConfig.partitions = 1000000000"],
+        small_run() + ["RoundsConfig.num_rounds = 2", "RoundsConfig.partitions = 1000000000"],
     )
     with pytest.raises(ConfigError, match=r"partitions=1000000000 must lie in \[1, "):
         loop.train(config, tmp_path)
@@ -156,7 +161,7 @@ def test_more_partitions_than_units_fail_before_the_first_step(tmp_path, data_di
 
 
 def test_the_loader_restricted_to_ids_yields_each_exactly_once_per_epoch(data_dir, gin_clean):
-    config = config_lib.parse(["models/tiny_test.gin"], tiny_run(4))
+    config = config_lib.parse(["models/tiny_test.gin"], small_run())
     data = pipeline.prepare_data(config.data, config.train.seq_len)
     ids = np.sort(np.random.default_rng(1).choice(len(data.train), 37, replace=False))
     for shards in (1, 2):
@@ -176,10 +181,9 @@ def test_the_loader_restricted_to_ids_yields_each_exactly_once_per_epoch(data_di
 def test_batch_units_select_whole_groups_of_records(tmp_path, data_dir, gin_clean):
     config = config_lib.parse(
         ["models/tiny_test.gin"],
-        tiny_run(4)
+        small_run()
         + [
             "TrainConfig.eval_steps = 0",
-            "DataConfig.max_documents = 12",
             "RoundsConfig.num_rounds = 2",
             "RoundsConfig.unit = 'batch'",
             "RoundsConfig.score_batch_size = 64",

@@ -1,7 +1,9 @@
-"""The training loop, made of small parts: data, restore-or-init, step, log, eval, save, stop.
+"""The training loop, made of small parts: data, restore-or-init, step, log, eval, round,
+save, stop.
 
 `train(config, workdir)` runs a `RunConfig` in a workdir; each part below is a plain function
-or a small class that the loop calls in order and tests can drive alone.
+or a small class that the loop calls in order and tests can drive alone. The multi-round part
+(`tinylm_jax.train.rounds`) scores and reselects the data between rounds.
 """
 
 from __future__ import annotations
