@@ -65,7 +65,7 @@ def train_once(workdir: Path, cache: Path, fault=None, extra=()) -> tuple[int, s
     return proc.returncode, out
 
 
-def train_two_processes(workdir: Path, cache: Path, faults=(None, None)):
+def train_two_processes(workdir: Path, cache: Path, faults=(None, None), extra=()):
     """Runs 2 processes x 4 devices; returns [(returncode, output, exit time)] per process."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -81,6 +81,7 @@ def train_two_processes(workdir: Path, cache: Path, faults=(None, None)):
                 "--num_processes=2",
                 f"--process_id={i}",
                 "--heartbeat_timeout_seconds=10",
+                *extra,
             ],
         )
         for i in range(2)

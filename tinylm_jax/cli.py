@@ -81,6 +81,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from tinylm_jax.parallel.distributed import maybe_initialize
+
+    maybe_initialize(
+        args.coordinator_address, args.num_processes, args.process_id, auto_detect=args.distributed
+    )
+    config = _workdir_run_config(args)
+    import jax
+
+    from tinylm_jax.eval.score import write_scores
+    from tinylm_jax.workdir import score_workdir
+
+    scores = score_workdir(config, args.workdir, args.split, args.batch_size)
+    if jax.process_index() == 0:
+        write_scores(args.out, scores)
+        summary = {
+            "out": args.out,
+            "split": args.split,
+            "records": len(scores.tokens_N),
+            "tokens": int(scores.tokens_N.sum()),
+            "mean_loss": float(scores.nll_N.sum() / max(scores.tokens_N.sum(), 1)),
+            "seconds": scores.seconds,
+            "tokens_per_second": scores.tokens_per_second,
+        }
+        print(json.dumps(summary))
+    return 0
+
+
 def cmd_export_hf(args: argparse.Namespace) -> int:
     config = _workdir_run_config(args)
     from tinylm_jax.interop.export import export_workdir
@@ -290,6 +318,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_gin_flags(evaluate)
     evaluate.set_defaults(fn=cmd_eval)
+
+    score = commands.add_parser(
+        "score",
+        help="per-record losses of a split under a trained workdir (JSONL: id, loss, tokens)",
+    )
+    score.add_argument("--workdir", required=True)
+    score.add_argument("--split", default="train", choices=["train", "validation"])
+    score.add_argument("--out", required=True, help="JSONL file to write (local or gs://)")
+    score.add_argument(
+        "--batch_size", type=int, default=None, help="global batch (default: the eval batch size)"
+    )
+    _add_gin_flags(score)
+    _add_distributed_flags(score)
+    score.set_defaults(fn=cmd_score)
 
     sample = commands.add_parser("sample", help="generate text from a trained workdir")
     sample.add_argument("--workdir", required=True)

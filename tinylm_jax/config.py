@@ -25,6 +25,7 @@ from tinylm_jax.errors import ConfigError
 from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.parallel.mesh import MeshConfig
 from tinylm_jax.parallel.rules import DEFAULT_RULES, Rules, logical_axis_rules
+from tinylm_jax.recipe.rounds_config import RoundsConfig
 from tinylm_jax.train.config import CheckpointConfig, TrainConfig
 from tinylm_jax.train.metrics import peak_flops_override
 from tinylm_jax.train.optimizer import OptimizerConfig
@@ -51,6 +52,7 @@ class RunConfig:
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    rounds: RoundsConfig = dataclasses.field(default_factory=RoundsConfig)
     rules: Rules = DEFAULT_RULES
     peak_flops: float | None = None
     gin_config: str = ""
@@ -61,6 +63,7 @@ class RunConfig:
                 f"TrainConfig.seq_len={self.train.seq_len} exceeds "
                 f"ModelConfig.max_seq_len={self.model.max_seq_len}"
             )
+        self.rounds.steps_per_round(self.train.num_steps)  # raises unless they add up
 
     def replace(self, **changes) -> RunConfig:
         return dataclasses.replace(self, **changes)
@@ -70,7 +73,15 @@ class RunConfig:
 # these wrappers, which only `_from_gin` calls.
 _GIN_CONFIGURABLES = {
     cls: gin.external_configurable(cls, name=cls.__name__)
-    for cls in (ModelConfig, TrainConfig, OptimizerConfig, MeshConfig, DataConfig, CheckpointConfig)
+    for cls in (
+        ModelConfig,
+        TrainConfig,
+        OptimizerConfig,
+        MeshConfig,
+        DataConfig,
+        CheckpointConfig,
+        RoundsConfig,
+    )
 }
 
 
@@ -89,6 +100,7 @@ def _from_gin() -> RunConfig:
         mesh=from_gin(MeshConfig),
         data=from_gin(DataConfig),
         checkpoint=from_gin(CheckpointConfig),
+        rounds=from_gin(RoundsConfig),
         rules=logical_axis_rules(),
         peak_flops=peak_flops_override(),
     )

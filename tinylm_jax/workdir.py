@@ -20,6 +20,7 @@ from tinylm_jax.eval import multiple_choice
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.eval.generate import SamplingConfig, generate
 from tinylm_jax.eval.heldout import evaluate
+from tinylm_jax.eval.score import Scores, score_records
 from tinylm_jax.files import write_atomically
 from tinylm_jax.run import Run, build_run, run_context
 from tinylm_jax.train import checkpoint as ckpt
@@ -83,7 +84,8 @@ def evaluate_workdir(
     return result
 
 
-def _heldout(workdir, run: Run, params, tokenizer: Tokenizer, eval_steps: int | None) -> dict:
+def _data_of(workdir, run: Run, tokenizer: Tokenizer) -> pipeline.PreparedData:
+    """The run's packed data, which must be tokenized as `workdir` was trained."""
     data = pipeline.prepare_data(run.config.data, run.config.train.seq_len)
     pipeline.check_vocab(data.tokenizer, run.config.model.vocab_size)
     if data.tokenizer.fingerprint != tokenizer.fingerprint:
@@ -92,8 +94,24 @@ def _heldout(workdir, run: Run, params, tokenizer: Tokenizer, eval_steps: int | 
             f"{workdir} was trained with; point DataConfig.tokenizer at "
             f"{epath.Path(workdir) / 'tokenizer.model'}"
         )
+    return data
+
+
+def _heldout(workdir, run: Run, params, tokenizer: Tokenizer, eval_steps: int | None) -> dict:
+    data = _data_of(workdir, run, tokenizer)
     byte_lengths = token_byte_lengths(tokenizer, run.config.model.vocab_size)
     return evaluate(run, params, data, byte_lengths, eval_steps)
+
+
+def score_workdir(
+    config: RunConfig, workdir: epath.PathLike, split: str, batch_size: int | None = None
+) -> Scores:
+    """Every record's loss in `split` ('train' or 'validation') under `workdir`'s newest
+    params, `batch_size` (global) rows at a time (None: the eval batch size)."""
+    run, params, tokenizer = load_workdir(config, workdir)
+    data = _data_of(workdir, run, tokenizer)
+    source = {"train": data.train, "validation": data.validation}[split]
+    return score_records(run, params, source, batch_size or config.train.resolved_eval_batch_size)
 
 
 def sample_workdir(

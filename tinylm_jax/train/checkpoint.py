@@ -2,7 +2,8 @@
 
 A checkpoint is `DIR/checkpoints/<step>/` with three items: `state` (the TrainState: params,
 optimizer state, step, RNG), `data` (Grain iterator state, one file per process) and
-`metadata` (JSON: tokenizer fingerprint, operative gin config, `rounds` schedule, ...).
+`metadata` (JSON: tokenizer fingerprint, operative gin config, `rounds` schedule, ...); from
+the second round of a multi-round run on, a fourth, `rounds`, holds the round's selected ids.
 Orbax writes each step under a temporary name and renames it when complete, so a run killed
 mid-save leaves `<step>.orbax-checkpoint-tmp*`, which is ignored and cleaned up. A complete
 but damaged step (truncated or garbled files) fails to restore; `restore_latest` reports it
@@ -54,6 +55,7 @@ def make_manager(workdir: epath.PathLike, config: CheckpointConfig) -> ocp.Check
             "state": ocp.StandardCheckpointHandler(),
             "data": grain.checkpoint.CheckpointHandler(),
             "metadata": ocp.JsonCheckpointHandler(),
+            "rounds": ocp.StandardCheckpointHandler(),
         },
     )
 
@@ -64,13 +66,17 @@ def save(
     data_iterator,
     metadata: dict,
     force: bool = False,
+    rounds: dict[str, np.ndarray] | None = None,
 ) -> bool:
     """Starts saving `state` at its step (async if configured); device→host copies finish
-    before this returns, so the caller may donate `state` to the next step right away."""
+    before this returns, so the caller may donate `state` to the next step right away.
+    `rounds` (host arrays, e.g. a round's selected ids) is saved as the `rounds` item."""
     step = int(jax.device_get(state.step))
     args = {"state": ocp.args.StandardSave(state), "metadata": ocp.args.JsonSave(metadata)}
     if data_iterator is not None:
         args["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+    if rounds is not None:
+        args["rounds"] = ocp.args.StandardSave(rounds)
     return manager.save(step, args=ocp.args.Composite(**args), force=force)
 
 
@@ -82,6 +88,23 @@ def restore_latest(
     set_aside_damaged: bool = False,
 ) -> tuple[TrainState, dict] | None:
     """Restores the newest good checkpoint onto `shardings` (any mesh), or None if none.
+
+    See `restore_latest_with_rounds`, which also returns the `rounds` item.
+    """
+    restored = restore_latest_with_rounds(
+        manager, abstract, shardings, data_iterator, set_aside_damaged
+    )
+    return None if restored is None else restored[:2]
+
+
+def restore_latest_with_rounds(
+    manager: ocp.CheckpointManager,
+    abstract: TrainState,
+    shardings: TrainState,
+    data_iterator,
+    set_aside_damaged: bool = False,
+) -> tuple[TrainState, dict, dict | None] | None:
+    """(state, metadata, `rounds` item or None) of the newest good checkpoint, or None if none.
 
     Incomplete saves are ignored. A damaged step (unreadable or truncated files) is reported
     with its path and the previous step is tried; with `set_aside_damaged` (a resuming
@@ -104,6 +127,8 @@ def restore_latest(
             # Imported checkpoints (`tinylm import-hf`) hold no data state: data starts afresh.
             if data_iterator is not None and (path / "data").is_dir():
                 args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+            if (path / "rounds").is_dir():
+                args["rounds"] = ocp.args.StandardRestore()
             restored = manager.restore(step, args=ocp.args.Composite(**args))
         except ConfigError:
             raise
@@ -118,7 +143,8 @@ def restore_latest(
                     _set_aside(bad)
                 if damaged:
                     manager.reload()
-            return restored["state"], restored["metadata"]
+            rounds = restored["rounds"] if "rounds" in args else None
+            return restored["state"], restored["metadata"], rounds
         reason = error or "failed on another process"
         log.warning("damaged checkpoint %s is skipped (%s)", path, reason)
         if jax.process_index() == 0:

@@ -1,13 +1,16 @@
-"""The training loop, made of small parts: data, restore-or-init, step, log, eval, save, stop.
+"""The training loop, made of small parts: data, restore-or-init, step, log, eval, round,
+save, stop.
 
 `train(config, workdir)` runs a `RunConfig` in a workdir; each part below is a plain function
-or a small class that the loop calls in order and tests can drive alone.
+or a small class that the loop calls in order and tests can drive alone. The multi-round part
+(`tinylm_jax.train.rounds`) scores and reselects the data between rounds.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 
@@ -29,6 +32,7 @@ from tinylm_jax.parallel.batch import global_batch_to_devices, to_global
 from tinylm_jax.parallel.distributed import PreemptionWatcher
 from tinylm_jax.run import Run, build_run, run_context
 from tinylm_jax.train import checkpoint as ckpt
+from tinylm_jax.train import rounds as rounds_part
 from tinylm_jax.train.config import TrainConfig
 from tinylm_jax.train.metrics import (
     MetricsWriter,
@@ -55,11 +59,13 @@ class TrainHooks:
     """Callbacks run at fixed points of the loop (tests install them to inject faults).
 
     `after_step(step)` runs right after step `step` is dispatched; `after_save(step)` right
-    after its checkpoint save has started (an async save is then still being written).
+    after its checkpoint save has started (an async save is then still being written);
+    `after_score_batch(i)` after batch i of a multi-round scoring pass is dispatched.
     """
 
     after_step: Callable[[int], None] | None = None
     after_save: Callable[[int], None] | None = None
+    after_score_batch: Callable[[int], None] | None = None
 
 
 def train(
@@ -77,9 +83,10 @@ def train(
     run = build_run(config)
     data = prepare_data_once(config.data, config.train.seq_len)
     check_data(data, config)
+    rounds_part.check_rounds(config, run, len(data.train))
     if jax.process_index() == 0:
         write_run_files(workdir, config, data.tokenizer.path)
-    iterator = make_train_iterator(data, config.train)
+    iterator = rounds_part.RoundIterator(functools.partial(make_train_iterator, data, config.train))
     manager = ckpt.make_manager(workdir, config.checkpoint)
     try:
         return _train_loop(workdir, run, data, iterator, manager, hooks or TrainHooks())
@@ -128,16 +135,27 @@ def write_run_files(workdir: epath.Path, config: RunConfig, tokenizer_path: str)
         write_atomically(target, epath.Path(tokenizer_path).read_bytes())
 
 
-def make_train_iterator(data: pipeline.PreparedData, tc: TrainConfig):
-    """This process's batch iterator; see `TrainConfig.data_sharding`."""
+def make_train_iterator(
+    data: pipeline.PreparedData,
+    tc: TrainConfig,
+    sequence_ids: np.ndarray | None = None,
+    round_index: int = 1,
+):
+    """This process's batch iterator over `sequence_ids` (None: the whole split) for round
+    `round_index`, whose shuffle is seeded apart from the other rounds'; see
+    `TrainConfig.data_sharding`."""
+    seed = tc.resolved_data_seed + round_index - 1
     if tc.data_sharding == "global":
-        return pipeline.make_train_iterator(data, tc.batch_size, seed=tc.resolved_data_seed)
+        return pipeline.make_train_iterator(
+            data, tc.batch_size, seed=seed, sequence_ids=sequence_ids
+        )
     return pipeline.make_train_iterator(
         data,
         tc.batch_size // jax.process_count(),
-        seed=tc.resolved_data_seed,
+        seed=seed,
         shard_index=jax.process_index(),
         shard_count=jax.process_count(),
+        sequence_ids=sequence_ids,
     )
 
 
@@ -150,9 +168,12 @@ def next_batch(iterator, run: Run) -> dict[str, jax.Array]:
     return global_batch_to_devices(batch, run.mesh, run.rules)
 
 
-def restore_or_init(run: Run, data, iterator, manager) -> tuple[TrainState, dict]:
-    """(state, metadata) of the newest good checkpoint, else a fresh (or inherited) start."""
-    restored = ckpt.restore_latest(
+def restore_or_init(
+    run: Run, data, iterator, manager
+) -> tuple[TrainState, dict, rounds_part.RoundState]:
+    """(state, metadata, round) of the newest good checkpoint, else of a fresh (or inherited)
+    start; the iterator is started on that round's data."""
+    restored = ckpt.restore_latest_with_rounds(
         manager, run.abstract, run.shardings, iterator, set_aside_damaged=True
     )
     fingerprint = data.tokenizer.fingerprint
@@ -162,7 +183,7 @@ def restore_or_init(run: Run, data, iterator, manager) -> tuple[TrainState, dict
         "mesh": dict(run.mesh.shape),
     }
     if restored is not None:
-        state, metadata = restored
+        state, metadata, rounds_item = restored
         saved = metadata.get("tokenizer_fingerprint")
         if saved is not None and saved != fingerprint:
             raise DataError(
@@ -170,13 +191,18 @@ def restore_or_init(run: Run, data, iterator, manager) -> tuple[TrainState, dict
                 f"(fingerprint {saved[:16]}, now {fingerprint[:16]}); point DataConfig.tokenizer "
                 "at the workdir's tokenizer.model or train in a new --workdir"
             )
-        return state, {**metadata, **current, "step": int(jax.device_get(state.step))}
+        round_state = rounds_part.restored_state(run.config, len(data.train), metadata, rounds_item)
+        iterator.start(round_state)
+        step = int(jax.device_get(state.step))
+        return state, {**metadata, **current, "step": step}, round_state
     with run_context(run):
         state = init_state(run.init_fn, run.config.train.seed, run.shardings)
     init_from = None
     if run.config.checkpoint.init_from:
         state, init_from = _init_from(state, run.config.checkpoint)
-    return state, {**current, "init_from": init_from, "step": None}
+    round_state = rounds_part.initial_state(run.config, len(data.train))
+    iterator.start(round_state)
+    return state, {**current, "init_from": init_from, "step": None}, round_state
 
 
 def _init_from(state: TrainState, config) -> tuple[TrainState, dict]:
@@ -307,7 +333,7 @@ def checkpoint_metadata(base: dict, step: int, config: RunConfig) -> dict:
 def _train_loop(workdir: epath.Path, run: Run, data, iterator, manager, hooks: TrainHooks):
     config, tc = run.config, run.config.train
     primary = jax.process_index() == 0
-    state, metadata = restore_or_init(run, data, iterator, manager)
+    state, metadata, round_state = restore_or_init(run, data, iterator, manager)
     start_step = int(jax.device_get(state.step))
     saved_step = metadata["step"]
     flops = flops_per_token(config.model, tc.seq_len)
@@ -322,12 +348,25 @@ def _train_loop(workdir: epath.Path, run: Run, data, iterator, manager, hooks: T
             f"{jax.device_count()} device(s), mesh {dict(run.mesh.shape)}",
             flush=True,
         )
+        print(rounds_part.describe_round(config, round_state, len(data.train)), flush=True)
     run_start = time.perf_counter()
 
     def run_eval(step: int) -> None:
         result = evaluate(run, state.params, data, byte_lengths_V, tc.eval_steps)
-        writer.write(step, result, eval_line(result, step))
+        writer.write(step, {**result, "round": round_state.round}, eval_line(result, step))
         last.update(result)
+
+    def next_round(step: int) -> None:
+        """Scores with the frozen params, selects the next round and restarts the data."""
+        nonlocal round_state
+        round_state, record = rounds_part.next_round(
+            run, state.params, data.train, round_state, step, hooks.after_score_batch
+        )
+        iterator.restart(round_state)
+        line = rounds_part.score_line(record, step, last.get("tokens_per_second"))
+        writer.write(step, record, line)
+        if primary:
+            print(rounds_part.describe_round(config, round_state, len(data.train)), flush=True)
 
     writer = MetricsWriter(workdir, primary)
     with contextlib.closing(writer), PreemptionWatcher() as preemption, run_context(run):
@@ -346,6 +385,7 @@ def _train_loop(workdir: epath.Path, run: Run, data, iterator, manager, hooks: T
             if done % tc.log_every == 0 or done == tc.num_steps:
                 guard.check(done, saved_step, manager)
                 record = step_record(jax.device_get(metrics), throughput, flops, peak)
+                record["round"] = round_state.round
                 writer.write(done, record, step_line(record, done, tc.num_steps))
                 last.update(record)
                 throughput.reset()
@@ -353,11 +393,19 @@ def _train_loop(workdir: epath.Path, run: Run, data, iterator, manager, hooks: T
             if is_eval_step(done, tc) and done != tc.num_steps:
                 run_eval(done)
                 paused = True
+            # A new round starts right after the last step of the previous one and is saved at
+            # once: a resumed run never scores the same params twice.
+            new_round = rounds_part.round_at(config, done) > round_state.round
+            if new_round:
+                guard.check(done, saved_step, manager, state.params)
+                next_round(done)
+                paused = True
             preempted = preemption.should_stop(done)
-            if is_save_step(done, config) or preempted:
+            if is_save_step(done, config) or preempted or new_round:
                 guard.check(done, saved_step, manager, state.params)
                 meta = checkpoint_metadata(metadata, done, config)
-                ckpt.save(manager, state, iterator, meta, force=True)
+                meta["rounds"] = round_state.metadata()
+                ckpt.save(manager, state, iterator, meta, force=True, rounds=round_state.items())
                 saved_step, paused = done, True
                 if hooks.after_save:
                     hooks.after_save(done)

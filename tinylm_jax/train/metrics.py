@@ -131,6 +131,10 @@ def train_summary(
     return "\n".join(lines)
 
 
+def _json_number(value) -> int | float:
+    return value if isinstance(value, int) else float(value)
+
+
 class MetricsWriter:
     """Writes records to `metrics.jsonl`, TensorBoard events and a readable stdout line.
 
@@ -165,7 +169,8 @@ class MetricsWriter:
     def write(self, step: int, record: dict[str, float], line: str | None = None) -> None:
         if not self.primary:
             return
-        record = {"step": step, **{k: float(v) for k, v in record.items()}}
+        # Counts (`round`, `units_selected`) stay integers; everything else is a float.
+        record = {"step": step, **{k: _json_number(v) for k, v in record.items()}}
         text = json.dumps(record) + "\n"
         if self._remote_lines is None:
             self._jsonl.write(text)
