@@ -25,6 +25,7 @@ from tinylm_jax.errors import ConfigError
 from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.parallel.mesh import MeshConfig
 from tinylm_jax.parallel.rules import DEFAULT_RULES, Rules, logical_axis_rules
+from tinylm_jax.recipe.inherit_config import InheritConfig
 from tinylm_jax.train.config import CheckpointConfig, TrainConfig
 from tinylm_jax.train.metrics import peak_flops_override
 from tinylm_jax.train.optimizer import OptimizerConfig
@@ -51,6 +52,7 @@ class RunConfig:
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    inherit: InheritConfig = dataclasses.field(default_factory=InheritConfig)
     rules: Rules = DEFAULT_RULES
     peak_flops: float | None = None
     gin_config: str = ""
@@ -70,7 +72,15 @@ class RunConfig:
 # these wrappers, which only `_from_gin` calls.
 _GIN_CONFIGURABLES = {
     cls: gin.external_configurable(cls, name=cls.__name__)
-    for cls in (ModelConfig, TrainConfig, OptimizerConfig, MeshConfig, DataConfig, CheckpointConfig)
+    for cls in (
+        ModelConfig,
+        TrainConfig,
+        OptimizerConfig,
+        MeshConfig,
+        DataConfig,
+        CheckpointConfig,
+        InheritConfig,
+    )
 }
 
 
@@ -89,6 +99,7 @@ def _from_gin() -> RunConfig:
         mesh=from_gin(MeshConfig),
         data=from_gin(DataConfig),
         checkpoint=from_gin(CheckpointConfig),
+        inherit=from_gin(InheritConfig),
         rules=logical_axis_rules(),
         peak_flops=peak_flops_override(),
     )
