@@ -29,7 +29,7 @@ class InheritConfig:
     width_metric: str = "l2"
     calibration_batches: int = 8
     mask_steps: int = 100
-    mask_learning_rate: float = 0.05
+    mask_learning_rate: float = 0.1
     id_map: str | None = None
     seed: int = 0
 

@@ -10,7 +10,9 @@ the child's size by the Lagrangian lambda1 (s - t) + lambda2 (s - t)^2 per layer
 relative to the parent's size; log_alpha minimizes loss + Lagrangian (Adam), the lambdas
 maximize it (Adam ascent), and the target t ramps linearly from the parent's size to the
 child's over the first half of the steps. log_alpha starts at 2 (keep probability 0.97)
-rather than higher, so that a few hundred steps can move it.
+rather than higher, so that a few hundred steps can move it. The child keeps the units with
+the highest keep probability, so its sizes are the targets exactly whether or not the expected
+sizes have converged (short runs oscillate around the targets; the report lists both).
 """
 
 from __future__ import annotations
