@@ -185,7 +185,7 @@ def inherit(
     host_params = pruning.unstack_layers(host_params, parent.n_layers)
     parent_params = jax.device_put(host_params, parent_run.shardings.params)
     parent_data = pipeline.prepare_data(
-        config.data.replace(tokenizer=tokenizers.parent.path), tc.seq_len
+        dataclasses.replace(config.data, tokenizer=tokenizers.parent.path), tc.seq_len
     )
     pipeline.check_vocab(parent_data.tokenizer, parent.vocab_size)
     if len(parent_data.train) == 0 and ic.needs_data:
@@ -219,7 +219,7 @@ def inherit(
     heldout = {}
     if tc.eval_steps:
         child_data = pipeline.prepare_data(
-            config.data.replace(tokenizer=tokenizers.child.path), tc.seq_len
+            dataclasses.replace(config.data, tokenizer=tokenizers.child.path), tc.seq_len
         )
         if len(child_data.validation) == 0:
             raise ConfigError(
