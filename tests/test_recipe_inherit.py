@@ -1,4 +1,4 @@
-"""Parameter inheritance: identity, planted importance, GQA grouping, learnable masks, end to end."""
+"""Parameter inheritance: identity, planted units, GQA grouping, learnable masks, end to end."""
 
 import json
 
@@ -27,8 +27,16 @@ from tinylm_jax.train.config import TrainConfig
 from .helpers import tiny_run
 
 PARENT = ModelConfig(
-    vocab_size=64, d_model=32, n_layers=3, n_heads=8, n_kv_heads=4, head_dim=8, ffn_dim=64,
-    max_seq_len=32, tie_embeddings=False, norm_eps=1e-10,
+    vocab_size=64,
+    d_model=32,
+    n_layers=3,
+    n_heads=8,
+    n_kv_heads=4,
+    head_dim=8,
+    ffn_dim=64,
+    max_seq_len=32,
+    tie_embeddings=False,
+    norm_eps=1e-10,
 )
 CHILD = PARENT.replace(d_model=16, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=32)
 ONE_DEVICE = MeshConfig(num_devices=1)
@@ -169,8 +177,8 @@ def _check_consistency(parent_cfg, host, child_cfg, child, sel) -> None:
     np.testing.assert_array_equal(c["lm_head"], p["lm_head"][d_])
     np.testing.assert_allclose(c["final_norm/scale"], p["final_norm/scale"][d_] * norm)
     for i, parent_layer in enumerate(sel.layers):
-        src = lambda name: p[f"layers_{parent_layer}/{name}"]  # noqa: E731
-        dst = lambda name: c[f"layers_{i}/{name}"]  # noqa: E731
+        src = lambda name, j=parent_layer: p[f"layers_{j}/{name}"]  # noqa: E731
+        dst = lambda name, j=i: c[f"layers_{j}/{name}"]  # noqa: E731
         heads, kv, h_, f_ = sel.heads[i], sel.kv_groups[i], sel.head_dim[i], sel.ffn[i]
         # Each child group's query heads come from the parent groups pooled into its kv head.
         for group, members in enumerate(kv):
@@ -227,8 +235,9 @@ def test_learnable_mask_hits_the_target_sizes_and_8_devices_match_1():
     results = []
     for mesh in (MeshConfig(data=1, fsdp=8), ONE_DEVICE):
         cut = PARENT.replace(n_layers=2)
-        config, run = run_for(cut, mesh, width_metric="learnable_mask", mask_steps=60,
-                              mask_learning_rate=0.2)
+        config, run = run_for(
+            cut, mesh, width_metric="learnable_mask", mask_steps=30, mask_learning_rate=0.2
+        )
         params = jax.device_put(pruning.take_layers(host, (0, 2)), run.shardings.params)
         config = config.replace(model=CHILD)
         importance, report = inherit_lib.width_importance(
@@ -240,9 +249,9 @@ def test_learnable_mask_hits_the_target_sizes_and_8_devices_match_1():
     # The Lagrangian pulls the expected sizes from the parent's (32, 8, 64) toward the targets.
     expected = report["expected_sizes"]
     assert report["target_sizes"] == {"hidden": 16, "heads": 4, "ffn": 32}
-    assert expected["hidden"] < 0.9 * 32, expected
+    assert expected["hidden"] < 0.95 * 32, expected
     for kind, full in (("heads", 8), ("ffn", 64)):
-        assert all(s < 0.9 * full for s in expected[kind]), expected
+        assert all(s < 0.95 * full for s in expected[kind]), expected
     for field in ("hidden", "heads", "ffn", "kv_groups"):
         np.testing.assert_array_equal(getattr(sel8, field), getattr(sel1, field))
     np.testing.assert_allclose(imp8.ffn, imp1.ffn, atol=1e-4)
@@ -252,7 +261,8 @@ def test_learnable_mask_hits_the_target_sizes_and_8_devices_match_1():
 
 PARENT_GIN = ["ModelConfig.n_layers = 3", "ModelConfig.d_model = 48", "ModelConfig.ffn_dim = 128"]
 TINY = "--gin_file=models/tiny_test.gin"  # the child: d_model 32 (head_dim 8), 2 layers
-E2E_STEPS = 40
+E2E_STEPS = 30
+CHILD_STEPS = 12
 
 
 def flags(params: list[str]) -> list[str]:
@@ -290,8 +300,11 @@ def test_inherited_child_trains_to_a_lower_loss_than_random_init(
     parent, tmp_path, capsys, gin_clean
 ):
     child = tmp_path / "child"
-    params = ["InheritConfig.width_metric = 'taylor'", "InheritConfig.calibration_batches = 2",
-              "InheritConfig.layer_selection = 'block_influence'"]
+    params = [
+        "InheritConfig.width_metric = 'taylor'",
+        "InheritConfig.calibration_batches = 2",
+        "InheritConfig.layer_selection = 'block_influence'",
+    ]
     assert inherit_cli(parent, child, *params) == 0
     report = json.loads((child / "inheritance.json").read_text())
     printed = capsys.readouterr().out
@@ -304,9 +317,9 @@ def test_inherited_child_trains_to_a_lower_loss_than_random_init(
     heldout = report["heldout"]
     assert heldout["child_inherited"]["loss"] < heldout["child_random_init"]["loss"]
     # `tinylm train` continues from step 0 with a fresh optimizer; so does a random-init twin.
-    assert cli.main(["train", f"--workdir={child}", *child_flags()]) == 0
+    assert cli.main(["train", f"--workdir={child}", *child_flags(CHILD_STEPS)]) == 0
     scratch = tmp_path / "scratch"
-    assert cli.main(["train", f"--workdir={scratch}", *child_flags()]) == 0
+    assert cli.main(["train", f"--workdir={scratch}", *child_flags(CHILD_STEPS)]) == 0
     assert eval_loss(child) < eval_loss(scratch)
 
 
@@ -331,22 +344,32 @@ def test_inherit_from_an_hf_imported_parent(parent, l2_child, tmp_path, gin_clea
         np.testing.assert_allclose(flat(ours)[path], value, rtol=1e-6, err_msg=path)
 
 
-def test_inherit_through_a_compressed_tokenizer(parent, l2_child, tmp_path, gin_clean):
-    from tinylm_jax.recipe import tokenizer_compression, vocab_mapping
-    from tinylm_jax.train import checkpoint as ckpt
+@pytest.fixture(scope="module")
+def compressed(parent, tmp_path_factory):
+    """The parent's tokenizer compressed to 400 pieces, with its id map."""
+    from tinylm_jax.recipe import tokenizer_compression
 
     data = config_lib.parse(["models/tiny_test.gin"], tiny_run()).data
-    compressed = tmp_path / "compressed"
+    gin.clear_config()
+    out = tmp_path_factory.mktemp("inherit") / "compressed"
     tokenizer_compression.compress_corpus(
-        data, str(parent / "tokenizer.model"), compressed, vocab_size=400, sample_documents=4
+        data, str(parent / "tokenizer.model"), out, vocab_size=400, sample_documents=4
     )
+    return out
+
+
+def test_inherit_through_a_compressed_tokenizer(parent, l2_child, compressed, tmp_path, gin_clean):
+    from tinylm_jax.recipe import vocab_mapping
+    from tinylm_jax.train import checkpoint as ckpt
+
     child = tmp_path / "child"
     params = [f"InheritConfig.id_map = '{compressed}'", "ModelConfig.vocab_size = 400"]
     assert inherit_cli(parent, child, *params) == 0
     report = json.loads((child / "inheritance.json").read_text())
     assert report["child"]["shape"]["vocab_size"] == 400
-    assert report["heldout"]["child_inherited"]["bits_per_byte"] < (
-        report["heldout"]["child_random_init"]["bits_per_byte"]
+    assert (
+        report["heldout"]["child_inherited"]["bits_per_byte"]
+        < (report["heldout"]["child_random_init"]["bits_per_byte"])
     )
     id_map = vocab_mapping.load_id_map(compressed)
     old = np.flatnonzero(id_map >= 0)
@@ -363,10 +386,13 @@ def test_inherit_through_a_compressed_tokenizer(parent, l2_child, tmp_path, gin_
     [
         (["ModelConfig.d_model = 64"], "larger than the parent in d_model=64"),
         (["InheritConfig.width_metric = 'magnitude'"], "is not one of"),
-        (["DataConfig.vocab_size = 400"], "is not the parent's"),
+        (["DataConfig.tokenizer = 'COMPRESSED'"], "is not the parent's"),
     ],
 )
-def test_user_errors_exit_2_before_any_work(parent, tmp_path, capsys, params, message, gin_clean):
+def test_user_errors_exit_2_before_any_work(
+    parent, compressed, tmp_path, capsys, params, message, gin_clean
+):
+    params = [p.replace("COMPRESSED", str(compressed / "tokenizer.model")) for p in params]
     assert inherit_cli(parent, tmp_path / "child", *params) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "child").exists()
