@@ -398,3 +398,21 @@ def test_user_errors_exit_2_before_any_work(
     assert not (tmp_path / "child").exists()
     assert inherit_cli(tmp_path / "nowhere", tmp_path / "child") == 2
     assert "config.gin not found" in capsys.readouterr().err
+
+
+def test_sweep_spec_inherits_each_arm_once(tmp_path, capsys):
+    from pathlib import Path
+
+    from tinylm_jax import sweep
+
+    spec = Path(__file__).parent.parent / "launch" / "sweeps" / "pangu_inheritance.py"
+    arms = sweep.expand(sweep.load_spec(spec))
+    assert len(arms) == 12
+    assert cli.main(["sweep", "run", f"--spec={spec}", f"--root={tmp_path}", "--dry_run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 24 and " inherit --parent=runs/inheritance/parent " in lines[0]
+    assert " train " in lines[1] and "InheritConfig.width_metric = 'random'" in arms[0].gin_params
+    workdir = tmp_path / "pangu_inheritance" / arms[0].name
+    workdir.mkdir(parents=True)
+    (workdir / "inheritance.json").write_text("{}")
+    assert [c[3] for c in arms[0].commands(workdir)] == ["train"]
