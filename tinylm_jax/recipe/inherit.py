@@ -127,9 +127,10 @@ def calibration_batches(run: Run, data: pipeline.PreparedData, seed: int) -> Ite
 
 
 def width_importance(
-    run: Run, params: dict, batches: Iterator[dict], config: RunConfig
+    run: Run, params: dict, batches: Iterator[dict] | None, config: RunConfig
 ) -> tuple[pruning.Importance, dict]:
-    """(importance, extra report entries) of the depth-pruned parent `run` / `params`."""
+    """(importance, extra report entries) of the depth-pruned parent `run` / `params`;
+    `batches` (calibration data) may be None for the metrics that need none."""
     ic, metric = config.inherit, config.inherit.width_metric
     if metric == "random":
         return importance_lib.random_importance(run.config.model, ic.seed), {}
@@ -184,13 +185,15 @@ def inherit(
     host_params, parent_step = ckpt.load_params(parent_workdir)
     host_params = pruning.unstack_layers(host_params, parent.n_layers)
     parent_params = jax.device_put(host_params, parent_run.shardings.params)
-    parent_data = pipeline.prepare_data(
-        dataclasses.replace(config.data, tokenizer=tokenizers.parent.path), tc.seq_len
-    )
-    pipeline.check_vocab(parent_data.tokenizer, parent.vocab_size)
-    if len(parent_data.train) == 0 and ic.needs_data:
-        raise DataError(f"the training split of {parent_data.stats['dataset']} is empty")
-    batches = calibration_batches(parent_run, parent_data, ic.seed)
+    parent_data, batches = None, None
+    if ic.needs_data or tc.eval_steps:
+        parent_data = pipeline.prepare_data(
+            dataclasses.replace(config.data, tokenizer=tokenizers.parent.path), tc.seq_len
+        )
+        pipeline.check_vocab(parent_data.tokenizer, parent.vocab_size)
+        if len(parent_data.train) == 0 and ic.needs_data:
+            raise DataError(f"the training split of {parent_data.stats['dataset']} is empty")
+        batches = calibration_batches(parent_run, parent_data, ic.seed)
     report: dict = {}
     if ic.layer_selection == "block_influence":
         influence_L = importance_lib.block_influence(
@@ -206,7 +209,7 @@ def inherit(
     cut_host = pruning.take_layers(host_params, layers)
     cut_params = jax.device_put(cut_host, cut_run.shardings.params)
     importance, extra = width_importance(cut_run, cut_params, batches, config)
-    del cut_params
+    del cut_params  # frees the depth-pruned parent's device copy before the child's run
     selection = pruning.select(importance, layers, cut, child)
     child_params = pruning.prune_params(cut_host, cut, child, selection)
     if tokenizers.id_map is not None:

@@ -10,7 +10,9 @@ Units (PanGu-pi Pro, arXiv 2402.02791, Sec. 3.3; Sheared-LLaMA, arXiv 2310.06694
   ffn          neurons, the same index in gate, up (columns) and down (rows);
   head_dim     rotary pairs (j, j + H/2), when the child's head_dim is smaller.
 
-Two rescalings keep a child whose removed units carry nothing equal to its parent:
+Two rescalings keep a child whose removed units carry nothing equal to its parent (up to
+float rounding, and to the RMSNorm eps where it is not negligible against the activations'
+mean square):
   - RMSNorm averages over d_model, so every norm scale is multiplied by sqrt(D_p / D_c): with
     zero residual channels removed, the kept channels' normalized values are the parent's.
   - Attention logits are divided by sqrt(head_dim), so q_proj is multiplied by
