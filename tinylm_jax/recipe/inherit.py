@@ -166,6 +166,30 @@ def _heldout(run: Run, params, data: pipeline.PreparedData, steps: int) -> dict:
     return {"loss": result["eval_loss"], "bits_per_byte": result["eval_bits_per_byte"]}
 
 
+def _heldout_report(config: RunConfig, child_tokenizer: Tokenizer, parent, child) -> dict:
+    """Held-out loss and bits per byte of the parent, the inherited child and a random-init
+    child (the init `tinylm train` would start from); `parent` is (run, params, data) and
+    `child` (run, params)."""
+    tc = config.train
+    child_run, child_params = child
+    child_data = pipeline.prepare_data(
+        dataclasses.replace(config.data, tokenizer=child_tokenizer.path), tc.seq_len
+    )
+    if len(child_data.validation) == 0:
+        raise ConfigError(
+            "the validation split is empty; raise DataConfig.validation_fraction or set "
+            "TrainConfig.eval_steps = 0"
+        )
+    with run_context(child_run):
+        random_params = init_state(child_run.init_fn, tc.seed, child_run.shardings).params
+    return {
+        "parent": _heldout(*parent, tc.eval_steps),
+        "child_inherited": _heldout(child_run, child_params, child_data, tc.eval_steps),
+        "child_random_init": _heldout(child_run, random_params, child_data, tc.eval_steps),
+        "eval_steps": tc.eval_steps,
+    }
+
+
 def inherit(
     config: RunConfig, parent: ModelConfig, parent_workdir: epath.PathLike, workdir: epath.PathLike
 ) -> dict:
@@ -218,25 +242,14 @@ def inherit(
         )
 
     child_run = build_run(config)
-    child_device = jax.device_put(child_params, child_run.shardings.params)
     heldout = {}
     if tc.eval_steps:
-        child_data = pipeline.prepare_data(
-            dataclasses.replace(config.data, tokenizer=tokenizers.child.path), tc.seq_len
+        heldout = _heldout_report(
+            config,
+            tokenizers.child,
+            (parent_run, parent_params, parent_data),
+            (child_run, jax.device_put(child_params, child_run.shardings.params)),
         )
-        if len(child_data.validation) == 0:
-            raise ConfigError(
-                "the validation split is empty; raise DataConfig.validation_fraction or set "
-                "TrainConfig.eval_steps = 0"
-            )
-        with run_context(child_run):
-            random_params = init_state(child_run.init_fn, tc.seed, child_run.shardings).params
-        heldout = {
-            "parent": _heldout(parent_run, parent_params, parent_data, tc.eval_steps),
-            "child_inherited": _heldout(child_run, child_device, child_data, tc.eval_steps),
-            "child_random_init": _heldout(child_run, random_params, child_data, tc.eval_steps),
-            "eval_steps": tc.eval_steps,
-        }
     report.update(
         {
             "parent": {
@@ -260,7 +273,9 @@ def inherit(
         }
     )
 
-    child_tokenizer = (epath.Path(workdir) / "tokenizer.model").absolute()
+    child_tokenizer = epath.Path(workdir) / "tokenizer.model"
+    if "://" not in str(child_tokenizer):
+        child_tokenizer = child_tokenizer.absolute()
     gin_config = (
         config.gin_config
         + f"\n# tinylm inherit: the child's own tokenizer\nDataConfig.tokenizer = "
