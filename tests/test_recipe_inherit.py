@@ -101,6 +101,16 @@ def test_identity_gives_the_parents_logits_exactly(metric):
     np.testing.assert_array_equal(logits(PARENT, child), logits(PARENT, host))
 
 
+def test_scanned_parent_and_child_layouts():
+    scanned = PARENT.replace(scan_layers=True)
+    host = init_params(scanned)
+    unrolled = pruning.unstack_layers(host, PARENT.n_layers)
+    assert "layers" not in unrolled and unrolled["layers_2"]["attn"]["q_proj"].shape == (32, 8, 8)
+    child, _, _ = derive(PARENT, unrolled, scanned, "l1", layers=(0, 1, 2))
+    for path, value in flat(host).items():
+        np.testing.assert_array_equal(flat(child)[path], value, err_msg=path)
+
+
 def planted_parent(seed: int = 0):
     """PARENT whose units outside (hidden, groups, ffn) and whose layer 1 are zero."""
     rng = np.random.default_rng(seed)
