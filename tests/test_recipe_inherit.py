@@ -240,32 +240,37 @@ def test_user_errors_name_the_fix():
     assert pruning.select_layers("uniform", 7, 3) == (0, 3, 6)
 
 
-def test_learnable_mask_hits_the_target_sizes_and_8_devices_match_1():
-    host = init_params(PARENT)
-    results = []
-    for mesh in (MeshConfig(data=1, fsdp=8), ONE_DEVICE):
-        cut = PARENT.replace(n_layers=2)
-        config, run = run_for(
-            cut, mesh, width_metric="learnable_mask", mask_steps=30, mask_learning_rate=0.2
-        )
-        params = jax.device_put(pruning.take_layers(host, (0, 2)), run.shardings.params)
-        config = config.replace(model=CHILD)
-        importance, report = inherit_lib.width_importance(
-            run, params, synthetic_batches(run), config
-        )
-        results.append((pruning.select(importance, (0, 2), cut, CHILD), importance, report))
-    (sel8, imp8, report), (sel1, imp1, _) = results
-    assert sel8.hidden.shape == (16,) and sel8.heads.shape == (2, 4) and sel8.ffn.shape == (2, 32)
-    # The Lagrangian pulls the expected sizes from the parent's (32, 8, 64) toward the targets.
+def learn_masks(mesh: MeshConfig, steps: int):
+    """(selection, importance, report) of learnable masks on PARENT's layers 0 and 2."""
+    cut = PARENT.replace(n_layers=2)
+    config, run = run_for(cut, mesh, width_metric="learnable_mask", mask_steps=steps)
+    params = jax.device_put(pruning.take_layers(init_params(PARENT), (0, 2)), run.shardings.params)
+    importance, report = inherit_lib.width_importance(
+        run, params, synthetic_batches(run), config.replace(model=CHILD)
+    )
+    return pruning.select(importance, (0, 2), cut, CHILD), importance, report
+
+
+def test_learnable_mask_reaches_the_target_sizes():
+    selection, _, report = learn_masks(MeshConfig(data=1, fsdp=8), steps=100)
+    assert selection.hidden.shape == (16,) and selection.heads.shape == (2, 4)
+    assert selection.ffn.shape == (2, 32)
+    # The Lagrangian brings the expected sizes from the parent's (32, 8, 64) to the targets.
     expected = report["expected_sizes"]
     assert report["target_sizes"] == {"hidden": 16, "heads": 4, "ffn": 32}
-    assert expected["hidden"] < 0.95 * 32, expected
-    for kind, full in (("heads", 8), ("ffn", 64)):
-        assert all(s < 0.95 * full for s in expected[kind]), expected
+    assert abs(expected["hidden"] - 16) < 1.0, expected
+    for kind, target in (("heads", 4), ("ffn", 32)):
+        assert all(abs(s - target) < 0.1 * target for s in expected[kind]), expected
+
+
+def test_learnable_mask_on_8_devices_matches_1_device():
+    (sel8, imp8, _), (sel1, imp1, _) = (
+        learn_masks(mesh, steps=20) for mesh in (MeshConfig(data=1, fsdp=8), ONE_DEVICE)
+    )
     for field in ("hidden", "heads", "ffn", "kv_groups"):
         np.testing.assert_array_equal(getattr(sel8, field), getattr(sel1, field))
-    # Reduction order differs across meshes and Adam amplifies it a little; the picks agree.
-    np.testing.assert_allclose(imp8.ffn, imp1.ffn, atol=1e-2)
+    # Reduction order differs across meshes; Adam amplifies it a little.
+    np.testing.assert_allclose(imp8.ffn, imp1.ffn, atol=1e-3)
 
 
 # --- End to end on the stdlib corpus: `tinylm train` parent, `tinylm inherit` child --------
