@@ -140,16 +140,19 @@ def activation_importance(run: Run, params: dict, batches: Sequence[Batch]) -> I
     def stats(params, batch):
         inter = _captured(run, params, batch, RMSNorm)
         w_BL = batch["weights"].astype(jnp.float32)
-        mean_abs = lambda x: jnp.einsum("bl,bl...->...", w_BL, jnp.abs(x.astype(jnp.float32)))  # noqa: E731
-        hidden = mean_abs(inter["final_norm"]["__call__"][0])
+
+        def abs_sum(x_BL_):  # |x| summed over tokens, padding weighted 0
+            return jnp.einsum("bl,bl...->...", w_BL, jnp.abs(x_BL_.astype(jnp.float32)))
+
+        hidden = abs_sum(inter["final_norm"]["__call__"][0])
         heads, ffn = [], []
         for i in range(cfg.n_layers):
             layer = inter[f"layers_{i}"]
-            hidden += mean_abs(layer["attn_norm"]["__call__"][0])
-            hidden += mean_abs(layer["mlp_norm"]["__call__"][0])
+            hidden += abs_sum(layer["attn_norm"]["__call__"][0])
+            hidden += abs_sum(layer["mlp_norm"]["__call__"][0])
             out_BLNH = layer["attn"]["heads_BLNH"][0].astype(jnp.float32)
-            heads.append(mean_abs(jnp.sqrt(jnp.sum(out_BLNH**2, axis=-1))))
-            ffn.append(mean_abs(layer["mlp"]["hidden_BLF"][0]))
+            heads.append(abs_sum(jnp.sqrt(jnp.sum(out_BLNH**2, axis=-1))))
+            ffn.append(abs_sum(layer["mlp"]["hidden_BLF"][0]))
         return {
             "hidden": hidden,
             "heads": jnp.stack(heads),
