@@ -128,6 +128,22 @@ def cmd_import_hf(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inherit(args: argparse.Namespace) -> int:
+    from tinylm_jax.parallel.distributed import maybe_initialize
+    from tinylm_jax.workdir import config_path
+
+    maybe_initialize(
+        args.coordinator_address, args.num_processes, args.process_id, auto_detect=args.distributed
+    )
+    # The parent's model from its own config.gin; the child's run is parsed last (from flags).
+    parent = config_lib.parse(workdir_config=config_path(args.parent)).model
+    config = config_lib.parse(args.gin_file, args.gin_param)
+    from tinylm_jax.recipe.inherit import inherit
+
+    print(json.dumps(inherit(config, parent, args.parent, args.workdir), indent=1))
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     config = _workdir_run_config(args)
     from tinylm_jax.eval.generate import SamplingConfig
@@ -474,6 +490,16 @@ def build_parser() -> argparse.ArgumentParser:
     import_hf.add_argument("--workdir", required=True, help="new workdir to write")
     _add_gin_flags(import_hf)
     import_hf.set_defaults(fn=cmd_import_hf)
+
+    inherit = commands.add_parser(
+        "inherit",
+        help="a step-0 child workdir from a larger trained parent (layer selection, pruning)",
+    )
+    inherit.add_argument("--parent", required=True, help="workdir of `train` or `import-hf`")
+    inherit.add_argument("--workdir", required=True, help="new child workdir to write")
+    _add_gin_flags(inherit)
+    _add_distributed_flags(inherit)
+    inherit.set_defaults(fn=cmd_inherit)
     _show_defaults(parser)
     return parser
 

@@ -25,6 +25,7 @@ from tinylm_jax.errors import ConfigError
 from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.parallel.mesh import MeshConfig
 from tinylm_jax.parallel.rules import DEFAULT_RULES, Rules, logical_axis_rules
+from tinylm_jax.recipe.inherit_config import InheritConfig
 from tinylm_jax.recipe.rounds_config import RoundsConfig
 from tinylm_jax.train.config import CheckpointConfig, TrainConfig
 from tinylm_jax.train.metrics import peak_flops_override
@@ -53,6 +54,7 @@ class RunConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
     rounds: RoundsConfig = dataclasses.field(default_factory=RoundsConfig)
+    inherit: InheritConfig = dataclasses.field(default_factory=InheritConfig)
     rules: Rules = DEFAULT_RULES
     peak_flops: float | None = None
     gin_config: str = ""
@@ -81,6 +83,7 @@ _GIN_CONFIGURABLES = {
         DataConfig,
         CheckpointConfig,
         RoundsConfig,
+        InheritConfig,
     )
 }
 
@@ -101,6 +104,7 @@ def _from_gin() -> RunConfig:
         data=from_gin(DataConfig),
         checkpoint=from_gin(CheckpointConfig),
         rounds=from_gin(RoundsConfig),
+        inherit=from_gin(InheritConfig),
         rules=logical_axis_rules(),
         peak_flops=peak_flops_override(),
     )

@@ -9,6 +9,8 @@ A spec is a Python file whose `get_config()` returns a ConfigDict:
                 points (e.g. depth/width pairs at a fixed parameter budget)
     grid:       optional {Configurable: {field: [values]}}: crossed with the arms (and with
                 each other) as a full grid
+    inherit_from: optional parent workdir: each arm first runs `tinylm inherit --parent=...`
+                with its gin overrides (once: skipped when the arm has `inheritance.json`)
 
 Every arm is `tinylm train --workdir=ROOT/NAME/ARM --gin_file=... --gin_param=...`, so an arm
 can be rerun or resumed by hand with the command `tinylm sweep run --dry_run` prints.
@@ -39,17 +41,27 @@ class Arm:
     name: str
     gin_files: tuple[str, ...]
     gin_params: tuple[str, ...]
+    parent: str | None = None
 
-    def command(self, workdir: Path) -> list[str]:
+    def command(self, workdir: Path, subcommand: str = "train") -> list[str]:
+        parent = [f"--parent={self.parent}"] if subcommand == "inherit" else []
         return [
             sys.executable,
             "-m",
             "tinylm_jax.cli",
-            "train",
+            subcommand,
+            *parent,
             f"--workdir={workdir}",
             *(f"--gin_file={f}" for f in self.gin_files),
             *(f"--gin_param={p}" for p in self.gin_params),
         ]
+
+    def commands(self, workdir: Path) -> list[list[str]]:
+        """The arm's commands still to run: inheritance (once), then training."""
+        train = [self.command(workdir)]
+        if self.parent is None or (workdir / "inheritance.json").exists():
+            return train
+        return [self.command(workdir, "inherit"), *train]
 
 
 def load_spec(path: str | Path) -> ml_collections.ConfigDict:
@@ -109,7 +121,8 @@ def expand(spec: ml_collections.ConfigDict) -> list[Arm]:
                 raise ConfigError(f"sweep spec: two arms are both named {name!r}")
             names.add(name)
             params = fixed + base_params + [f"{b} = {_gin_value(v)}" for b, v in grid_point]
-            arms.append(Arm(name, tuple(spec.get("gin_files") or ()), tuple(params)))
+            files = tuple(spec.get("gin_files") or ())
+            arms.append(Arm(name, files, tuple(params), spec.get("inherit_from")))
     return arms
 
 
@@ -117,12 +130,13 @@ def run(arms: Iterable[Arm], root: Path, dry_run: bool = False) -> dict[str, int
     """Runs arms one after another (each resumes if already started); returns exit codes."""
     codes = {}
     for arm in arms:
-        command = arm.command(root / arm.name)
-        print(shlex.join(command), flush=True)
-        if not dry_run:
-            codes[arm.name] = subprocess.run(command, check=False).returncode
-            if codes[arm.name]:
-                print(f"arm {arm.name} failed with exit code {codes[arm.name]}", flush=True)
+        for command in arm.commands(root / arm.name):
+            print(shlex.join(command), flush=True)
+            if not dry_run:
+                codes[arm.name] = subprocess.run(command, check=False).returncode
+                if codes[arm.name]:
+                    print(f"arm {arm.name} failed with exit code {codes[arm.name]}", flush=True)
+                    break
     return codes
 
 

@@ -132,6 +132,8 @@ class Attention(nn.Module):
             )
             kv_cache = (k_BSKH, v_BSKH)
 
+        # Collected only when 'intermediates' is mutable (importance for inheritance).
+        self.sow("intermediates", "heads_BLNH", out_BLNH)
         o_kernel = self.param(
             "o_proj",
             _normal(output_init_std(cfg), ("heads", "kv", "embed")),
@@ -163,6 +165,7 @@ class Mlp(nn.Module):
         else:
             h_BLF = nn.gelu(up_BLF) if cfg.activation == "gelu" else nn.relu(up_BLF)
         h_BLF = nn.with_logical_constraint(h_BLF, ("act_batch", "act_length", "act_mlp"))
+        self.sow("intermediates", "hidden_BLF", h_BLF)
         return project(h_BLF, kernel("down_proj", (F, D), ("mlp", "embed"), output_init_std(cfg)))
 
 
