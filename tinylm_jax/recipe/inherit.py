@@ -161,7 +161,7 @@ def _shape(cfg: ModelConfig) -> dict:
 
 
 def _heldout(run: Run, params, data: pipeline.PreparedData, steps: int) -> dict:
-    byte_lengths = token_byte_lengths(data.tokenizer.path, run.config.model.vocab_size)
+    byte_lengths = token_byte_lengths(data.tokenizer, run.config.model.vocab_size)
     result = evaluate(run, params, data, byte_lengths, steps)
     return {"loss": result["eval_loss"], "bits_per_byte": result["eval_bits_per_byte"]}
 
