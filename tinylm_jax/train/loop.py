@@ -19,6 +19,7 @@ from etils import epath
 from tinylm_jax.config import RunConfig
 from tinylm_jax.data import pipeline
 from tinylm_jax.data.config import DataConfig
+from tinylm_jax.data.token_bytes import check_token_bytes, token_bytes_for
 from tinylm_jax.errors import ConfigError, DataError
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.eval.heldout import evaluate
@@ -74,9 +75,9 @@ def train(
     (its step is never saved).
     """
     workdir = epath.Path(workdir)
-    run = build_run(config)
     data = prepare_data_once(config.data, config.train.seq_len)
     check_data(data, config)
+    run = build_run(config, token_bytes_for(config.model, data.tokenizer))
     if jax.process_index() == 0:
         write_run_files(workdir, config, data.tokenizer.path)
     iterator = make_train_iterator(data, config.train)
@@ -161,6 +162,8 @@ def restore_or_init(run: Run, data, iterator, manager) -> tuple[TrainState, dict
         "data_stats": data.stats,
         "mesh": dict(run.mesh.shape),
     }
+    if run.model.token_bytes is not None:
+        current["token_bytes_fingerprint"] = run.model.token_bytes.fingerprint
     if restored is not None:
         state, metadata = restored
         saved = metadata.get("tokenizer_fingerprint")
@@ -170,6 +173,7 @@ def restore_or_init(run: Run, data, iterator, manager) -> tuple[TrainState, dict
                 f"(fingerprint {saved[:16]}, now {fingerprint[:16]}); point DataConfig.tokenizer "
                 "at the workdir's tokenizer.model or train in a new --workdir"
             )
+        check_token_bytes(metadata, run.model.token_bytes, manager.directory)
         return state, {**metadata, **current, "step": int(jax.device_get(state.step))}
     with run_context(run):
         state = init_state(run.init_fn, run.config.train.seed, run.shardings)
