@@ -112,7 +112,7 @@ class ByteBlock(nn.Module):
     config: ModelConfig
     d_in: int
     d_out: int
-    out_axis: str  # logical axis of the output width ("embed" when it is d_model)
+    out_axis: str  # logical axis of the output width: embed (d_model), byte_out or byte_embed
 
     @nn.compact
     def __call__(self, x_NTE: Array, keys_valid_NT: Array | None) -> Array:
@@ -186,7 +186,7 @@ class ByteEmbedder(nn.Module):
         valid_NT = valid_BLT.reshape(B * L, T)
         widths, n = encoder_widths(cfg), cfg.byte_encoder_layers
         for i in range(n):
-            out_axis = "embed" if i == n - 1 else "byte_embed"
+            out_axis = "embed" if i == n - 1 else "byte_out"
             x_NTE = ByteBlock(cfg, widths[i], widths[i + 1], out_axis, name=f"blocks_{i}")(
                 x_NTE, valid_NT
             )

@@ -1,8 +1,8 @@
 """Logical axis rules: the table mapping the model's logical axis names onto mesh axes.
 
-Parameters use `embed, vocab, heads, kv_heads, kv, mlp, norm, layers` (and `byte_*` for the
-byte-level embedder and head); activations use the
-`act_*` names, so that e.g. parameters shard over `fsdp` while activations do not.
+Parameters use `embed, vocab, heads, kv_heads, kv, mlp, norm, layers` (and `byte_*` in the
+byte-level embedder and head); activations use the `act_*` names, so that e.g. parameters
+shard over `fsdp` while activations do not.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ DEFAULT_RULES: Rules = (
     ("byte_vocab", None),
     ("byte_length", None),
     ("byte_embed", None),
+    ("byte_out", None),
     ("byte_heads", None),
     ("byte_mlp", None),
 )
