@@ -354,3 +354,28 @@ def test_byte_table_round_trips_every_token(tokenizer):
     assert len(a) == 1 and token_bytes.canonical_V[a[0]] and kinds[a[0]] == 0
     assert build_token_bytes(tokenizer, vocab, 12).fingerprint == token_bytes.fingerprint
     assert build_token_bytes(tokenizer, vocab, 8).fingerprint != token_bytes.fingerprint
+
+
+@pytest.mark.parametrize(
+    "name, base, components",
+    [
+        ("stlm_10m_ffn_shared", "stlm_10m", {"token_embed": 4000 * 384, "blocks": 3_149_952}),
+        ("stlm_50m_ffn_shared", "stlm_50m", {"token_embed": 16000 * 512, "blocks": 11_549_184}),
+        ("stlm_10m_byte", "stlm_10m", {"byte_embedder": 1_970_304, "byte_decoder": 1_544_064}),
+        ("stlm_50m_byte", "stlm_50m", {"byte_embedder": 2_068_736, "byte_decoder": 1_740_672}),
+    ],
+)
+def test_named_stlm_configs(name, base, components, gin_clean):
+    from tinylm_jax import config as config_lib
+
+    stats = model_stats(config_lib.parse([f"models/{name}.gin"]).model)
+    base_cfg = config_lib.parse([f"models/{base}.gin"]).model
+    for key, count in components.items():
+        assert stats.component_params[key] == count
+    if "ffn_shared" in name:  # n_layers - 1 FFNs fewer than the base config
+        one_ffn = 3 * base_cfg.d_model * base_cfg.ffn_dim
+        base_total = model_stats(base_cfg).total_params
+        assert stats.total_params == base_total - (base_cfg.n_layers - 1) * one_ffn
+    else:  # the same blocks as the base config, no token embedding
+        assert stats.component_params["blocks"] == model_stats(base_cfg).component_params["blocks"]
+        assert stats.total_params == sum(stats.component_params.values())

@@ -34,8 +34,8 @@ _HF_TO_ACT = {
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 
 
-def hf_config(config: ModelConfig, bos_id: int, eos_id: int, pad_id: int) -> dict:
-    """`config.json` of a `LlamaForCausalLM` equal to `config` (transformers 4.x and 5.x keys)."""
+def check_exportable(config: ModelConfig) -> None:
+    """Fails on models the Llama format cannot hold (byte-level input or head)."""
     if config.uses_bytes:
         raise ConfigError(
             f"ModelConfig.input_embedding={config.input_embedding!r}, output_head="
@@ -43,6 +43,11 @@ def hf_config(config: ModelConfig, bos_id: int, eos_id: int, pad_id: int) -> dic
             "head only, so byte-level models cannot be exported to it; export a model with "
             "input_embedding='tokens' and output_head='tokens'"
         )
+
+
+def hf_config(config: ModelConfig, bos_id: int, eos_id: int, pad_id: int) -> dict:
+    """`config.json` of a `LlamaForCausalLM` equal to `config` (transformers 4.x and 5.x keys)."""
+    check_exportable(config)
     if config.activation not in _ACT_TO_HF:
         raise ConfigError(
             f"ModelConfig.activation={config.activation!r} has no Llama equivalent; Llama's MLP "

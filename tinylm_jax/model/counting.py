@@ -90,6 +90,9 @@ def flops_per_token(config: ModelConfig, seq_len: int) -> float:
     return 6.0 * matmul_params + 3.0 * attention + _byte_flops(config)
 
 
+COMPONENTS = ("token_embed", "byte_embedder", "blocks", "lm_head", "byte_decoder")
+
+
 def _component(name: str) -> str:
     if name.startswith("layers") or name in ("shared_mlp", "final_norm"):
         return "blocks"
@@ -105,6 +108,7 @@ def model_stats(config: ModelConfig, seq_len: int | None = None) -> ModelStats:
     for name, subtree in params.items():
         count = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(subtree))
         components[_component(name)] = components.get(_component(name), 0) + count
+    components = {k: components[k] for k in COMPONENTS if k in components}
     embedding = components.get("token_embed", 0) + components.get("lm_head", 0)
     param_bytes = sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize for x in leaves)
     return ModelStats(
