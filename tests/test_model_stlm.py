@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tinylm_jax import config as config_lib
 from tinylm_jax.config import RunConfig
 from tinylm_jax.data import pipeline
 from tinylm_jax.data.config import DataConfig
@@ -366,8 +367,6 @@ def test_byte_table_round_trips_every_token(tokenizer):
     ],
 )
 def test_named_stlm_configs(name, base, components, gin_clean):
-    from tinylm_jax import config as config_lib
-
     stats = model_stats(config_lib.parse([f"models/{name}.gin"]).model)
     base_cfg = config_lib.parse([f"models/{base}.gin"]).model
     for key, count in components.items():
