@@ -14,9 +14,9 @@ from tinylm_jax import config as config_lib
 from tinylm_jax.config import RunConfig
 from tinylm_jax.data import pipeline
 from tinylm_jax.data.config import DataConfig
-from tinylm_jax.data.token_bytes import build_token_bytes, token_symbols
+from tinylm_jax.data.token_bytes import build_token_bytes, check_token_bytes, token_symbols
 from tinylm_jax.data.tokenizer import Tokenizer
-from tinylm_jax.errors import ConfigError
+from tinylm_jax.errors import ConfigError, DataError
 from tinylm_jax.eval.generate import SamplingConfig, generate
 from tinylm_jax.interop import llama
 from tinylm_jax.model.byte_level import (
@@ -378,3 +378,15 @@ def test_named_stlm_configs(name, base, components, gin_clean):
     else:  # the same blocks as the base config, no token embedding
         assert stats.component_params["blocks"] == model_stats(base_cfg).component_params["blocks"]
         assert stats.total_params == sum(stats.component_params.values())
+
+
+def test_a_checkpoint_of_another_byte_table_is_refused():
+    table = random_token_bytes()
+    check_token_bytes({"token_bytes_fingerprint": table.fingerprint}, table, "ckpt")
+    check_token_bytes({}, None, "ckpt")  # token models save none
+    with pytest.raises(DataError, match="token byte table"):
+        check_token_bytes(
+            {"token_bytes_fingerprint": table.fingerprint}, random_token_bytes(1), "ckpt"
+        )
+    with pytest.raises(DataError, match="token byte table"):
+        check_token_bytes({}, table, "ckpt")
