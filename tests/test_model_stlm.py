@@ -40,7 +40,10 @@ V, D, T = 61, 32, 6
 BASE = ModelConfig(
     vocab_size=V, d_model=D, n_layers=3, n_heads=4, ffn_dim=64, max_seq_len=64, init_std=0.2
 )
-BYTES = dict(byte_embed_dim=16, max_token_bytes=T, byte_encoder_layers=2, byte_decoder_layers=1)
+# Byte-level tests: one transformer layer is enough to see token-level causality.
+BYTES = dict(
+    n_layers=1, byte_embed_dim=16, max_token_bytes=T, byte_encoder_layers=2, byte_decoder_layers=1
+)
 
 
 def random_token_bytes(seed: int = 0) -> TokenBytes:
@@ -273,7 +276,7 @@ def test_one_and_eight_devices_give_the_same_byte_model_losses():
         input_embedding="byte_pooled",
         output_head="bytes",
         ffn_sharing="all",
-        **BYTES,
+        **{**BYTES, "n_layers": 2},
     )
     table = np.full((64, T), BYTE_PAD, np.int32)
     table[:V] = random_token_bytes().table_VT
