@@ -5,7 +5,8 @@ Text is still cut into tokens by the run's tokenizer; the model sees each token 
 tokenizer (`tinylm_jax.data.token_bytes`).
 
 Shape suffixes: B batch, L length (tokens), T byte slots per token, E byte width, D d_model,
-S byte symbols (`BYTE_VOCAB`), V vocabulary, N rows of a flattened [B*L] batch.
+S byte symbols (`BYTE_VOCAB`), V vocabulary, N rows of a flattened [B*L] batch, G byte
+attention heads, H their head dim, F byte FFN width, O a block's output width.
 """
 
 from __future__ import annotations
@@ -127,23 +128,23 @@ class ByteBlock(nn.Module):
         norm = lambda name: RMSNorm(cfg.norm_eps, dtype, cfg.weight_dtype, name=name)
         h_NTE = norm("attn_norm")(x_NTE)
         qkv_axes = ("byte_embed", "byte_heads", "kv")
-        q, k, v = (
+        q_NTGH, k_NTGH, v_NTGH = (
             project(h_NTE, kernel(name, (E, BYTE_HEADS, E // BYTE_HEADS), qkv_axes))
             for name in ("q_proj", "k_proj", "v_proj")
         )
-        mask = None if keys_valid_NT is None else keys_valid_NT[:, None, None, :]
-        out_NTnh = jax.nn.dot_product_attention(q, k, v, mask=mask)
+        mask_N11T = None if keys_valid_NT is None else keys_valid_NT[:, None, None, :]
+        out_NTGH = jax.nn.dot_product_attention(q_NTGH, k_NTGH, v_NTGH, mask=mask_N11T)
         o_axes = ("byte_heads", "kv", "byte_embed")
         o_kernel = kernel("o_proj", (BYTE_HEADS, E // BYTE_HEADS, E), o_axes)
-        x_NTE = x_NTE + project(out_NTnh, o_kernel, n_contract=2)
+        x_NTE = x_NTE + project(out_NTGH, o_kernel, n_contract=2)
 
         up = kernel("up_proj", (E, F), ("byte_embed", "byte_mlp"))
         h_NTF = nn.gelu(project(norm("mlp_norm")(x_NTE), up))
         out_NTO = project(h_NTF, kernel("down_proj", (F, self.d_out), ("byte_mlp", self.out_axis)))
         if self.d_in == self.d_out:
             return x_NTE + out_NTO
-        skip = kernel("skip_proj", (E, self.d_out), ("byte_embed", self.out_axis))
-        return project(x_NTE, skip) + out_NTO
+        skip_EO = kernel("skip_proj", (E, self.d_out), ("byte_embed", self.out_axis))
+        return project(x_NTE, skip_EO) + out_NTO
 
 
 def encoder_widths(config: ModelConfig) -> list[int]:
