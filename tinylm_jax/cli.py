@@ -188,7 +188,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"  embedding+head  {stats['embedding_params']:>16,}  "
         f"({100 * stats['embedding_share']:.2f}%)\n"
         f"  non-embedding   {stats['non_embedding_params']:>16,}\n"
-        f"FLOPs per token   {stats['flops_per_token']:>16.4g}  (training, fwd+bwd)\n"
+        + "".join(f"    {k:<14}{v:>16,}\n" for k, v in stats["component_params"].items())
+        + f"FLOPs per token   {stats['flops_per_token']:>16.4g}  (training, fwd+bwd)\n"
         f"params memory     {stats['param_bytes'] / gib:>16.3f} GiB\n"
         f"+ AdamW state     {stats['train_state_bytes'] / gib:>16.3f} GiB"
     )

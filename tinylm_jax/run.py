@@ -16,6 +16,8 @@ import jax
 import optax
 
 from tinylm_jax.config import RunConfig
+from tinylm_jax.errors import ConfigError
+from tinylm_jax.model.byte_level import TokenBytes
 from tinylm_jax.model.transformer import Transformer
 from tinylm_jax.parallel import rules as rules_lib
 from tinylm_jax.parallel.mesh import make_mesh
@@ -47,9 +49,28 @@ class Run:
         return self.config.rules
 
 
-def build_run(config: RunConfig) -> Run:
-    """Builds model, optimizer, mesh and the jitted steps; checks shardability first."""
-    tc = config.train
+def build_run(config: RunConfig, token_bytes: TokenBytes | None = None) -> Run:
+    """Builds model, optimizer, mesh and the jitted steps; checks shardability first.
+
+    `token_bytes`: the run's token byte table (`data.token_bytes.token_bytes_for`), needed
+    exactly when the model reads or predicts bytes (`ModelConfig.uses_bytes`).
+    """
+    tc, mc = config.train, config.model
+    if mc.uses_bytes != (token_bytes is not None):
+        raise ConfigError(
+            f"ModelConfig.input_embedding={mc.input_embedding!r}, output_head={mc.output_head!r}"
+            f": a token byte table is {'needed' if mc.uses_bytes else 'not used'} but was "
+            f"{'not ' if token_bytes is None else ''}given to build_run"
+        )
+    if token_bytes is not None and token_bytes.table_VT.shape != (
+        mc.vocab_size,
+        mc.max_token_bytes,
+    ):
+        raise ConfigError(
+            f"the token byte table has shape {token_bytes.table_VT.shape}, but the model needs "
+            f"({mc.vocab_size}, {mc.max_token_bytes}) (ModelConfig.vocab_size, max_token_bytes); "
+            "rebuild it from the run's tokenizer with this config"
+        )
     mesh = make_mesh(config.mesh)
     rules_lib.check_batch_divisible(
         tc.batch_size // tc.microbatches,
@@ -60,7 +81,7 @@ def build_run(config: RunConfig) -> Run:
     rules_lib.check_batch_divisible(
         tc.resolved_eval_batch_size, mesh, config.rules, "TrainConfig.eval_batch_size"
     )
-    model = Transformer(config.model)
+    model = Transformer(mc, token_bytes=token_bytes)
     tx, schedule = make_optimizer(config.optimizer, tc.num_steps)
     init_fn = make_init_fn(model, tx, tc.seq_len)
     abstract, shardings = abstract_state(init_fn, mesh, config.rules)

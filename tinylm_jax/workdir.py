@@ -14,6 +14,7 @@ from etils import epath
 
 from tinylm_jax.config import RunConfig
 from tinylm_jax.data import pipeline
+from tinylm_jax.data.token_bytes import check_token_bytes, token_bytes_for
 from tinylm_jax.data.tokenizer import Tokenizer
 from tinylm_jax.errors import ConfigError, DataError
 from tinylm_jax.eval import multiple_choice
@@ -46,8 +47,11 @@ def tokenizer_of(workdir: epath.PathLike) -> Tokenizer:
 
 
 def load_workdir(config: RunConfig, workdir: epath.PathLike) -> tuple[Run, dict, Tokenizer]:
-    """The run of `config`, the newest good params of `workdir` on its mesh, its tokenizer."""
-    run = build_run(config)
+    """The run of `config`, the newest good params of `workdir` on its mesh, its tokenizer
+    (and, for byte-level models, the token byte table rebuilt from it and checked against the
+    checkpoint's fingerprint)."""
+    tokenizer = tokenizer_of(workdir)
+    run = build_run(config, token_bytes_for(config.model, tokenizer))
     manager = ckpt.make_manager(workdir, config.checkpoint)
     try:
         restored = ckpt.restore_latest(manager, run.abstract, run.shardings, data_iterator=None)
@@ -55,7 +59,8 @@ def load_workdir(config: RunConfig, workdir: epath.PathLike) -> tuple[Run, dict,
         manager.close()
     if restored is None:
         raise ConfigError(f"no checkpoint in {ckpt.checkpoint_dir(workdir)}; train first")
-    return run, restored[0].params, tokenizer_of(workdir)
+    check_token_bytes(restored[1], run.model.token_bytes, ckpt.checkpoint_dir(workdir))
+    return run, restored[0].params, tokenizer
 
 
 def evaluate_workdir(

@@ -1,4 +1,11 @@
-"""Text generation with a KV cache: batched prompts, greedy / temperature / top-k / top-p."""
+"""Text generation with a KV cache: batched prompts, greedy / temperature / top-k / top-p.
+
+A byte head (`ModelConfig.output_head='bytes'`) predicts the next token's bytes; each step
+scores every token of the vocabulary by the log-probability of its byte string
+(`byte_level.token_log_probs`) and samples a token from those scores as from logits. So
+generation always emits tokenizer ids, whose text is the tokenizer's decoding: bytes that are
+not valid UTF-8 (e.g. a lone byte-fallback piece) decode to U+FFFD, as SentencePiece does.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tinylm_jax.errors import ConfigError
+from tinylm_jax.model.byte_level import token_log_probs
 from tinylm_jax.model.transformer import Transformer, init_kv_cache
 
 
@@ -58,6 +66,13 @@ def sample_logits(logits_BV: jax.Array, rng: jax.Array, config: SamplingConfig) 
     return jax.random.categorical(rng, logits_BV, axis=-1).astype(jnp.int32)
 
 
+def next_token_logits(model: Transformer, outputs: jax.Array) -> jax.Array:
+    """[B, V] logits of the token after the last position, from the model's outputs."""
+    if model.config.output_head == "bytes":
+        return token_log_probs(outputs[:, -1], model.token_bytes)
+    return outputs[:, -1]
+
+
 @functools.partial(jax.jit, static_argnames=("model", "config", "eos_id"))
 def _generate(
     model: Transformer,
@@ -86,7 +101,7 @@ def _generate(
         kv_valid_BS=valid_BS,
     )
     rng = jax.random.key(seed)
-    first = sample_logits(logits[:, -1], jax.random.fold_in(rng, 0), config)
+    first = sample_logits(next_token_logits(model, logits), jax.random.fold_in(rng, 0), config)
     out_BN = jnp.zeros((B, config.max_new_tokens), jnp.int32).at[:, 0].set(first)
 
     def cond(carry):
@@ -105,7 +120,9 @@ def _generate(
             cache_index=P + i - 1,
             kv_valid_BS=valid_BS,
         )
-        token_B = sample_logits(logits[:, -1], jax.random.fold_in(rng, i), config)
+        token_B = sample_logits(
+            next_token_logits(model, logits), jax.random.fold_in(rng, i), config
+        )
         token_B = jnp.where(done_B, eos_id, token_B)
         return i + 1, out_BN.at[:, i].set(token_B), cache, done_B | (token_B == eos_id)
 

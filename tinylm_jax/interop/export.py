@@ -55,5 +55,6 @@ def export_workdir(config: ModelConfig, workdir: str | Path, out_dir: str | Path
 
     Reads only the params (no optimizer state, no mesh), so it needs little memory.
     """
+    llama.check_exportable(config)  # before reading any checkpoint
     params, _ = ckpt.load_params(workdir)
     return export_params(params, config, tokenizer_of(workdir), out_dir)

@@ -34,8 +34,20 @@ _HF_TO_ACT = {
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 
 
+def check_exportable(config: ModelConfig) -> None:
+    """Fails on models the Llama format cannot hold (byte-level input or head)."""
+    if config.uses_bytes:
+        raise ConfigError(
+            f"ModelConfig.input_embedding={config.input_embedding!r}, output_head="
+            f"{config.output_head!r}: Llama's format holds a token embedding table and a token "
+            "head only, so byte-level models cannot be exported to it; export a model with "
+            "input_embedding='tokens' and output_head='tokens'"
+        )
+
+
 def hf_config(config: ModelConfig, bos_id: int, eos_id: int, pad_id: int) -> dict:
     """`config.json` of a `LlamaForCausalLM` equal to `config` (transformers 4.x and 5.x keys)."""
+    check_exportable(config)
     if config.activation not in _ACT_TO_HF:
         raise ConfigError(
             f"ModelConfig.activation={config.activation!r} has no Llama equivalent; Llama's MLP "
@@ -135,7 +147,9 @@ def to_hf(params: Mapping, config: ModelConfig) -> dict[str, np.ndarray]:
     out = {"model.embed_tokens.weight": params["token_embed"]}
     for i, layer in enumerate(_layer_trees(params, config)):
         prefix = f"model.layers.{i}"
-        attn, mlp = layer["attn"], layer["mlp"]
+        attn = layer["attn"]
+        # A shared FFN (ffn_sharing='all') is written into every layer: Llama has no sharing.
+        mlp = params["shared_mlp"] if config.ffn_sharing == "all" else layer["mlp"]
         out[f"{prefix}.input_layernorm.weight"] = layer["attn_norm"]["scale"]
         out[f"{prefix}.post_attention_layernorm.weight"] = layer["mlp_norm"]["scale"]
         for name in ("q_proj", "k_proj", "v_proj"):

@@ -12,6 +12,10 @@ from tinylm_jax.errors import ConfigError
 ACTIVATIONS = ("swiglu", "geglu", "gelu", "relu")
 REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+INPUT_EMBEDDINGS = ("tokens", "byte_pooled")
+OUTPUT_HEADS = ("tokens", "bytes")
+FFN_SHARING = ("none", "all")
+BYTE_HEADS = 8  # attention heads of the byte encoder/decoder blocks (STLM, arXiv 2405.14159)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +25,13 @@ class ModelConfig:
     `ffn_dim` wins when set; otherwise the FFN width is `ffn_ratio * d_model` rounded up to a
     multiple of `ffn_multiple_of` (PanGu-pi Pro: 8/3 rounded up to 256). `head_dim` defaults to
     `d_model // n_heads`; `n_kv_heads` defaults to `n_heads` (MHA), 1 is MQA, between is GQA.
+
+    Super Tiny Language Models levers (arXiv 2405.14159): `input_embedding='byte_pooled'`
+    replaces the token embedding table by a byte encoder (each token's first `max_token_bytes`
+    bytes, embedded at `byte_embed_dim`, `byte_encoder_layers` bidirectional blocks, mean-pooled
+    over real bytes); `output_head='bytes'` predicts the next token's bytes with
+    `byte_decoder_layers` blocks instead of logits over the vocabulary; `ffn_sharing='all'`
+    makes every layer use one FFN (after MobileLLM, arXiv 2402.14905).
     """
 
     vocab_size: int = 8192
@@ -44,6 +55,13 @@ class ModelConfig:
     scan_layers: bool = False
     remat: str = "none"
     document_attention: bool = True
+    input_embedding: str = "tokens"
+    byte_embed_dim: int = 128
+    max_token_bytes: int = 12
+    byte_encoder_layers: int = 4
+    output_head: str = "tokens"
+    byte_decoder_layers: int = 7
+    ffn_sharing: str = "none"
 
     def __post_init__(self) -> None:
         def fail(field: str, why: str) -> None:
@@ -79,6 +97,43 @@ class ModelConfig:
             fail(
                 "ffn_ratio", "ffn_ratio and ffn_multiple_of must be positive when ffn_dim is unset"
             )
+
+        self._check_stlm(fail)
+
+    def _check_stlm(self, fail) -> None:
+        for name, allowed in (
+            ("input_embedding", INPUT_EMBEDDINGS),
+            ("output_head", OUTPUT_HEADS),
+            ("ffn_sharing", FFN_SHARING),
+        ):
+            if getattr(self, name) not in allowed:
+                fail(name, f"{getattr(self, name)!r} is not one of {allowed}")
+        if not self.uses_bytes:
+            return
+        if self.max_token_bytes <= 0:
+            fail("max_token_bytes", f"must be positive, got {self.max_token_bytes}")
+        if self.byte_embed_dim <= 0 or self.byte_embed_dim % BYTE_HEADS:
+            fail(
+                "byte_embed_dim",
+                f"must be a positive multiple of the {BYTE_HEADS} byte attention heads, "
+                f"got {self.byte_embed_dim}",
+            )
+        if self.input_embedding == "byte_pooled" and self.byte_encoder_layers < 1:
+            fail("byte_encoder_layers", f"must be at least 1, got {self.byte_encoder_layers}")
+        if self.output_head == "bytes" and self.byte_decoder_layers < 0:
+            fail("byte_decoder_layers", f"must be at least 0, got {self.byte_decoder_layers}")
+        if self.tie_embeddings:
+            fail(
+                "tie_embeddings",
+                "tying needs both the token embedding table and the token head, but "
+                f"input_embedding={self.input_embedding!r} and output_head={self.output_head!r}; "
+                "set ModelConfig.tie_embeddings = False",
+            )
+
+    @property
+    def uses_bytes(self) -> bool:
+        """Whether the model reads or predicts token bytes (and so needs the token byte table)."""
+        return self.input_embedding == "byte_pooled" or self.output_head == "bytes"
 
     @property
     def resolved_head_dim(self) -> int:

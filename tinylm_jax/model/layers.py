@@ -144,29 +144,60 @@ class Attention(nn.Module):
         return out_BLD, kv_cache
 
 
+def mlp_kernels(module: nn.Module, cfg: ModelConfig) -> dict[str, Array]:
+    """Declares the FFN kernels on `module` (inside its compact call), in compute dtype:
+    up_proj/gate_proj [D, F] (gate only when gated), down_proj [F, D]."""
+    D, F = cfg.d_model, cfg.resolved_ffn_dim
+    shapes = {"up_proj": ((D, F), ("embed", "mlp"), cfg.init_std)}
+    if cfg.gated:
+        shapes["gate_proj"] = ((D, F), ("embed", "mlp"), cfg.init_std)
+    shapes["down_proj"] = ((F, D), ("mlp", "embed"), output_init_std(cfg))
+    return {
+        name: module.param(name, _normal(std, axes), shape, cfg.weight_dtype).astype(
+            cfg.compute_dtype
+        )
+        for name, (shape, axes, std) in shapes.items()
+    }
+
+
+def mlp_hidden(cfg: ModelConfig, x_BLD: Array, kernels: dict[str, Array]) -> Array:
+    """[B, L, F] FFN activations before the down projection: gated (SwiGLU/GeGLU) or plain
+    (GELU/ReLU)."""
+    up_BLF = project(x_BLD, kernels["up_proj"])
+    if cfg.gated:
+        gate_BLF = project(x_BLD, kernels["gate_proj"])
+        act = nn.silu if cfg.activation == "swiglu" else nn.gelu
+        h_BLF = act(gate_BLF) * up_BLF
+    else:
+        h_BLF = nn.gelu(up_BLF) if cfg.activation == "gelu" else nn.relu(up_BLF)
+    return nn.with_logical_constraint(h_BLF, ("act_batch", "act_length", "act_mlp"))
+
+
+def mlp_forward(cfg: ModelConfig, x_BLD: Array, kernels: dict[str, Array]) -> Array:
+    """The FFN of `mlp_kernels`' weights."""
+    return project(mlp_hidden(cfg, x_BLD, kernels), kernels["down_proj"])
+
+
 class Mlp(nn.Module):
     config: ModelConfig
 
     @nn.compact
     def __call__(self, x_BLD: Array) -> Array:
-        cfg = self.config
-        D, F = cfg.d_model, cfg.resolved_ffn_dim
-
-        def kernel(name: str, shape: tuple[int, int], axes: tuple[str, str], std: float):
-            return self.param(name, _normal(std, axes), shape, cfg.weight_dtype).astype(
-                cfg.compute_dtype
-            )
-
-        up_BLF = project(x_BLD, kernel("up_proj", (D, F), ("embed", "mlp"), cfg.init_std))
-        if cfg.gated:
-            gate_BLF = project(x_BLD, kernel("gate_proj", (D, F), ("embed", "mlp"), cfg.init_std))
-            act = nn.silu if cfg.activation == "swiglu" else nn.gelu
-            h_BLF = act(gate_BLF) * up_BLF
-        else:
-            h_BLF = nn.gelu(up_BLF) if cfg.activation == "gelu" else nn.relu(up_BLF)
-        h_BLF = nn.with_logical_constraint(h_BLF, ("act_batch", "act_length", "act_mlp"))
+        kernels = mlp_kernels(self, self.config)
+        h_BLF = mlp_hidden(self.config, x_BLD, kernels)
+        # Recorded only when `intermediates` is mutable (activation importance, inheritance).
         self.sow("intermediates", "hidden_BLF", h_BLF)
-        return project(h_BLF, kernel("down_proj", (F, D), ("mlp", "embed"), output_init_std(cfg)))
+        return project(h_BLF, kernels["down_proj"])
+
+
+class MlpKernels(nn.Module):
+    """The one FFN of `ffn_sharing='all'`: declared once, applied by every block."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self) -> dict[str, Array]:
+        return mlp_kernels(self, self.config)
 
 
 class Block(nn.Module):
@@ -182,13 +213,19 @@ class Block(nn.Module):
         mask_B1LS: Array | None,
         kv_cache: KVCache | None = None,
         cache_index: Array | None = None,
+        shared_mlp: dict[str, Array] | None = None,
     ) -> tuple[Array, KVCache | None]:
+        """`shared_mlp`: the FFN kernels of `ffn_sharing='all'`; None uses this block's own."""
         cfg = self.config
         norm = lambda name: RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.weight_dtype, name=name)
         attn_out, kv_cache = Attention(cfg, name="attn")(
             norm("attn_norm")(x_BLD), positions_BL, mask_B1LS, kv_cache, cache_index
         )
         x_BLD = x_BLD + attn_out
-        x_BLD = x_BLD + Mlp(cfg, name="mlp")(norm("mlp_norm")(x_BLD))
+        h_BLD = norm("mlp_norm")(x_BLD)
+        if shared_mlp is None:
+            x_BLD = x_BLD + Mlp(cfg, name="mlp")(h_BLD)
+        else:
+            x_BLD = x_BLD + mlp_forward(cfg, h_BLD, shared_mlp)
         x_BLD = nn.with_logical_constraint(x_BLD, ("act_batch", "act_length", "act_embed"))
         return x_BLD, kv_cache

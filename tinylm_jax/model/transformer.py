@@ -6,6 +6,9 @@ layer axis instead of `layers_{i}`):
   layers_{i}/attn/{q_proj [D, N, H], k_proj [D, K, H], v_proj [D, K, H], o_proj [N, H, D]};
   layers_{i}/mlp/{gate_proj [D, F], up_proj [D, F], down_proj [F, D]}; final_norm/scale [D];
   lm_head [D, V] (absent when embeddings are tied).
+Super Tiny Language Models options (arXiv 2405.14159): `input_embedding='byte_pooled'` puts
+`byte_embedder/...` in place of token_embed; `output_head='bytes'` puts `byte_decoder/...` in
+place of lm_head; `ffn_sharing='all'` drops every block's `mlp` for one `shared_mlp/...`.
 """
 
 from __future__ import annotations
@@ -14,8 +17,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tinylm_jax.errors import ConfigError
+from tinylm_jax.model.byte_level import BYTE_PAD, ByteDecoder, ByteEmbedder, TokenBytes
 from tinylm_jax.model.config import ModelConfig
-from tinylm_jax.model.layers import Block, KVCache, RMSNorm, _normal, attention_mask, project
+from tinylm_jax.model.layers import (
+    Block,
+    KVCache,
+    MlpKernels,
+    RMSNorm,
+    _normal,
+    attention_mask,
+    project,
+)
 
 Array = jax.Array
 # The stacked decoding cache [n_layers, B, S, K, H]: batch and kv heads shard like activations.
@@ -28,7 +41,10 @@ def _remat_policy(name: str):
 
 
 class Transformer(nn.Module):
+    """`token_bytes` (needed when `config.uses_bytes`) is the run's token byte table."""
+
     config: ModelConfig
+    token_bytes: TokenBytes | None = None
 
     @nn.compact
     def __call__(
@@ -40,7 +56,8 @@ class Transformer(nn.Module):
         cache_index: Array | None = None,
         kv_valid_BS: Array | None = None,
     ) -> tuple[Array, KVCache | None]:
-        """Returns float32 logits [B, L, V] and, when decoding, the updated stacked KV cache.
+        """Returns float32 logits [B, L, V] (with `output_head='bytes'`, logits over the next
+        token's byte symbols [B, L, T, S]) and, when decoding, the updated stacked KV cache.
 
         `kv_cache` is (k, v), each [n_layers, B, S, K, H], from `init_kv_cache`; tokens are
         written at `cache_index`. `kv_valid_BS` masks key slots out (e.g. left padding).
@@ -54,14 +71,27 @@ class Transformer(nn.Module):
             valid_B11S = kv_valid_BS[:, None, None, :]
             mask_B1LS = valid_B11S if mask_B1LS is None else jnp.logical_and(mask_B1LS, valid_B11S)
 
-        embedding_VD = self.param(
-            "token_embed",
-            _normal(cfg.init_std, ("vocab", "embed")),
-            (cfg.vocab_size, cfg.d_model),
-            cfg.weight_dtype,
-        )
-        x_BLD = jnp.take(embedding_VD, tokens_BL, axis=0).astype(cfg.compute_dtype)
+        if cfg.uses_bytes and self.token_bytes is None:
+            raise ConfigError(
+                f"ModelConfig.input_embedding={cfg.input_embedding!r} / output_head="
+                f"{cfg.output_head!r} need the run's token byte table; build the model with "
+                "Transformer(config, token_bytes=data.token_bytes.build_token_bytes(...))"
+            )
+        if cfg.input_embedding == "byte_pooled":
+            bytes_BLT = jnp.asarray(self.token_bytes.table_VT)[tokens_BL]
+            x_BLD = ByteEmbedder(cfg, name="byte_embedder")(bytes_BLT, bytes_BLT != BYTE_PAD)
+        else:
+            embedding_VD = self.param(
+                "token_embed",
+                _normal(cfg.init_std, ("vocab", "embed")),
+                (cfg.vocab_size, cfg.d_model),
+                cfg.weight_dtype,
+            )
+            x_BLD = jnp.take(embedding_VD, tokens_BL, axis=0).astype(cfg.compute_dtype)
         x_BLD = nn.with_logical_constraint(x_BLD, ("act_batch", "act_length", "act_embed"))
+        # One FFN for all layers: its kernels are declared here and broadcast into every block,
+        # so the shared weights get the sum of all layers' gradients.
+        shared_mlp = MlpKernels(cfg, name="shared_mlp")() if cfg.ffn_sharing == "all" else None
 
         block = Block
         if cfg.remat != "none":
@@ -73,17 +103,19 @@ class Transformer(nn.Module):
                 block,
                 variable_axes={"params": 0},
                 split_rngs={"params": True},
-                in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast),
+                in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast, nn.broadcast),
                 length=cfg.n_layers,
                 metadata_params={nn.PARTITION_NAME: "layers"},
             )(cfg, name="layers")
-            x_BLD, kv_cache = stack(x_BLD, positions_BL, mask_B1LS, kv_cache, cache_index)
+            x_BLD, kv_cache = stack(
+                x_BLD, positions_BL, mask_B1LS, kv_cache, cache_index, shared_mlp
+            )
         else:
             new_cache = []
             for i in range(cfg.n_layers):
                 layer_cache = None if kv_cache is None else (kv_cache[0][i], kv_cache[1][i])
                 x_BLD, layer_cache = block(cfg, name=f"layers_{i}")(
-                    x_BLD, positions_BL, mask_B1LS, layer_cache, cache_index
+                    x_BLD, positions_BL, mask_B1LS, layer_cache, cache_index, shared_mlp
                 )
                 new_cache.append(layer_cache)
             if kv_cache is not None:
@@ -92,6 +124,8 @@ class Transformer(nn.Module):
             kv_cache = tuple(nn.with_logical_constraint(c, KV_CACHE_AXES) for c in kv_cache)
 
         x_BLD = RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.weight_dtype, name="final_norm")(x_BLD)
+        if cfg.output_head == "bytes":
+            return ByteDecoder(cfg, name="byte_decoder")(x_BLD), kv_cache
         if cfg.tie_embeddings:
             head_DV = embedding_VD.T
         else:

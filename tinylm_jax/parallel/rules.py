@@ -1,7 +1,8 @@
 """Logical axis rules: the table mapping the model's logical axis names onto mesh axes.
 
-Parameters use `embed, vocab, heads, kv_heads, kv, mlp, norm, layers`; activations use the
-`act_*` names, so that e.g. parameters shard over `fsdp` while activations do not.
+Parameters use `embed, vocab, heads, kv_heads, kv, mlp, norm, layers` (and `byte_*` in the
+byte-level embedder and head); activations use the `act_*` names, so that e.g. parameters
+shard over `fsdp` while activations do not.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ DEFAULT_RULES: Rules = (
     ("kv", None),
     ("norm", None),
     ("layers", None),
+    # The byte encoder/decoder of input_embedding='byte_pooled' / output_head='bytes' are small
+    # (a few M params) and run over 12 slots per token: replicated, they need no collectives.
+    ("byte_vocab", None),
+    ("byte_length", None),
+    ("byte_embed", None),
+    ("byte_out", None),
+    ("byte_heads", None),
+    ("byte_mlp", None),
 )
 
 # Which setting a user changes when a logical axis does not divide its mesh axes.
@@ -44,6 +53,8 @@ _AXIS_FIELDS = {
     "mlp": "ModelConfig.ffn_dim",
     "kv": "ModelConfig.head_dim",
     "layers": "ModelConfig.n_layers",
+    "byte_embed": "ModelConfig.byte_embed_dim",
+    "byte_length": "ModelConfig.max_token_bytes",
 }
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from tinylm_jax.config import RunConfig
 from tinylm_jax.errors import ConfigError
+from tinylm_jax.model.byte_level import blank_token_bytes
 from tinylm_jax.model.counting import flops_per_token
 from tinylm_jax.parallel import rules as rules_lib
 from tinylm_jax.run import Run, build_run, run_context
@@ -142,7 +143,9 @@ def bench(config: RunConfig, steps: int = 20, warmup_steps: int = 2, seed: int =
         raise ConfigError(
             f"tinylm bench needs --steps >= 1 and --warmup_steps >= 0; got {steps}, {warmup_steps}"
         )
-    run = build_run(config)
+    # Synthetic batches need no tokenizer; a byte-level model's step costs the same whatever
+    # its byte table holds, so a blank one of the right shape times it.
+    run = build_run(config, blank_token_bytes(config.model) if config.model.uses_bytes else None)
     tc = config.train
     with run_context(run):
         start = time.perf_counter()

@@ -22,6 +22,7 @@ from etils import epath
 from tinylm_jax.config import RunConfig
 from tinylm_jax.data import pipeline
 from tinylm_jax.data.config import DataConfig
+from tinylm_jax.data.token_bytes import check_token_bytes, token_bytes_for
 from tinylm_jax.errors import ConfigError, DataError
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.eval.heldout import evaluate
@@ -80,9 +81,9 @@ def train(
     (its step is never saved).
     """
     workdir = epath.Path(workdir)
-    run = build_run(config)
     data = prepare_data_once(config.data, config.train.seq_len)
     check_data(data, config)
+    run = build_run(config, token_bytes_for(config.model, data.tokenizer))
     rounds_part.check_rounds(config, run, len(data.train))
     if jax.process_index() == 0:
         write_run_files(workdir, config, data.tokenizer.path)
@@ -182,6 +183,8 @@ def restore_or_init(
         "data_stats": data.stats,
         "mesh": dict(run.mesh.shape),
     }
+    if run.model.token_bytes is not None:
+        current["token_bytes_fingerprint"] = run.model.token_bytes.fingerprint
     if restored is not None:
         state, metadata, rounds_item = restored
         saved = metadata.get("tokenizer_fingerprint")
@@ -191,6 +194,7 @@ def restore_or_init(
                 f"(fingerprint {saved[:16]}, now {fingerprint[:16]}); point DataConfig.tokenizer "
                 "at the workdir's tokenizer.model or train in a new --workdir"
             )
+        check_token_bytes(metadata, run.model.token_bytes, manager.directory)
         round_state = rounds_part.restored_state(run.config, len(data.train), metadata, rounds_item)
         iterator.start(round_state)
         step = int(jax.device_get(state.step))

@@ -7,17 +7,25 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from tinylm_jax.model.byte_level import byte_losses
 from tinylm_jax.train.state import TrainState
 
 Batch = dict[str, jax.Array]
 
 
 def token_losses(model: nn.Module, params: dict, batch: Batch) -> tuple[jax.Array, jax.Array]:
-    """Per-token cross entropy [B, L] (nats) and its weights [B, L]."""
-    logits_BLV, _ = model.apply(
+    """Per-token cross entropy [B, L] (nats) and its weights [B, L].
+
+    With `output_head='bytes'` a token's loss is the nats of its bytes (`byte_losses`), so
+    summed losses stay code lengths of the text and bits per byte compares across heads.
+    """
+    logits, _ = model.apply(
         {"params": params}, batch["inputs"], batch["positions"], batch["segment_ids"]
     )
-    losses_BL = optax.softmax_cross_entropy_with_integer_labels(logits_BLV, batch["targets"])
+    if model.config.output_head == "bytes":
+        target_bytes_BLT = jnp.asarray(model.token_bytes.table_VT)[batch["targets"]]
+        return byte_losses(logits, target_bytes_BLT), batch["weights"]
+    losses_BL = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
     return losses_BL, batch["weights"]
 
 
