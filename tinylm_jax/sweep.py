@@ -11,11 +11,14 @@ A spec is a Python file whose `get_config()` returns a ConfigDict:
                 each other) as a full grid
 
 Every arm is `tinylm train --workdir=ROOT/NAME/ARM --gin_file=... --gin_param=...`, so an arm
-can be rerun or resumed by hand with the command `tinylm sweep run --dry_run` prints.
+can be rerun or resumed by hand with the command `tinylm sweep run --dry_run` prints, run
+`parallel` at a time, or written out as a SLURM job array (`emit_script`). A spec with
+`strategy = 'er_ucb'` spends a step budget over the arms instead (sweep_budget.py).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import importlib.util
 import itertools
@@ -24,7 +27,7 @@ import math
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import ml_collections
@@ -113,17 +116,47 @@ def expand(spec: ml_collections.ConfigDict) -> list[Arm]:
     return arms
 
 
-def run(arms: Iterable[Arm], root: Path, dry_run: bool = False) -> dict[str, int]:
-    """Runs arms one after another (each resumes if already started); returns exit codes."""
-    codes = {}
+def run(
+    arms: Iterable[Arm], root: Path, dry_run: bool = False, parallel: int = 1
+) -> dict[str, int]:
+    """Runs arms, `parallel` at a time (each resumes if already started); returns exit codes."""
+    arms = list(arms)
     for arm in arms:
-        command = arm.command(root / arm.name)
-        print(shlex.join(command), flush=True)
-        if not dry_run:
-            codes[arm.name] = subprocess.run(command, check=False).returncode
-            if codes[arm.name]:
-                print(f"arm {arm.name} failed with exit code {codes[arm.name]}", flush=True)
-    return codes
+        print(shlex.join(arm.command(root / arm.name)), flush=True)
+    if dry_run:
+        return {}
+
+    def train(arm: Arm) -> int:
+        code = subprocess.run(arm.command(root / arm.name), check=False).returncode
+        if code:
+            print(f"arm {arm.name} failed with exit code {code}", flush=True)
+        return code
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(parallel, 1)) as pool:
+        return dict(zip((a.name for a in arms), pool.map(train, arms), strict=True))
+
+
+def emit_script(commands: Iterable[Sequence[str]], kind: str, name: str, root: Path) -> str:
+    """The commands as a plain list (`kind='commands'`, one a line) or a SLURM job array
+    script (`kind='slurm'`, one array task per command; logs in ROOT/slurm-JOB_TASK.out)."""
+    lines = [shlex.join(c) for c in commands]
+    if kind == "commands":
+        return "".join(line + "\n" for line in lines)
+    if kind != "slurm":
+        raise ConfigError(f"--emit must be 'slurm' or 'commands', got {kind!r}")
+    if not lines:
+        raise ConfigError("nothing to emit: no trial is left to run")
+    quoted = "\n".join(f"  {shlex.quote(line)}" for line in lines)
+    return (
+        "#!/bin/bash\n"
+        f"#SBATCH --job-name={name}\n"
+        f"#SBATCH --array=0-{len(lines) - 1}\n"
+        f"#SBATCH --output={root}/slurm-%A_%a.out\n"
+        "# One array task per run; add --gres, --time, --partition as your cluster needs.\n"
+        "set -euo pipefail\n"
+        f"COMMANDS=(\n{quoted}\n)\n"
+        'eval "${COMMANDS[$SLURM_ARRAY_TASK_ID]}"\n'
+    )
 
 
 def summarize(workdir: Path) -> dict[str, float | str]:
@@ -153,6 +186,10 @@ def report(arms: Iterable[Arm], root: Path) -> list[dict]:
 
         plot.save(plot.curves_figure(started), root / "curves.png")
         lines += ["", "![training curves of every started arm](curves.png)"]
+        best = {r["arm"]: r["eval_bits_per_byte"] for r in rows if "eval_bits_per_byte" in r}
+        if best:
+            plot.save(plot.best_figure(best, "final held-out bits per byte"), root / "best.png")
+            lines += ["", "![final held-out bits per byte of every arm](best.png)"]
     (root / "report.md").write_text("\n".join(lines) + "\n")
     return rows
 
