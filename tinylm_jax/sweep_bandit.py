@@ -11,7 +11,10 @@ scaled to [0, 1] together, and arm i with scaled rewards r (n_i pulls, t pulls i
 
 The second term grows with the spread of rewards above and below β, so an arm with a
 heavy upper tail (a few very good trials) keeps being pulled even when its mean is lower.
-Defaults: β = 0.6, θ = 0.01, γ = 20. Pure functions: the sweep keeps the rewards.
+Defaults: β = 0.6, θ = 0.01, γ = 20. With γ = 20 the mean term dominates until an arm has
+shown its upper tail, so every arm is first pulled `init_pulls` times (round robin): an arm
+whose first result happens to be poor is not dropped at once. Pure functions: the sweep
+keeps the rewards.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class ErUcbConfig:
     beta: float = 0.6
     theta: float = 0.01
     gamma: float = 20.0
+    init_pulls: int = 2
 
 
 def scale_rewards(rewards: Sequence[Sequence[float]]) -> list[list[float]]:
@@ -44,7 +48,7 @@ def indices(
     pulls: Sequence[int],
     config: ErUcbConfig = ErUcbConfig(),
 ) -> list[float]:
-    """The ER-UCB index of every arm (higher is pulled first; inf for an arm never pulled).
+    """The ER-UCB index of every arm (higher is pulled first; inf below `init_pulls` pulls).
 
     `rewards[i]` are arm i's finished results (higher is better); `pulls[i]` >= len of them
     counts its pulls including ones still running, so a wave of parallel trials spreads out.
@@ -54,7 +58,7 @@ def indices(
     total = sum(pulls)
     out = []
     for scaled, n in zip(scale_rewards(rewards), pulls, strict=True):
-        if n == 0:
+        if n < max(config.init_pulls, 1):
             out.append(math.inf)
             continue
         explore = math.sqrt(2 * math.log(max(total, 1)) / n)
@@ -73,7 +77,12 @@ def choose(
     allowed: Sequence[bool],
     config: ErUcbConfig = ErUcbConfig(),
 ) -> int | None:
-    """The allowed arm with the highest index (ties: the first), or None if none is allowed."""
+    """The allowed arm with the highest index, or None if none is allowed. Ties (the round
+    robin's infinite indices) go to the arm pulled least, then to the first."""
     scores = indices(rewards, pulls, config)
-    scored = [(score, -i) for i, (score, ok) in enumerate(zip(scores, allowed, strict=True)) if ok]
-    return -max(scored)[1] if scored else None
+    scored = [
+        (score, -n, -i)
+        for i, (score, n, ok) in enumerate(zip(scores, pulls, allowed, strict=True))
+        if ok
+    ]
+    return -max(scored)[2] if scored else None

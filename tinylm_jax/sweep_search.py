@@ -47,10 +47,12 @@ class SearchDim:
 
     def value(self, u: float):
         """The field's value at unit coordinate `u`."""
+        # Six significant digits: as fine as the search resolves, and readable in gin.
         if self.kind == "uniform":
-            return self.low + u * (self.high - self.low)
+            return float(f"{self.low + u * (self.high - self.low):.6g}")
         if self.kind == "log_uniform":
-            return math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
+            log_value = math.log(self.low) + u * (math.log(self.high) - math.log(self.low))
+            return float(f"{math.exp(log_value):.6g}")
         if self.kind == "int":
             return int(round(self.low + u * (self.high - self.low)))
         return self.choices[min(int(u * len(self.choices)), len(self.choices) - 1)]
