@@ -82,7 +82,8 @@ def _bindings(tree) -> list[tuple[str, object]]:
     return out
 
 
-def _gin_value(value: object) -> str:
+def gin_value(value: object) -> str:
+    """A value as gin text (lists as tuples, which gin parses into frozen dataclasses)."""
     if isinstance(value, list):
         value = tuple(value)
     return repr(value)
@@ -94,7 +95,7 @@ def _short(binding: str, value: object) -> str:
 
 def expand(spec: ml_collections.ConfigDict) -> list[Arm]:
     """All arms of the sweep: hand-made arms (or one base arm) crossed with the grid."""
-    fixed = [f"{b} = {_gin_value(v)}" for b, v in _bindings(spec.get("params"))]
+    fixed = [f"{b} = {gin_value(v)}" for b, v in _bindings(spec.get("params"))]
     grid = _bindings(spec.get("grid"))
     for binding, values in grid:
         if not isinstance(values, (list, tuple)) or not values:
@@ -103,7 +104,7 @@ def expand(spec: ml_collections.ConfigDict) -> list[Arm]:
     arms, names = [], set()
     for base in base_arms:
         base = base.to_dict() if isinstance(base, ml_collections.ConfigDict) else dict(base)
-        base_params = [f"{b} = {_gin_value(v)}" for b, v in _bindings(base.get("params"))]
+        base_params = [f"{b} = {gin_value(v)}" for b, v in _bindings(base.get("params"))]
         for point in itertools.product(*(values for _, values in grid)):
             grid_point = [(b, v) for (b, _), v in zip(grid, point, strict=True)]
             name = "_".join([base.get("name", "")] + [_short(b, v) for b, v in grid_point])
@@ -111,7 +112,7 @@ def expand(spec: ml_collections.ConfigDict) -> list[Arm]:
             if name in names:
                 raise ConfigError(f"sweep spec: two arms are both named {name!r}")
             names.add(name)
-            params = fixed + base_params + [f"{b} = {_gin_value(v)}" for b, v in grid_point]
+            params = fixed + base_params + [f"{b} = {gin_value(v)}" for b, v in grid_point]
             arms.append(Arm(name, tuple(spec.get("gin_files") or ()), tuple(params)))
     return arms
 

@@ -35,7 +35,7 @@ from etils import epath
 from tinylm_jax import sweep_bandit, sweep_search
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.files import write_atomically
-from tinylm_jax.sweep import Arm, _gin_value
+from tinylm_jax.sweep import Arm, gin_value
 
 STATE_FILE = "sweep_state.json"
 # What SRacos is told for a trial that failed (e.g. diverged): worse than any real result.
@@ -277,7 +277,7 @@ def _make_trial(state: SweepState, arm: Arm, point: tuple[float, ...], plan: Bud
     values = sweep_search.values(plan.search, point)
     index = sum(1 for t in state.trials if t.arm == arm.name)
     overrides = [f"TrainConfig.num_steps = {plan.rung_steps}"]
-    overrides += [f"{binding} = {_gin_value(v)}" for binding, v in values.items()]
+    overrides += [f"{binding} = {gin_value(v)}" for binding, v in values.items()]
     return Trial(
         id=len(state.trials),
         arm=arm.name,
