@@ -86,7 +86,9 @@ def parse_budgeted(spec: ml_collections.ConfigDict) -> Budgeted:
     try:
         bandit = sweep_bandit.ErUcbConfig(**(er_ucb or {}))
     except TypeError as error:
-        raise ConfigError(f"sweep spec: er_ucb takes beta, theta, gamma: {error}") from None
+        raise ConfigError(
+            f"sweep spec: er_ucb takes beta, theta, gamma and init_pulls: {error}"
+        ) from None
     return Budgeted(budget, rung, search, int(spec.get("seed") or 0), bandit)
 
 
