@@ -1,6 +1,7 @@
 """Sweeps: spec expansion into gin overrides, dry runs, and a real two-arm run with a report."""
 
 import json
+import shlex
 import sys
 
 import pytest
@@ -98,9 +99,25 @@ def test_dry_run_prints_runnable_commands(tmp_path, capsys):
     assert cli.main(["sweep", "run", f"--spec={spec_path}", "--arm=nope", "--dry_run"]) == 2
 
 
+def test_grid_emits_a_slurm_array_or_a_command_list(tmp_path, capsys):
+    argv = ["sweep", "run", f"--spec={write_spec(tmp_path)}", f"--root={tmp_path}"]
+    assert cli.main([*argv, "--emit=commands"]) == 0
+    commands = capsys.readouterr().out.splitlines()
+    assert [c.split("--workdir=")[1].split()[0] for c in commands] == [
+        f"{tmp_path}/tiny/deep",
+        f"{tmp_path}/tiny/shallow",
+    ]
+    assert cli.main([*argv, "--emit=slurm"]) == 0
+    script = capsys.readouterr().out
+    assert script.startswith("#!/bin/bash\n") and "#SBATCH --array=0-1" in script
+    assert all(shlex.quote(c) in script for c in commands)
+    assert not (tmp_path / "tiny").exists()  # nothing trained
+
+
 def test_two_arm_sweep_trains_and_reports(tmp_path, data_dir, capsys):
     spec_path = write_spec(tmp_path, params=TINY_PARAMS)
-    assert cli.main(["sweep", "run", f"--spec={spec_path}", f"--root={tmp_path}"]) == 0
+    argv = ["sweep", "run", f"--spec={spec_path}", f"--root={tmp_path}", "--parallel=2"]
+    assert cli.main(argv) == 0
     capsys.readouterr()
     assert cli.main(["sweep", "report", f"--spec={spec_path}", f"--root={tmp_path}"]) == 0
     table = capsys.readouterr().out
@@ -109,3 +126,5 @@ def test_two_arm_sweep_trains_and_reports(tmp_path, data_dir, capsys):
     assert all(r["eval_bits_per_byte"] > 0 for r in rows)
     assert "![training curves of every started arm](curves.png)" in table
     assert (tmp_path / "tiny" / "curves.png").read_bytes().startswith(b"\x89PNG")
+    assert "](best.png)" in table
+    assert (tmp_path / "tiny" / "best.png").read_bytes().startswith(b"\x89PNG")

@@ -352,6 +352,7 @@ def local_runner(root: epath.Path, parallel: int = 1) -> Runner:
     def train(trial: Trial) -> float | None:
         workdir = root / trial.workdir
         workdir.mkdir(parents=True, exist_ok=True)
+        # A local file: the subprocess writes straight to its descriptor.
         with open(workdir / "train.log", "a") as log:
             code = subprocess.run(
                 trial.command(root), stdout=log, stderr=subprocess.STDOUT, check=False
