@@ -116,8 +116,7 @@ def test_grid_emits_a_slurm_array_or_a_command_list(tmp_path, capsys):
 
 def test_two_arm_sweep_trains_and_reports(tmp_path, data_dir, capsys):
     spec_path = write_spec(tmp_path, params=TINY_PARAMS)
-    argv = ["sweep", "run", f"--spec={spec_path}", f"--root={tmp_path}", "--parallel=2"]
-    assert cli.main(argv) == 0
+    assert cli.main(["sweep", "run", f"--spec={spec_path}", f"--root={tmp_path}"]) == 0
     capsys.readouterr()
     assert cli.main(["sweep", "report", f"--spec={spec_path}", f"--root={tmp_path}"]) == 0
     table = capsys.readouterr().out
