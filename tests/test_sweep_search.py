@@ -197,6 +197,17 @@ def test_killed_sweep_resumes_and_ends_like_an_uninterrupted_one(tmp_path, width
     assert (tmp_path / "cut" / sweep_budget.STATE_FILE).read_text() == whole
 
 
+def test_failed_trials_spend_budget_and_lose_ground(tmp_path):
+    def runner(trials):  # the "small" arm diverges at every learning rate
+        return [None if t.arm == "small" else synthetic_bits(t) for t in trials]
+
+    state = synthetic_sweep(tmp_path, runner)
+    small = [t for t in state.trials if t.arm == "small"]
+    assert small and all(t.status == "failed" and t.bits_per_byte is None for t in small)
+    assert state.spent == 40 and len(small) == 2  # only its round-robin pulls
+    assert "failed" in sweep_budget.progress_line(state, small[0])
+
+
 def test_state_of_another_sweep_is_refused(tmp_path):
     synthetic_sweep(tmp_path, fake_runner([]), budget=8)
     with pytest.raises(ConfigError, match="belongs to another sweep"):
