@@ -485,7 +485,7 @@ def report(root: epath.PathLike, state: SweepState) -> dict:
     started = {
         t.workdir: root / t.workdir
         for t in state.trials
-        if (root / t.workdir / "metrics.jsonl").exists()
+        if all((root / t.workdir / f).exists() for f in ("metrics.jsonl", "config.gin"))
     }
     if started:
         plot.save(plot.curves_figure(started), root / "curves.png")
