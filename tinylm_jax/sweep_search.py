@@ -108,6 +108,8 @@ class Searcher:
         from zoopt.algos.opt_algorithms.racos.sracos import SRacosTune
 
         self._rng_state = np.random.RandomState(seed).get_state()
+        # Dimension2 also sets ZOOpt's module-level rounding table; every searcher searches a
+        # unit cube at one precision, so searchers of any size agree on it.
         dimension = Dimension2([(ValueType.CONTINUOUS, [0.0, 1.0], PRECISION)] * num_dims)
         # ZOOpt sizes its sample sets for budgets of 4 and more.
         parameter = Parameter(budget=max(budget, 4))
