@@ -2,7 +2,10 @@
 
 import json
 import shlex
+import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -97,6 +100,28 @@ def test_dry_run_prints_runnable_commands(tmp_path, capsys):
     assert f"--workdir={tmp_path}/tiny/shallow" in out[0]
     assert "ModelConfig.n_layers = 1" in out[0]
     assert cli.main(["sweep", "run", f"--spec={spec_path}", "--arm=nope", "--dry_run"]) == 2
+
+
+def test_grid_runs_arms_in_parallel(tmp_path, monkeypatch, capsys):
+    running, most, lock = [0], [0], threading.Lock()
+
+    def fake_train(command, check):  # stands in for `tinylm train`; the arm "deep" fails
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.3)
+        with lock:
+            running[0] -= 1
+        return subprocess.CompletedProcess(command, 3 if "/deep" in command[4] else 0)
+
+    monkeypatch.setattr(sweep.subprocess, "run", fake_train)
+    arms = sweep.expand(sweep.load_spec(write_spec(tmp_path)))
+    assert sweep.run(arms, tmp_path, parallel=2) == {"deep": 3, "shallow": 0}
+    assert most[0] == 2
+    assert "arm deep failed with exit code 3" in capsys.readouterr().out
+    most[0] = 0
+    sweep.run(arms, tmp_path)  # one at a time by default
+    assert most[0] == 1
 
 
 def test_grid_emits_a_slurm_array_or_a_command_list(tmp_path, capsys):
