@@ -114,7 +114,7 @@ def budget_figure(pulls: Sequence[tuple[str, int]], arms: Sequence[str]):
         for name, series in per_arm.items():
             series.append(series[-1] + (steps if name == arm else 0))
     for name, series in per_arm.items():
-        ax.step(spent, series, where="post", label=name)
+        ax.plot(spent, series, marker=".", label=name)
     ax.set_title("budget given to each arm")
     ax.set_xlabel("sweep steps spent (all arms)")
     ax.set_ylabel("steps given to the arm")
