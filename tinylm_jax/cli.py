@@ -241,7 +241,7 @@ def cmd_tokenizer_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from tinylm_jax import sweep
+    from tinylm_jax import sweep, sweep_budget
 
     spec = sweep.load_spec(args.spec)
     arms = sweep.expand(spec)
@@ -251,13 +251,52 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise ConfigError(f"no arm named {sorted(unknown)}; arms: {[a.name for a in arms]}")
         arms = [a for a in arms if a.name in args.arm]
     root = Path(args.root) / spec.name
+    if sweep_budget.strategy(spec) == "er_ucb":
+        return _budgeted_sweep(args, spec, arms, root)
+    if args.sweep_command == "run" and args.emit:
+        if any(arm.parent for arm in arms):
+            raise ConfigError(
+                "--emit writes one job per arm and cannot order an arm's `tinylm inherit` "
+                "before its training: run the inherit commands `--dry_run` prints first"
+            )
+        commands = [arm.command(root / arm.name) for arm in arms]
+        print(sweep.emit_script(commands, args.emit, spec.name, root), end="")
+        return 0
     if args.sweep_command == "run":
-        codes = sweep.run(arms, root, dry_run=args.dry_run)
+        codes = sweep.run(arms, root, dry_run=args.dry_run, parallel=args.parallel)
         return 1 if any(codes.values()) else 0
     root.mkdir(parents=True, exist_ok=True)
     rows = sweep.report(arms, root)
     print((root / "report.md").read_text(), end="")
     return 0 if rows else 1
+
+
+def _budgeted_sweep(args: argparse.Namespace, spec, arms, root: Path) -> int:
+    import shlex
+
+    from tinylm_jax import sweep, sweep_budget
+
+    plan = sweep_budget.parse_budgeted(spec)
+    if args.sweep_command == "report":
+        state = sweep_budget.load_state(root, spec.name, arms, plan)
+        sweep_budget.report(root, state)
+        print((root / "report.md").read_text(), end="")
+        return 0 if state.trials else 1
+    if args.dry_run:
+        for command in sweep_budget.dry_run(root, spec.name, arms, plan, args.parallel):
+            print(shlex.join(command))
+        return 0
+    if args.emit:
+        state, wave = sweep_budget.emit_wave(root, spec.name, arms, plan, args.parallel)
+        if not wave:
+            print(f"budget spent ({state.spent}/{state.budget} steps): run `tinylm sweep report`")
+            return 0
+        commands = [t.command(root) for t in wave]
+        print(sweep.emit_script(commands, args.emit, spec.name, root), end="")
+        return 0
+    runner = sweep_budget.local_runner(root, args.parallel)
+    state = sweep_budget.run(root, spec.name, arms, plan, runner, args.parallel)
+    return 1 if any(t.status == "failed" for t in state.trials) else 0
 
 
 def _show_defaults(parser: argparse.ArgumentParser) -> None:
@@ -446,6 +485,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--arm", action="append", default=[], help="only these arms")
         if name == "run":
             sub.add_argument("--dry_run", action="store_true", help="print the commands only")
+            sub.add_argument(
+                "--parallel", type=int, default=1, help="runs (trials) trained at once"
+            )
+            sub.add_argument(
+                "--emit",
+                choices=["slurm", "commands"],
+                help="print the next runs as a SLURM job array script or a command list "
+                "instead of training (er_ucb: one wave of --parallel trials per call)",
+            )
         sub.set_defaults(fn=cmd_sweep)
     recipe = commands.add_parser(
         "recipe", help="a whole recipe (the PanGu-π Pro ladder) as resumable steps with a report"

@@ -1,4 +1,5 @@
-"""Training curves of one or several runs on one figure (`tinylm plot`, sweep and recipe reports).
+"""The project's figures: training curves of one or several runs (`tinylm plot`, sweep and
+recipe reports), the best result per sweep arm, and the budget a sweep gave each arm.
 
 Every curve is read from a workdir's `metrics.jsonl` and drawn against tokens seen (step ×
 the run's tokens per step, from its `config.gin`), so runs with other batch shapes line up.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from etils import epath
 
@@ -56,17 +57,21 @@ def read_curves(workdir: epath.PathLike) -> Curves:
     )
 
 
-def curves_figure(runs: Mapping[str, epath.PathLike]):
-    """A matplotlib Figure: train loss (left) and held-out bits per byte (right) against
-    tokens, one line per run, labelled by the mapping's keys."""
+def _figure(**kwargs):
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display is needed or used
     from matplotlib.figure import Figure
 
+    return Figure(layout="constrained", **kwargs)
+
+
+def curves_figure(runs: Mapping[str, epath.PathLike]):
+    """A matplotlib Figure: train loss (left) and held-out bits per byte (right) against
+    tokens, one line per run, labelled by the mapping's keys."""
     if not runs:
         raise ConfigError("nothing to plot: give at least one workdir")
-    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    figure = _figure(figsize=(11, 4.2))
     loss_ax, bits_ax = figure.subplots(1, 2)
     for label, workdir in runs.items():
         curves = read_curves(workdir)
@@ -78,6 +83,43 @@ def curves_figure(runs: Mapping[str, epath.PathLike]):
         ax.set_xlabel("tokens seen")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
+    return figure
+
+
+def best_figure(best: Mapping[str, float], title: str = "best held-out bits per byte"):
+    """A bar chart of one value per arm (lower is better), labelled with the values."""
+    if not best:
+        raise ConfigError("nothing to plot: no arm has a result yet")
+    figure = _figure(figsize=(max(4.0, 1.1 * len(best) + 2), 3.6))
+    ax = figure.subplots()
+    bars = ax.bar(list(best), list(best.values()), color="tab:blue")
+    ax.bar_label(bars, fmt="%.4g", fontsize="small")
+    ax.set_title(title)
+    ax.set_ylabel("bits per byte (lower is better)")
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def budget_figure(pulls: Sequence[tuple[str, int]], arms: Sequence[str]):
+    """The training steps each arm had received as the sweep spent its budget: `pulls` are
+    (arm, steps) of the trials in the order they were started."""
+    if not pulls:
+        raise ConfigError("nothing to plot: the sweep has started no trial")
+    figure = _figure(figsize=(7, 4))
+    ax = figure.subplots()
+    spent, per_arm = [0], {arm: [0] for arm in arms}
+    for arm, steps in pulls:
+        spent.append(spent[-1] + steps)
+        for name, series in per_arm.items():
+            series.append(series[-1] + (steps if name == arm else 0))
+    for name, series in per_arm.items():
+        ax.plot(spent, series, marker=".", label=name)
+    ax.set_title("budget given to each arm")
+    ax.set_xlabel("sweep steps spent (all arms)")
+    ax.set_ylabel("steps given to the arm")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
     return figure
 
 

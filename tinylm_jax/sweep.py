@@ -13,11 +13,14 @@ A spec is a Python file whose `get_config()` returns a ConfigDict:
                 with its gin overrides (once: skipped when the arm has `inheritance.json`)
 
 Every arm is `tinylm train --workdir=ROOT/NAME/ARM --gin_file=... --gin_param=...`, so an arm
-can be rerun or resumed by hand with the command `tinylm sweep run --dry_run` prints.
+can be rerun or resumed by hand with the command `tinylm sweep run --dry_run` prints, run
+`parallel` at a time, or written out as a SLURM job array (`emit_script`). A spec with
+`strategy = 'er_ucb'` spends a step budget over the arms instead (sweep_budget.py).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import importlib.util
 import itertools
@@ -26,7 +29,7 @@ import math
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import ml_collections
@@ -91,7 +94,8 @@ def _bindings(tree) -> list[tuple[str, object]]:
     return out
 
 
-def _gin_value(value: object) -> str:
+def gin_value(value: object) -> str:
+    """A value as gin text (lists as tuples, which gin parses into frozen dataclasses)."""
     if isinstance(value, list):
         value = tuple(value)
     return repr(value)
@@ -103,7 +107,7 @@ def _short(binding: str, value: object) -> str:
 
 def expand(spec: ml_collections.ConfigDict) -> list[Arm]:
     """All arms of the sweep: hand-made arms (or one base arm) crossed with the grid."""
-    fixed = [f"{b} = {_gin_value(v)}" for b, v in _bindings(spec.get("params"))]
+    fixed = [f"{b} = {gin_value(v)}" for b, v in _bindings(spec.get("params"))]
     grid = _bindings(spec.get("grid"))
     for binding, values in grid:
         if not isinstance(values, (list, tuple)) or not values:
@@ -112,7 +116,7 @@ def expand(spec: ml_collections.ConfigDict) -> list[Arm]:
     arms, names = [], set()
     for base in base_arms:
         base = base.to_dict() if isinstance(base, ml_collections.ConfigDict) else dict(base)
-        base_params = [f"{b} = {_gin_value(v)}" for b, v in _bindings(base.get("params"))]
+        base_params = [f"{b} = {gin_value(v)}" for b, v in _bindings(base.get("params"))]
         for point in itertools.product(*(values for _, values in grid)):
             grid_point = [(b, v) for (b, _), v in zip(grid, point, strict=True)]
             name = "_".join([base.get("name", "")] + [_short(b, v) for b, v in grid_point])
@@ -120,24 +124,56 @@ def expand(spec: ml_collections.ConfigDict) -> list[Arm]:
             if name in names:
                 raise ConfigError(f"sweep spec: two arms are both named {name!r}")
             names.add(name)
-            params = fixed + base_params + [f"{b} = {_gin_value(v)}" for b, v in grid_point]
+            params = fixed + base_params + [f"{b} = {gin_value(v)}" for b, v in grid_point]
             files = tuple(spec.get("gin_files") or ())
             arms.append(Arm(name, files, tuple(params), spec.get("inherit_from")))
     return arms
 
 
-def run(arms: Iterable[Arm], root: Path, dry_run: bool = False) -> dict[str, int]:
-    """Runs arms one after another (each resumes if already started); returns exit codes."""
-    codes = {}
+def run(
+    arms: Iterable[Arm], root: Path, dry_run: bool = False, parallel: int = 1
+) -> dict[str, int]:
+    """Runs arms, `parallel` at a time (each resumes if already started); returns exit codes."""
+    arms = list(arms)
     for arm in arms:
         for command in arm.commands(root / arm.name):
             print(shlex.join(command), flush=True)
-            if not dry_run:
-                codes[arm.name] = subprocess.run(command, check=False).returncode
-                if codes[arm.name]:
-                    print(f"arm {arm.name} failed with exit code {codes[arm.name]}", flush=True)
-                    break
-    return codes
+    if dry_run:
+        return {}
+
+    def train(arm: Arm) -> int:
+        for command in arm.commands(root / arm.name):  # inheritance (once), then training
+            code = subprocess.run(command, check=False).returncode
+            if code:
+                print(f"arm {arm.name} failed with exit code {code}", flush=True)
+                return code
+        return 0
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(parallel, 1)) as pool:
+        return dict(zip((a.name for a in arms), pool.map(train, arms), strict=True))
+
+
+def emit_script(commands: Iterable[Sequence[str]], kind: str, name: str, root: Path) -> str:
+    """The commands as a plain list (`kind='commands'`, one a line) or a SLURM job array
+    script (`kind='slurm'`, one array task per command; logs in ROOT/slurm-JOB_TASK.out)."""
+    lines = [shlex.join(c) for c in commands]
+    if kind == "commands":
+        return "".join(line + "\n" for line in lines)
+    if kind != "slurm":
+        raise ConfigError(f"--emit must be 'slurm' or 'commands', got {kind!r}")
+    if not lines:
+        raise ConfigError("nothing to emit: no trial is left to run")
+    quoted = "\n".join(f"  {shlex.quote(line)}" for line in lines)
+    return (
+        "#!/bin/bash\n"
+        f"#SBATCH --job-name={name}\n"
+        f"#SBATCH --array=0-{len(lines) - 1}\n"
+        f"#SBATCH --output={root}/slurm-%A_%a.out\n"
+        "# One array task per run; add --gres, --time, --partition as your cluster needs.\n"
+        "set -euo pipefail\n"
+        f"COMMANDS=(\n{quoted}\n)\n"
+        'eval "${COMMANDS[$SLURM_ARRAY_TASK_ID]}"\n'
+    )
 
 
 def summarize(workdir: Path) -> dict[str, float | str]:
@@ -167,6 +203,10 @@ def report(arms: Iterable[Arm], root: Path) -> list[dict]:
 
         plot.save(plot.curves_figure(started), root / "curves.png")
         lines += ["", "![training curves of every started arm](curves.png)"]
+        best = {r["arm"]: r["eval_bits_per_byte"] for r in rows if "eval_bits_per_byte" in r}
+        if best:
+            plot.save(plot.best_figure(best, "final held-out bits per byte"), root / "best.png")
+            lines += ["", "![final held-out bits per byte of every arm](best.png)"]
     (root / "report.md").write_text("\n".join(lines) + "\n")
     return rows
 
