@@ -17,9 +17,10 @@ from tinylm_jax import config as config_lib
 REPO = Path(__file__).resolve().parent.parent
 CONTRACT_KEYS = ("tokens_per_second", "mfu", "step_time_s", "compile_s", "peak_memory_bytes")
 SMALL_BATCH = ["TrainConfig.batch_size = 8", "TrainConfig.seq_len = 32"]
-# Named configs whose params + AdamW state exceed this are not run here (1B+ ones need ~16 GiB
+# Named configs whose params + AdamW state exceed this are not run here, to keep the suite's
+# time on 2 cores (50M+ configs take 30-45 s each to compile and step; 1B+ ones need ~16 GiB
 # before activations); `tinylm info` and test_model_config check those without allocating.
-CI_STATE_BUDGET_BYTES = 2 * 1024**3
+CI_STATE_BUDGET_BYTES = 512 * 1024**2
 
 
 def last_json(text: str) -> dict:
