@@ -12,7 +12,8 @@ import argparse
 import json
 import time
 
-from tinylm_jax.data import DataConfig, make_train_iterator, prepare_data
+from tinylm_jax.data.config import DataConfig
+from tinylm_jax.data.pipeline import make_train_iterator, prepare_data
 
 
 def main() -> None:

@@ -77,3 +77,21 @@ def test_library_code_constructs_no_config_from_gin():
         if pattern.search(line) and "default_factory" not in line
     ]
     assert offenders == []
+
+
+def test_info_imports_no_data_or_checkpoint_library():
+    """`tinylm info` reads configs only: TFDS, Grain, Orbax and matplotlib stay unimported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, contextlib, io\n"
+        "from tinylm_jax import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert cli.main(['info', '--gin_file=models/demo_5m.gin']) == 0\n"
+        "heavy = ('tensorflow_datasets', 'grain', 'orbax.checkpoint', 'matplotlib', 'zoopt')\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tests._data_corpus_util import make_text
-from tinylm_jax.data import Tokenizer, check_vocab
 from tinylm_jax.data import tokenizer as tokenizer_lib
+from tinylm_jax.data.tokenizer import Tokenizer, check_vocab
 from tinylm_jax.errors import DataError
 
 

@@ -1,21 +1,5 @@
-"""Data pipeline: corpora (TFDS/ArrayRecord), SentencePiece, packing, Grain loaders."""
+"""Data pipeline: corpora (TFDS/ArrayRecord), SentencePiece, packing, Grain loaders.
 
-from tinylm_jax.data.config import DataConfig
-from tinylm_jax.data.pipeline import (
-    PreparedData,
-    check_vocab,
-    make_eval_iterator,
-    make_train_iterator,
-    prepare_data,
-)
-from tinylm_jax.data.tokenizer import Tokenizer
-
-__all__ = [
-    "DataConfig",
-    "PreparedData",
-    "Tokenizer",
-    "check_vocab",
-    "make_eval_iterator",
-    "make_train_iterator",
-    "prepare_data",
-]
+Import the modules themselves (`tinylm_jax.data.pipeline`, `.config`, `.tokenizer`, ...): the
+package imports nothing, so the light `DataConfig` never pulls in TFDS, Grain or Orbax.
+"""
