@@ -141,7 +141,7 @@ def test_eval_cli_scores_a_model_trained_on_the_answers(tokenizer, tmp_path, cap
         f"DataConfig.paths = ('{corpus}',)",
         f"DataConfig.tokenizer = '{tokenizer.path}'",
         "DataConfig.validation_fraction = 0.2",
-        "TrainConfig.num_steps = 60",
+        "TrainConfig.num_steps = 120",  # well past the point where all five are learned
         "TrainConfig.batch_size = 8",
         "TrainConfig.seq_len = 32",
         "TrainConfig.eval_steps = 1",
