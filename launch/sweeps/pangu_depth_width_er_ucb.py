@@ -8,34 +8,25 @@ rate gets most of the budget. Run:
 tinylm sweep run --spec=launch/sweeps/pangu_depth_width_er_ucb.py
 """
 
+from pathlib import Path
+
 import ml_collections
+
+from tinylm_jax.sweep import load_spec
 
 
 def get_config() -> ml_collections.ConfigDict:
-    shapes = [(384, 2, 1024), (256, 4, 768), (192, 8, 512), (128, 16, 384)]
+    # The grid spec's arms, so both sweeps compare the same shapes.
+    grid = load_spec(Path(__file__).with_name("pangu_depth_width.py"))
     return ml_collections.ConfigDict(
         {
             "name": "pangu_depth_width_er_ucb",
-            "gin_files": ["experiments/demo.gin"],
+            "gin_files": list(grid.gin_files),
             "params": {
                 "TrainConfig": {"eval_every": 0},
                 "CheckpointConfig": {"every_steps": 50},
             },
-            "arms": [
-                {
-                    "name": f"d{d}_l{layers}",
-                    "params": {
-                        "ModelConfig": {
-                            "d_model": d,
-                            "n_layers": layers,
-                            "n_heads": d // 64,
-                            "n_kv_heads": d // 64,
-                            "ffn_dim": ffn,
-                        }
-                    },
-                }
-                for d, layers, ffn in shapes
-            ],
+            "arms": list(grid.arms),
             "strategy": "er_ucb",
             "budget": 1600,
             "rung_steps": 100,
