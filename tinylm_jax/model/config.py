@@ -15,6 +15,8 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 INPUT_EMBEDDINGS = ("tokens", "byte_pooled")
 OUTPUT_HEADS = ("tokens", "bytes")
 FFN_SHARING = ("none", "all")
+# 'auto': blockwise on CPU, cuDNN on GPU for half precision, XLA otherwise (model/attention.py).
+ATTENTION_IMPLS = ("auto", "blockwise", "xla", "cudnn")
 BYTE_HEADS = 8  # attention heads of the byte encoder/decoder blocks (STLM, arXiv 2405.14159)
 
 
@@ -55,6 +57,8 @@ class ModelConfig:
     scan_layers: bool = False
     remat: str = "none"
     document_attention: bool = True
+    attention_impl: str = "auto"
+    attention_block_size: int = 128
     input_embedding: str = "tokens"
     byte_embed_dim: int = 128
     max_token_bytes: int = 12
@@ -88,6 +92,10 @@ class ModelConfig:
             )
         if self.activation not in ACTIVATIONS:
             fail("activation", f"{self.activation!r} is not one of {ACTIVATIONS}")
+        if self.attention_impl not in ATTENTION_IMPLS:
+            fail("attention_impl", f"{self.attention_impl!r} is not one of {ATTENTION_IMPLS}")
+        if self.attention_block_size <= 0:
+            fail("attention_block_size", f"must be positive, got {self.attention_block_size}")
         if self.remat not in REMAT_POLICIES:
             fail("remat", f"{self.remat!r} is not one of {REMAT_POLICIES}")
         for name in ("dtype", "param_dtype"):

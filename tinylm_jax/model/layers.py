@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tinylm_jax.model.attention import causal_attention, document_mask, resolve_implementation
 from tinylm_jax.model.config import ModelConfig
 
 Array = jax.Array
@@ -73,15 +74,14 @@ def rotary(x_BLNH: Array, positions_BL: Array, theta: float) -> Array:
     return out.astype(x_BLNH.dtype)
 
 
-def attention_mask(
-    segment_ids_BL: Array | None,
-    kv_segment_ids_BS: Array | None = None,
-) -> Array | None:
-    """[B, 1, L, S] boolean mask keeping attention inside a document, or None."""
-    if segment_ids_BL is None:
-        return None
-    kv = segment_ids_BL if kv_segment_ids_BS is None else kv_segment_ids_BS
-    return segment_ids_BL[:, None, :, None] == kv[:, None, None, :]
+def decode_mask(segment_ids_BL: Array | None, kv_valid_BS: Array | None) -> Array | None:
+    """[B, 1, L, S] mask of a decoding call (beside the cache's causal mask), or None: same
+    document (when segment ids are given) and key slots marked valid (e.g. not left padding)."""
+    mask = None if segment_ids_BL is None else document_mask(segment_ids_BL)
+    if kv_valid_BS is not None:
+        valid_B11S = kv_valid_BS[:, None, None, :]
+        mask = valid_B11S if mask is None else jnp.logical_and(mask, valid_B11S)
+    return mask
 
 
 class Attention(nn.Module):
@@ -92,10 +92,14 @@ class Attention(nn.Module):
         self,
         x_BLD: Array,
         positions_BL: Array,
+        segment_ids_BL: Array | None,
         mask_B1LS: Array | None,
         kv_cache: KVCache | None = None,
         cache_index: Array | None = None,
     ) -> tuple[Array, KVCache | None]:
+        """Training (no `kv_cache`): causal attention within the documents of `segment_ids_BL`
+        (None: one document per row). Decoding: attends over the cache's filled prefix,
+        restricted further by `mask_B1LS` (see `decode_mask`)."""
         cfg = self.config
         N, K, H, D = cfg.n_heads, cfg.resolved_n_kv_heads, cfg.resolved_head_dim, cfg.d_model
 
@@ -111,8 +115,11 @@ class Attention(nn.Module):
         q_BLNH = nn.with_logical_constraint(q_BLNH, ("act_batch", "act_length", "act_heads", None))
 
         if kv_cache is None:
-            out_BLNH = jax.nn.dot_product_attention(
-                q_BLNH, k_BLKH, v_BLKH, mask=mask_B1LS, is_causal=True
+            implementation = resolve_implementation(
+                cfg.attention_impl, jax.default_backend(), cfg.compute_dtype, H
+            )
+            out_BLNH = causal_attention(
+                q_BLNH, k_BLKH, v_BLKH, segment_ids_BL, implementation, cfg.attention_block_size
             )
         else:
             # Decoding: write this chunk at cache_index and attend over the filled prefix.
@@ -210,6 +217,7 @@ class Block(nn.Module):
         self,
         x_BLD: Array,
         positions_BL: Array,
+        segment_ids_BL: Array | None,
         mask_B1LS: Array | None,
         kv_cache: KVCache | None = None,
         cache_index: Array | None = None,
@@ -219,7 +227,7 @@ class Block(nn.Module):
         cfg = self.config
         norm = lambda name: RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.weight_dtype, name=name)
         attn_out, kv_cache = Attention(cfg, name="attn")(
-            norm("attn_norm")(x_BLD), positions_BL, mask_B1LS, kv_cache, cache_index
+            norm("attn_norm")(x_BLD), positions_BL, segment_ids_BL, mask_B1LS, kv_cache, cache_index
         )
         x_BLD = x_BLD + attn_out
         h_BLD = norm("mlp_norm")(x_BLD)

@@ -26,7 +26,7 @@ from tinylm_jax.model.layers import (
     MlpKernels,
     RMSNorm,
     _normal,
-    attention_mask,
+    decode_mask,
     project,
 )
 
@@ -66,10 +66,11 @@ class Transformer(nn.Module):
         if positions_BL is None:
             start = 0 if cache_index is None else cache_index
             positions_BL = start + jnp.broadcast_to(jnp.arange(tokens_BL.shape[1]), tokens_BL.shape)
-        mask_B1LS = attention_mask(segment_ids_BL) if cfg.document_attention else None
-        if kv_valid_BS is not None:
-            valid_B11S = kv_valid_BS[:, None, None, :]
-            mask_B1LS = valid_B11S if mask_B1LS is None else jnp.logical_and(mask_B1LS, valid_B11S)
+        if not cfg.document_attention:
+            segment_ids_BL = None
+        if kv_cache is None and kv_valid_BS is not None:
+            raise ValueError("kv_valid_BS masks cache slots; it needs a kv_cache")
+        mask_B1LS = None if kv_cache is None else decode_mask(segment_ids_BL, kv_valid_BS)
 
         if cfg.uses_bytes and self.token_bytes is None:
             raise ConfigError(
@@ -103,19 +104,25 @@ class Transformer(nn.Module):
                 block,
                 variable_axes={"params": 0},
                 split_rngs={"params": True},
-                in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast, nn.broadcast),
+                in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, 0, nn.broadcast, nn.broadcast),
                 length=cfg.n_layers,
                 metadata_params={nn.PARTITION_NAME: "layers"},
             )(cfg, name="layers")
             x_BLD, kv_cache = stack(
-                x_BLD, positions_BL, mask_B1LS, kv_cache, cache_index, shared_mlp
+                x_BLD, positions_BL, segment_ids_BL, mask_B1LS, kv_cache, cache_index, shared_mlp
             )
         else:
             new_cache = []
             for i in range(cfg.n_layers):
                 layer_cache = None if kv_cache is None else (kv_cache[0][i], kv_cache[1][i])
                 x_BLD, layer_cache = block(cfg, name=f"layers_{i}")(
-                    x_BLD, positions_BL, mask_B1LS, layer_cache, cache_index, shared_mlp
+                    x_BLD,
+                    positions_BL,
+                    segment_ids_BL,
+                    mask_B1LS,
+                    layer_cache,
+                    cache_index,
+                    shared_mlp,
                 )
                 new_cache.append(layer_cache)
             if kv_cache is not None:

@@ -21,6 +21,7 @@ class TrainConfig:
     `data_seed` seeds the data order (None: `seed`, which seeds the parameter init);
     `eval_batch_size` is the global batch of held-out eval and task scoring (None:
     `batch_size // microbatches`, the largest batch a train step runs at once).
+    `prefetch_batches` batches are read and put on the devices ahead of the step by a thread.
     """
 
     num_steps: int = 1000
@@ -34,6 +35,7 @@ class TrainConfig:
     data_sharding: str = "global"
     data_seed: int | None = None
     eval_batch_size: int | None = None
+    prefetch_batches: int = 2
 
     def __post_init__(self) -> None:
         if self.data_sharding not in ("global", "process"):
@@ -48,6 +50,10 @@ class TrainConfig:
             )
         if min(self.num_steps, self.batch_size, self.seq_len, self.log_every) <= 0:
             raise ConfigError(f"TrainConfig sizes must be positive: {self}")
+        if self.prefetch_batches < 1:
+            raise ConfigError(
+                f"TrainConfig.prefetch_batches must be at least 1; got {self.prefetch_batches}"
+            )
         if self.eval_batch_size is not None and self.eval_batch_size <= 0:
             raise ConfigError(
                 f"TrainConfig.eval_batch_size must be positive; got {self.eval_batch_size}"

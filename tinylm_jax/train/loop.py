@@ -42,6 +42,7 @@ from tinylm_jax.train.metrics import (
     peak_flops_per_device,
     train_summary,
 )
+from tinylm_jax.train.prefetch import DevicePrefetcher
 from tinylm_jax.train.state import TrainState, init_state
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: `tinylm train` saved a checkpoint and stopped early
@@ -160,10 +161,9 @@ def make_train_iterator(
     )
 
 
-def next_batch(iterator, run: Run) -> dict[str, jax.Array]:
-    """The next batch as global arrays on the mesh (the stable record ids stay on the host)."""
-    batch = next(iterator)
-    batch.pop("ids", None)
+def batch_to_devices(batch: dict, run: Run) -> dict[str, jax.Array]:
+    """A host batch as global arrays on the mesh (the stable record ids stay on the host)."""
+    batch = {k: v for k, v in batch.items() if k != "ids"}
     if run.config.train.data_sharding == "process":
         return to_global(batch, run.mesh, run.rules)
     return global_batch_to_devices(batch, run.mesh, run.rules)
@@ -366,17 +366,27 @@ def _train_loop(workdir: epath.Path, run: Run, data, iterator, manager, hooks: T
         round_state, record = rounds_part.next_round(
             run, state.params, data.train, round_state, step, hooks.after_score_batch
         )
+        batches.stop()
         iterator.restart(round_state)
+        batches.start()
         line = rounds_part.score_line(record, step, last.get("tokens_per_second"))
         writer.write(step, record, line)
         if primary:
             print(rounds_part.describe_round(config, round_state, len(data.train)), flush=True)
 
     writer = MetricsWriter(workdir, primary)
-    with contextlib.closing(writer), PreemptionWatcher() as preemption, run_context(run):
+    batches = DevicePrefetcher(
+        iterator, functools.partial(batch_to_devices, run=run), tc.prefetch_batches
+    )
+    with (
+        contextlib.closing(writer),
+        PreemptionWatcher() as preemption,
+        run_context(run),
+        _running(batches),
+    ):
         step_fn = None
         for step in range(start_step, tc.num_steps):
-            batch = next_batch(iterator, run)
+            batch = next(batches)
             if step_fn is None:  # compile ahead of the first step so step times exclude it
                 step_fn = _compile(run, state, batch, primary)
                 throughput.reset()
@@ -409,7 +419,7 @@ def _train_loop(workdir: epath.Path, run: Run, data, iterator, manager, hooks: T
                 guard.check(done, saved_step, manager, state.params)
                 meta = checkpoint_metadata(metadata, done, config)
                 meta["rounds"] = round_state.metadata()
-                ckpt.save(manager, state, iterator, meta, force=True, rounds=round_state.items())
+                ckpt.save(manager, state, batches, meta, force=True, rounds=round_state.items())
                 saved_step, paused = done, True
                 if hooks.after_save:
                     hooks.after_save(done)
@@ -435,6 +445,15 @@ def _train_loop(workdir: epath.Path, run: Run, data, iterator, manager, hooks: T
             flush=True,
         )
     return last
+
+
+@contextlib.contextmanager
+def _running(batches: DevicePrefetcher):
+    batches.start()
+    try:
+        yield batches
+    finally:
+        batches.stop()
 
 
 def _compile(run: Run, state: TrainState, batch, primary: bool):

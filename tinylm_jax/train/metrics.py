@@ -112,8 +112,7 @@ def train_summary(
         results.append(f"final train loss {last['loss']:.4f}")
     if "eval_bits_per_byte" in last:
         results.append(
-            f"held-out loss {last['eval_loss']:.4f}, "
-            f"{last['eval_bits_per_byte']:.4f} bits per byte"
+            f"held-out loss {last['eval_loss']:.4f}, {last['eval_bits_per_byte']:.4f} bits per byte"
         )
     if results:
         lines.append("  " + " | ".join(results))
