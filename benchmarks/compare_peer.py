@@ -1,18 +1,25 @@
 """tinylm vs the PyTorch peer on the same config, alternating runs so machine noise cancels.
 
   python benchmarks/compare_peer.py --gin_file=experiments/demo.gin [--rounds 3] [--steps 20]
+  python benchmarks/compare_peer.py --gin_file=experiments/demo.gin \
+      --gin_file=models/bench_17m.gin --seq_lens=128,256,512,1024 [--tokens_per_batch=2048]
 
 Each round runs `tinylm bench` and then `benchmarks/peer_torch.py` (order swapped on odd
 rounds), each in its own subprocess so neither shares threads or warm caches with the other.
 Prints one line per run, a summary, and ends with one JSON line: the median tokens/s of each
 side, `ratio` = tinylm / peer of the medians, the per-round ratios, and MFU of both (the peer's
 computed with tinylm's FLOPs per token and the peak tinylm measured on this host).
+
+With `--seq_lens` it runs that comparison at each sequence length with the batch size that
+keeps `--tokens_per_batch` tokens per step, prints a table, and ends with one JSON line of
+every point and the geometric mean of the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -41,25 +48,8 @@ def run_side(command: list[str], env: dict[str, str], timeout: float) -> dict:
     return last_json_line(proc.stdout)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--gin_file", action="append", default=[])
-    parser.add_argument("--gin_param", action="append", default=[])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup_steps", type=int, default=2)
-    parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"), help="peer attention")
-    parser.add_argument(
-        "--xla_flags",
-        default="",
-        help="XLA_FLAGS for the tinylm side (replaces the inherited value; default none)",
-    )
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
-    args = parser.parse_args(argv)
-
-    gin = [f"--gin_file={f}" for f in args.gin_file] + [f"--gin_param={p}" for p in args.gin_param]
+def compare(gin: list[str], args: argparse.Namespace) -> dict:
+    """Alternating rounds of both sides on one config (gin flags); the summary dict."""
     steps = [f"--steps={args.steps}", f"--warmup_steps={args.warmup_steps}"]
     env = dict(
         os.environ,
@@ -111,10 +101,76 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"tinylm {median['tinylm']:,.0f} tokens/s (MFU {100 * summary['tinylm_mfu']:.1f}%) vs "
         f"peer {median['peer']:,.0f} tokens/s (MFU {100 * summary['peer_mfu']:.1f}%): "
-        f"ratio {summary['ratio']:.2f}x (median of {args.rounds} alternating rounds)"
+        f"ratio {summary['ratio']:.2f}x (median of {args.rounds} alternating rounds)",
+        flush=True,
     )
-    print(json.dumps(summary), flush=True)
     return summary
+
+
+def grid(gin: list[str], seq_lens: list[int], args: argparse.Namespace) -> dict:
+    """`compare` at each sequence length, `args.tokens_per_batch` tokens per step."""
+    points = []
+    for seq_len in seq_lens:
+        if args.tokens_per_batch % seq_len:
+            raise SystemExit(
+                f"compare_peer: --tokens_per_batch={args.tokens_per_batch} is not a multiple of "
+                f"sequence length {seq_len}"
+            )
+        batch_size = args.tokens_per_batch // seq_len
+        print(f"== seq {seq_len} x batch {batch_size}", flush=True)
+        shape = [
+            f"--gin_param=TrainConfig.seq_len={seq_len}",
+            f"--gin_param=TrainConfig.batch_size={batch_size}",
+            f"--gin_param=ModelConfig.max_seq_len={max(seq_lens)}",
+        ]
+        points.append(compare(gin + shape, args))
+    geomean = math.exp(statistics.fmean(math.log(p["ratio"]) for p in points))
+    print("| seq x batch | tinylm tokens/s | peer tokens/s | ratio | round ratios |")
+    print("|---|---|---|---|---|")
+    for p in points:
+        rounds = " / ".join(f"{r:.2f}" for r in p["round_ratios"])
+        print(
+            f"| {p['seq_len']} x {p['batch_size']} | {p['tinylm_tokens_per_second']:,.0f} | "
+            f"{p['peer_tokens_per_second']:,.0f} | {p['ratio']:.2f}x | {rounds} |"
+        )
+    lowest = min(p["ratio"] for p in points)
+    print(f"geometric mean of the ratios: {geomean:.2f}x; lowest {lowest:.2f}x")
+    return {"geomean_ratio": geomean, "points": points}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--gin_file", action="append", default=[])
+    parser.add_argument("--gin_param", action="append", default=[])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup_steps", type=int, default=2)
+    parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"), help="peer attention")
+    parser.add_argument(
+        "--xla_flags",
+        default="",
+        help="XLA_FLAGS for the tinylm side (replaces the inherited value; default none)",
+    )
+    parser.add_argument(
+        "--seq_lens",
+        default="",
+        help="comma-separated sequence lengths: compare at each (grid mode)",
+    )
+    parser.add_argument(
+        "--tokens_per_batch", type=int, default=2048, help="grid mode: seq_len x batch_size"
+    )
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
+    args = parser.parse_args(argv)
+
+    gin = [f"--gin_file={f}" for f in args.gin_file] + [f"--gin_param={p}" for p in args.gin_param]
+    if args.seq_lens:
+        result = grid(gin, [int(x) for x in args.seq_lens.split(",")], args)
+    else:
+        result = compare(gin, args)
+    print(json.dumps(result), flush=True)
+    return result
 
 
 if __name__ == "__main__":
