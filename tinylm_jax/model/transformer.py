@@ -64,8 +64,8 @@ class Transformer(nn.Module):
         written at `cache_index`. `kv_valid_BS` masks key slots out (e.g. left padding).
 
         `return_hidden`: return (x_BLD, head_DV) — the final-normed hidden states and the token
-        head kernel (the embedding transposed when tied), both in compute dtype — in place of
-        the logits, so a loss can apply the head in chunks (`head_logits` gives the logits).
+        head kernel (the embedding transposed when tied, in param dtype) — in place of the
+        logits, so a loss can apply the head in chunks (`head_logits` gives the logits).
         """
         cfg = self.config
         if return_hidden and cfg.output_head == "bytes":
@@ -142,15 +142,15 @@ class Transformer(nn.Module):
                 (cfg.d_model, cfg.vocab_size),
                 cfg.weight_dtype,
             )
-        head_DV = head_DV.astype(cfg.compute_dtype)
         if return_hidden:
             return (x_BLD, head_DV), kv_cache
         return head_logits(x_BLD, head_DV), kv_cache
 
 
 def head_logits(x_BLD: Array, head_DV: Array) -> Array:
-    """Float32 logits [B, L, V] of hidden states [B, L, D] under the token head [D, V]."""
-    logits_BLV = project(x_BLD, head_DV)
+    """Float32 logits [B, L, V] of hidden states [B, L, D] under the token head [D, V], the
+    matmul in the hidden states' (compute) dtype."""
+    logits_BLV = project(x_BLD, head_DV.astype(x_BLD.dtype))
     logits_BLV = nn.with_logical_constraint(logits_BLV, ("act_batch", "act_length", "act_vocab"))
     return logits_BLV.astype(jnp.float32)
 

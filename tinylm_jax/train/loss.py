@@ -49,7 +49,8 @@ def cross_entropy(
     targets_CBl = jnp.swapaxes(targets_BL.reshape(B, n_chunks, chunk_len), 0, 1)
 
     # Saving nothing from the body keeps only its inputs for the backward pass, which then
-    # recomputes one chunk's logits at a time instead of storing all of them.
+    # recomputes one chunk's logits at a time instead of storing all of them. The head enters
+    # in its param dtype, so its gradient sums over chunks in that precision, not bf16.
     @jax.checkpoint
     def chunk(carry: None, xs: tuple[jax.Array, jax.Array]) -> tuple[None, jax.Array]:
         x_BlD, targets_Bl = xs
