@@ -55,6 +55,27 @@ def test_bench_json_contract_on_a_sharded_mesh(capsys, gin_clean):
     assert result["compiled_memory"]["total_bytes"] > 0
 
 
+def test_compile_only_plans_memory_without_allocating_the_state(capsys, gin_clean, monkeypatch):
+    from tinylm_jax.train import bench
+
+    def fail(*args, **kwargs):
+        raise AssertionError("--compile_only allocated the train state")
+
+    monkeypatch.setattr(bench, "init_state", fail)
+    params = SMALL_BATCH + ["MeshConfig.data = 2", "MeshConfig.fsdp = 4"]
+    params.append("ModelConfig.loss_chunk_tokens = 64")
+    args = ["bench", "--compile_only", "--gin_file=models/tiny_test.gin"]
+    assert cli.main(args + [f"--gin_param={p}" for p in params]) == 0
+    out = capsys.readouterr().out
+    plan = last_json(out)
+    sizes = plan["compiled_memory"]
+    assert "memory plan per device, GiB" in out and sizes["temp_bytes"] > 0
+    assert sizes["argument_bytes"] > 0 and sizes["alias_bytes"] > 0  # the donated state
+    assert plan["peak_memory_bytes"] == 8 * sizes["total_bytes"]
+    assert plan["mesh"] == {"data": 2, "fsdp": 4, "tensor": 1} and plan["loss_chunk_tokens"] == 64
+    assert plan["params"] > 0 and "tokens_per_second" not in plan
+
+
 def named_model_configs() -> list[str]:
     return sorted(p.name for p in (config_lib.CONFIGS_DIR / "models").glob("*.gin"))
 

@@ -203,8 +203,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.coordinator_address, args.num_processes, args.process_id, auto_detect=args.distributed
     )
     config = config_lib.parse(args.gin_file, args.gin_param)
-    from tinylm_jax.train.bench import bench, summary
+    from tinylm_jax.train.bench import bench, memory_plan, plan_summary, summary
 
+    if args.compile_only:
+        plan = memory_plan(config)
+        print(plan_summary(plan))
+        print(json.dumps(plan.as_dict()), flush=True)
+        return 0
     result = bench(config, steps=args.steps, warmup_steps=args.warmup_steps, seed=args.seed)
     print(summary(result))
     print(json.dumps(result.as_dict()), flush=True)
@@ -439,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, default=20, help="timed steps")
     bench.add_argument("--warmup_steps", type=int, default=2, help="untimed steps after compiling")
     bench.add_argument("--seed", type=int, default=0, help="seed of the synthetic token batch")
+    bench.add_argument(
+        "--compile_only",
+        action="store_true",
+        help="compile the train step on abstract inputs (nothing allocated) and print XLA's "
+        "memory plan instead of timing steps",
+    )
     _add_gin_flags(bench)
     _add_distributed_flags(bench)
     bench.set_defaults(fn=cmd_bench)

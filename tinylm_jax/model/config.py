@@ -34,6 +34,11 @@ class ModelConfig:
     over real bytes); `output_head='bytes'` predicts the next token's bytes with
     `byte_decoder_layers` blocks instead of logits over the vocabulary; `ffn_sharing='all'`
     makes every layer use one FFN (after MobileLLM, arXiv 2402.14905).
+
+    `loss_chunk_tokens` > 0 computes the training cross entropy in chunks of about that many
+    tokens of the (micro)batch, never holding the float32 `[tokens, vocab]` logits at once
+    (`train.loss.cross_entropy`); 0 is the dense head. Like `remat`, it trades compute (the
+    head matmul runs again in the backward pass) for memory, and changes no result.
     """
 
     vocab_size: int = 8192
@@ -66,6 +71,7 @@ class ModelConfig:
     output_head: str = "tokens"
     byte_decoder_layers: int = 7
     ffn_sharing: str = "none"
+    loss_chunk_tokens: int = 0
 
     def __post_init__(self) -> None:
         def fail(field: str, why: str) -> None:
@@ -106,6 +112,11 @@ class ModelConfig:
                 "ffn_ratio", "ffn_ratio and ffn_multiple_of must be positive when ffn_dim is unset"
             )
 
+        if self.loss_chunk_tokens < 0:
+            fail(
+                "loss_chunk_tokens",
+                f"must be 0 (dense) or positive, got {self.loss_chunk_tokens}",
+            )
         self._check_stlm(fail)
 
     def _check_stlm(self, fail) -> None:
@@ -130,6 +141,12 @@ class ModelConfig:
             fail("byte_encoder_layers", f"must be at least 1, got {self.byte_encoder_layers}")
         if self.output_head == "bytes" and self.byte_decoder_layers < 0:
             fail("byte_decoder_layers", f"must be at least 0, got {self.byte_decoder_layers}")
+        if self.output_head == "bytes" and self.loss_chunk_tokens:
+            fail(
+                "loss_chunk_tokens",
+                "chunks the token head's cross entropy, but output_head='bytes' predicts bytes; "
+                "set ModelConfig.loss_chunk_tokens = 0",
+            )
         if self.tie_embeddings:
             fail(
                 "tie_embeddings",

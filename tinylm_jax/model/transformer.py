@@ -55,14 +55,21 @@ class Transformer(nn.Module):
         kv_cache: KVCache | None = None,
         cache_index: Array | None = None,
         kv_valid_BS: Array | None = None,
-    ) -> tuple[Array, KVCache | None]:
+        return_hidden: bool = False,
+    ) -> tuple[Array | tuple[Array, Array], KVCache | None]:
         """Returns float32 logits [B, L, V] (with `output_head='bytes'`, logits over the next
         token's byte symbols [B, L, T, S]) and, when decoding, the updated stacked KV cache.
 
         `kv_cache` is (k, v), each [n_layers, B, S, K, H], from `init_kv_cache`; tokens are
         written at `cache_index`. `kv_valid_BS` masks key slots out (e.g. left padding).
+
+        `return_hidden`: return (x_BLD, head_DV) — the final-normed hidden states and the token
+        head kernel (the embedding transposed when tied, in param dtype) — in place of the
+        logits, so a loss can apply the head in chunks (`head_logits` gives the logits).
         """
         cfg = self.config
+        if return_hidden and cfg.output_head == "bytes":
+            raise ValueError("return_hidden needs a token head; output_head='bytes' has none")
         if positions_BL is None:
             start = 0 if cache_index is None else cache_index
             positions_BL = start + jnp.broadcast_to(jnp.arange(tokens_BL.shape[1]), tokens_BL.shape)
@@ -142,11 +149,17 @@ class Transformer(nn.Module):
                 (cfg.d_model, cfg.vocab_size),
                 cfg.weight_dtype,
             )
-        logits_BLV = project(x_BLD, head_DV.astype(cfg.compute_dtype))
-        logits_BLV = nn.with_logical_constraint(
-            logits_BLV, ("act_batch", "act_length", "act_vocab")
-        )
-        return logits_BLV.astype(jnp.float32), kv_cache
+        if return_hidden:
+            return (x_BLD, head_DV), kv_cache
+        return head_logits(x_BLD, head_DV), kv_cache
+
+
+def head_logits(x_BLD: Array, head_DV: Array) -> Array:
+    """Float32 logits [B, L, V] of hidden states [B, L, D] under the token head [D, V], the
+    matmul in the hidden states' (compute) dtype."""
+    logits_BLV = project(x_BLD, head_DV.astype(x_BLD.dtype))
+    logits_BLV = nn.with_logical_constraint(logits_BLV, ("act_batch", "act_length", "act_vocab"))
+    return logits_BLV.astype(jnp.float32)
 
 
 def init_kv_cache(

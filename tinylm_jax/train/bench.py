@@ -22,7 +22,7 @@ from tinylm_jax.model.counting import flops_per_token
 from tinylm_jax.parallel import rules as rules_lib
 from tinylm_jax.run import Run, build_run, run_context
 from tinylm_jax.train.metrics import mfu, peak_flops_per_device
-from tinylm_jax.train.state import init_state
+from tinylm_jax.train.state import TrainState, init_state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,20 +58,39 @@ class BenchResult:
         return dataclasses.asdict(self)
 
 
-def synthetic_batch(run: Run, seed: int = 0) -> dict[str, jax.Array]:
-    """A global batch of uniform random tokens, one document per row, laid out on the mesh."""
+def _host_batch(run: Run, seed: int) -> dict[str, np.ndarray]:
+    """A global batch of uniform random tokens, one document per row."""
     B, L = run.config.train.batch_size, run.config.train.seq_len
     rng = np.random.default_rng(seed)
     tokens_BL1 = rng.integers(0, run.config.model.vocab_size, (B, L + 1), dtype=np.int32)
-    host = {
+    return {
         "inputs": tokens_BL1[:, :-1],
         "targets": tokens_BL1[:, 1:],
         "segment_ids": np.ones((B, L), np.int32),
         "positions": np.broadcast_to(np.arange(L, dtype=np.int32), (B, L)),
         "weights": np.ones((B, L), np.float32),
     }
+
+
+def synthetic_batch(run: Run, seed: int = 0) -> dict[str, jax.Array]:
+    """`_host_batch` laid out on the mesh."""
     sharding = rules_lib.batch_sharding(run.mesh, run.rules)
+    host = _host_batch(run, seed)
     return {k: jax.device_put(np.ascontiguousarray(v), sharding) for k, v in host.items()}
+
+
+def abstract_step_inputs(run: Run) -> tuple[TrainState, dict[str, jax.ShapeDtypeStruct]]:
+    """The train step's (state, batch) as shapes, dtypes and the run's shardings: enough to
+    lower and compile the step without allocating anything on the devices."""
+    state = jax.tree_util.tree_map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), run.abstract, run.shardings
+    )
+    sharding = rules_lib.batch_sharding(run.mesh, run.rules)
+    batch = {
+        k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding)
+        for k, v in _host_batch(run, 0).items()
+    }
+    return state, batch
 
 
 def compiled_memory(compiled) -> dict[str, int]:
@@ -196,6 +215,74 @@ def bench(config: RunConfig, steps: int = 20, warmup_steps: int = 2, seed: int =
         device_kind=device.device_kind,
         params=sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params)),
         final_loss=loss,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryPlan:
+    """XLA's memory plan of the compiled train step; `as_dict` is the JSON line `tinylm bench
+    --compile_only` prints. `compiled_memory` is per device; `peak_memory_bytes` is its total
+    times the local device count."""
+
+    compiled_memory: dict[str, int]
+    peak_memory_bytes: int
+    compile_s: float
+    batch_size: int
+    seq_len: int
+    microbatches: int
+    loss_chunk_tokens: int
+    num_devices: int
+    mesh: dict[str, int]
+    platform: str
+    device_kind: str
+    params: int
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def memory_plan(config: RunConfig) -> MemoryPlan:
+    """Compiles the train step of `config` on abstract inputs (`abstract_step_inputs`), so a
+    model too large for this host still gets its per-device memory plan."""
+    run = build_run(config, blank_token_bytes(config.model) if config.model.uses_bytes else None)
+    with run_context(run):
+        state, batch = abstract_step_inputs(run)
+        start = time.perf_counter()
+        compiled = run.train_step.lower(state, batch).compile()
+        compile_s = time.perf_counter() - start
+    sizes = compiled_memory(compiled)
+    if not sizes:
+        raise ConfigError(
+            f"the {jax.default_backend()} backend gives no memory analysis of compiled "
+            "programs; run tinylm bench --compile_only on CPU, GPU or TPU"
+        )
+    device = jax.devices()[0]
+    return MemoryPlan(
+        compiled_memory=sizes,
+        peak_memory_bytes=sizes["total_bytes"] * jax.local_device_count(),
+        compile_s=compile_s,
+        batch_size=config.train.batch_size,
+        seq_len=config.train.seq_len,
+        microbatches=config.train.microbatches,
+        loss_chunk_tokens=config.model.loss_chunk_tokens,
+        num_devices=jax.device_count(),
+        mesh=dict(run.mesh.shape),
+        platform=device.platform,
+        device_kind=device.device_kind,
+        params=sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params)),
+    )
+
+
+def plan_summary(plan: MemoryPlan) -> str:
+    """The human-readable lines `tinylm bench --compile_only` prints before the JSON line."""
+    gib = 1024**3
+    sizes = plan.compiled_memory
+    parts = ("argument", "output", "alias", "temp", "total")
+    return (
+        f"{plan.params:,} params | batch {plan.batch_size} x seq {plan.seq_len} | "
+        f"{plan.num_devices} {plan.platform} device(s) ({plan.device_kind}), mesh {plan.mesh}\n"
+        f"compile {plan.compile_s:.2f}s | memory plan per device, GiB: "
+        + ", ".join(f"{p} {sizes[f'{p}_bytes'] / gib:.3f}" for p in parts)
     )
 
 

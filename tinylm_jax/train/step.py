@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import optax
 
 from tinylm_jax.model.byte_level import byte_losses
+from tinylm_jax.train.loss import cross_entropy
 from tinylm_jax.train.state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -16,16 +17,19 @@ Batch = dict[str, jax.Array]
 def token_losses(model: nn.Module, params: dict, batch: Batch) -> tuple[jax.Array, jax.Array]:
     """Per-token cross entropy [B, L] (nats) and its weights [B, L].
 
-    With `output_head='bytes'` a token's loss is the nats of its bytes (`byte_losses`), so
-    summed losses stay code lengths of the text and bits per byte compares across heads.
+    A token head's loss is computed from the hidden states and the head kernel, dense or in
+    chunks of `ModelConfig.loss_chunk_tokens` (`loss.cross_entropy`). With
+    `output_head='bytes'` a token's loss is the nats of its bytes (`byte_losses`), so summed
+    losses stay code lengths of the text and bits per byte compares across heads.
     """
-    logits, _ = model.apply(
-        {"params": params}, batch["inputs"], batch["positions"], batch["segment_ids"]
-    )
-    if model.config.output_head == "bytes":
+    cfg = model.config
+    inputs = (batch["inputs"], batch["positions"], batch["segment_ids"])
+    if cfg.output_head == "bytes":
+        logits, _ = model.apply({"params": params}, *inputs)
         target_bytes_BLT = jnp.asarray(model.token_bytes.table_VT)[batch["targets"]]
         return byte_losses(logits, target_bytes_BLT), batch["weights"]
-    losses_BL = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
+    (x_BLD, head_DV), _ = model.apply({"params": params}, *inputs, return_hidden=True)
+    losses_BL = cross_entropy(x_BLD, head_DV, batch["targets"], cfg.loss_chunk_tokens)
     return losses_BL, batch["weights"]
 
 
