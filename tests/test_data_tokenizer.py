@@ -7,7 +7,7 @@ import pytest
 
 from tests._data_corpus_util import make_text
 from tinylm_jax.data import tokenizer as tokenizer_lib
-from tinylm_jax.data.tokenizer import Tokenizer, check_vocab
+from tinylm_jax.data.tokenizer import SentencePieceTokenizer, check_vocab, load_tokenizer
 from tinylm_jax.errors import DataError
 
 
@@ -18,7 +18,7 @@ def tok(tmp_path_factory):
     proto = tokenizer_lib.train_tokenizer(docs, vocab_size=400)
     path = tmp_path_factory.mktemp("tok") / "a.model"
     path.write_bytes(proto)
-    return Tokenizer.from_file(path), docs
+    return load_tokenizer(path), docs
 
 
 @pytest.mark.parametrize(
@@ -48,17 +48,19 @@ def test_corpus_round_trip_and_ids(tok):
 
 def test_bpe(tok):
     _, docs = tok
-    bpe = Tokenizer(tokenizer_lib.train_tokenizer(docs, vocab_size=300, model_type="bpe"))
+    bpe = SentencePieceTokenizer(
+        tokenizer_lib.train_tokenizer(docs, vocab_size=300, model_type="bpe")
+    )
     assert bpe.decode(bpe.encode(docs[0])) == docs[0]
 
 
 def test_errors(tok, tmp_path):
     tokenizer, docs = tok
     with pytest.raises(DataError, match="does not exist"):
-        Tokenizer.from_file(tmp_path / "missing.model")
+        load_tokenizer(tmp_path / "missing.model")
     (tmp_path / "bad.model").write_bytes(b"not a model")
     with pytest.raises(DataError, match="not a valid SentencePiece model"):
-        Tokenizer.from_file(tmp_path / "bad.model")
+        load_tokenizer(tmp_path / "bad.model")
     with pytest.raises(DataError, match="tokenizer_model_type"):
         tokenizer_lib.train_tokenizer(docs, 400, model_type="wordpiece")
     with pytest.raises(DataError, match="too small"):
@@ -73,11 +75,15 @@ def test_tokenizer_training_knobs_reach_sentencepiece(gin_clean):
     from tinylm_jax.data.pipeline import tokenizer_training_settings
 
     docs = ["x = 123456789 + 987654321\n" * 20, "print('hello world')\n" * 20] * 10
-    digits = Tokenizer(tokenizer_lib.train_tokenizer(docs, 300, "bpe", split_digits=True))
+    digits = SentencePieceTokenizer(
+        tokenizer_lib.train_tokenizer(docs, 300, "bpe", split_digits=True)
+    )
     assert all(len(digits.id_to_piece(i).strip("▁")) <= 1 for i in digits.encode("123456789"))
-    numbers = Tokenizer(tokenizer_lib.train_tokenizer(docs, 300, "bpe", split_digits=False))
+    numbers = SentencePieceTokenizer(
+        tokenizer_lib.train_tokenizer(docs, 300, "bpe", split_digits=False)
+    )
     assert len(numbers.encode("123456789")) < 9
-    no_bytes = Tokenizer(tokenizer_lib.train_tokenizer(docs, 40, byte_fallback=False))
+    no_bytes = SentencePieceTokenizer(tokenizer_lib.train_tokenizer(docs, 40, byte_fallback=False))
     assert not any(no_bytes.id_to_piece(i).startswith("<0x") for i in range(no_bytes.vocab_size))
     with pytest.raises(DataError, match="tokenizer_character_coverage"):
         tokenizer_lib.train_tokenizer(docs, 300, character_coverage=1.5)

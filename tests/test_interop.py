@@ -15,7 +15,7 @@ import sentencepiece as spm
 
 from tinylm_jax import cli
 from tinylm_jax import config as config_lib
-from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.data.tokenizer import load_tokenizer
 from tinylm_jax.interop import hf_tokenizer, llama, safetensors_io
 from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.transformer import Transformer
@@ -127,7 +127,7 @@ def test_hf_tokenizer_files_for_bpe_and_dummy_prefix_models(tmp_path, model_type
         minloglevel=2,
     )
     (tmp_path / "sp.model").write_bytes(model.getvalue())
-    tokenizer = Tokenizer.from_file(tmp_path / "sp.model")
+    tokenizer = load_tokenizer(tmp_path / "sp.model")
     hf_tokenizer.write_hf_tokenizer(tokenizer, tmp_path, 256)
     loaded = transformers.AutoTokenizer.from_pretrained(tmp_path)
     # Not TEXTS[3]: spelling "<s>" with characters outside a small vocabulary is a documented

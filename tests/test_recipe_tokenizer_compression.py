@@ -11,7 +11,11 @@ from tinylm_jax.cli import main
 from tinylm_jax.data import corpus as corpus_lib
 from tinylm_jax.data.config import DataConfig, resolve_data_dir
 from tinylm_jax.data.pipeline import train_tokenizer_for
-from tinylm_jax.data.tokenizer import Tokenizer, train_tokenizer
+from tinylm_jax.data.tokenizer import (
+    SentencePieceTokenizer,
+    load_tokenizer,
+    train_tokenizer,
+)
 from tinylm_jax.errors import DataError
 from tinylm_jax.recipe import tokenizer_compression as tc
 from tinylm_jax.recipe import vocab_mapping
@@ -36,7 +40,7 @@ def corpus(data_dir):
     path = train_tokenizer_for(config)  # Cached in the session data dir (the CLI test reuses it).
     raw = corpus_lib.load_raw_corpus(config, resolve_data_dir(config))
     texts = [t for t, _ in corpus_lib.iter_texts(raw.splits["train"], raw.text_key) if t]
-    big = Tokenizer.from_file(path)
+    big = load_tokenizer(path)
     counts = tc.count_tokens(big, ((t, None) for t in texts), num_threads=2)
     return pathlib.Path(path).read_bytes(), texts, counts
 
@@ -45,7 +49,7 @@ def corpus(data_dir):
 def bpe(corpus):
     _, texts, _ = corpus
     model = train_tokenizer(texts, 1000, "bpe")
-    big = Tokenizer(model)
+    big = SentencePieceTokenizer(model)
     return model, tc.count_tokens(big, ((t, None) for t in texts), num_threads=2)
 
 
@@ -56,7 +60,7 @@ def _mandatory(model: bytes) -> int:
 
 def test_counts_match_encoding(corpus):
     model, texts, counts = corpus
-    big = Tokenizer(model)
+    big = SentencePieceTokenizer(model)
     assert big.vocab_size == BIG
     ids = np.concatenate([big.encode(t) for t in texts[:10]])
     head = tc.count_tokens(big, ((t, None) for t in texts[:10]), num_threads=1)
@@ -71,7 +75,7 @@ def test_exact_size_and_monotone_coverage(corpus):
     coverages = []
     for size in sizes:
         result = tc.compress(model, counts.counts, vocab_size=size)
-        assert result.vocab_size == size == Tokenizer(result.model).vocab_size
+        assert result.vocab_size == size == SentencePieceTokenizer(result.model).vocab_size
         assert tc.load_model_proto(result.model).trainer_spec.vocab_size == size
         coverages.append(result.coverage)
     assert coverages == sorted(coverages) and coverages[0] < 0.5 < coverages[2]
@@ -90,7 +94,7 @@ def test_id_map_keeps_specials_bytes_and_order(corpus):
     assert id_map.shape == (BIG,) and (id_map >= 0).sum() == 400
     np.testing.assert_array_equal(id_map[:260], np.arange(260))  # pad/bos/eos/unk + 256 bytes
     assert np.all(np.diff(id_map[id_map >= 0]) == 1)  # Kept pieces keep their order.
-    small, big = Tokenizer(result.model), Tokenizer(model)
+    small, big = SentencePieceTokenizer(result.model), SentencePieceTokenizer(model)
     assert (small.pad_id, small.bos_id, small.eos_id, small.unk_id) == (0, 1, 2, 3)
     for old in np.flatnonzero(id_map >= 0)[::37]:
         assert small.id_to_piece(id_map[old]) == big.id_to_piece(old)
@@ -109,7 +113,7 @@ def test_lossless_round_trip(corpus, bpe, model_type, size):
     if model_type == "bpe":
         model, counts = bpe
     size = _mandatory(model) if size == "mandatory" else size
-    small = Tokenizer(tc.compress(model, counts.counts, vocab_size=size).model)
+    small = SentencePieceTokenizer(tc.compress(model, counts.counts, vocab_size=size).model)
     assert small.vocab_size == size
     for text, ids in zip(texts, small.encode_batch(texts, 2), strict=True):
         assert small.decode(ids) == text
@@ -123,7 +127,7 @@ def test_text_of_kept_pieces_maps_through_id_map(corpus, bpe, model_type):
     if model_type == "bpe":
         model, counts = bpe
     result = tc.compress(model, counts.counts, vocab_size=500)
-    big, small = Tokenizer(model), Tokenizer(result.model)
+    big, small = SentencePieceTokenizer(model), SentencePieceTokenizer(result.model)
     checked = 0
     for text in texts:
         for line in text.splitlines(keepends=True):
@@ -140,7 +144,7 @@ def test_bpe_keeps_merge_intermediates(bpe):
     model, counts = bpe
     result = tc.compress(model, counts.counts, vocab_size=400)
     assert result.bpe_intermediates > 0
-    small = Tokenizer(result.model)
+    small = SentencePieceTokenizer(result.model)
     proto = tc.load_model_proto(result.model)
     for i, piece in enumerate(proto.pieces):
         if piece.type == tc.Piece.NORMAL:  # Every kept piece is reachable on its own text.
@@ -165,7 +169,7 @@ def test_cli_compress(corpus, tmp_path, capsys, gin_clean):
     params = [f"--gin_param={p}" for p in DATA]
     big = tmp_path / "big.model"
     assert main(["tokenizer", "train", *params, f"--out={big}"]) == 0
-    assert Tokenizer.from_file(big).vocab_size == BIG
+    assert load_tokenizer(big).vocab_size == BIG
     capsys.readouterr()
     out = tmp_path / "compressed"
     argv = ["tokenizer", "compress", f"--tokenizer={big}", "--gin_file=models/tiny_test.gin"]
@@ -176,7 +180,7 @@ def test_cli_compress(corpus, tmp_path, capsys, gin_clean):
     assert (
         report["compressed"]["vocab_size"]
         == 400
-        == Tokenizer.from_file(out / "tokenizer.model").vocab_size
+        == load_tokenizer(out / "tokenizer.model").vocab_size
     )
     assert report["tokenizer"]["vocab_size"] == BIG and 0.5 < report["coverage"] < 1.0
     sample = report["sample"]
