@@ -1,14 +1,38 @@
-"""SentencePiece training/loading: exact round trips, ids, fingerprints, errors."""
+"""Tokenizers (SentencePiece and Hugging Face tokenizer.json): exact round trips, ids, bytes per
+id, incremental decoding, fingerprints, errors."""
 
+import dataclasses
+import inspect
+import json
+import pickle
 import random
 
 import numpy as np
 import pytest
+from tokenizers import pre_tokenizers
 
 from tests._data_corpus_util import make_text
+from tests.helpers import write_byte_level_bpe
+from tinylm_jax.data import pipeline
 from tinylm_jax.data import tokenizer as tokenizer_lib
-from tinylm_jax.data.tokenizer import SentencePieceTokenizer, check_vocab, load_tokenizer
+from tinylm_jax.data.config import DataConfig
+from tinylm_jax.data.tokenizer import (
+    BYTE_LEVEL_CHARS,
+    HFTokenizer,
+    PieceKind,
+    SentencePieceTokenizer,
+    check_vocab,
+    load_tokenizer,
+)
 from tinylm_jax.errors import DataError
+from tinylm_jax.eval.bits_per_byte import token_byte_lengths
+from tinylm_jax.interop import hf_tokenizer
+
+UNICODE = [
+    "naïve café — 東京 🙂 Ωμέγα 𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+    "def f(x):\n\treturn  x  # two  spaces\n\n\n",
+    "  \x00 \r\n tabs\t\t<|endoftext|> 日本語のテキスト 😀🐍 ",
+]
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +123,113 @@ def test_tokenizer_training_knobs_reach_sentencepiece(gin_clean):
     settings = tokenizer_training_settings(config.data)
     assert settings["split_digits"] is False and settings["byte_fallback"] is False
     assert settings["character_coverage"] == 0.99 and settings["input_sentence_size"] == 500
+
+
+@pytest.fixture(scope="module")
+def bpe_dir(tmp_path_factory):
+    """A byte-level BPE tokenizer.json (trained with `tokenizers`) and its tokenizer_config."""
+    texts = [inspect.getsource(inspect)] + UNICODE
+    return write_byte_level_bpe(tmp_path_factory.mktemp("bpe"), texts, vocab_size=400)
+
+
+def _check_bytes_and_incremental_decoding(tokenizer, text: str) -> None:
+    ids = tokenizer.encode(text)
+    assert tokenizer.decode(ids) == text
+    lengths = token_byte_lengths(tokenizer, tokenizer.vocab_size + 8)  # padded model vocab
+    assert lengths[ids].sum() == len(text.encode("utf-8"))
+    decoder = tokenizer.incremental_decoder()
+    pushed = [decoder.push(i) for i in ids]
+    assert "".join(pushed) + decoder.flush() == text
+    # Only whole characters come out, at the token that completes them.
+    assert all(piece.encode("utf-8").decode("utf-8") == piece for piece in pushed)
+
+
+@pytest.mark.parametrize("text", UNICODE)
+def test_byte_level_bpe_round_trip_bytes_and_incremental_decoding(bpe_dir, text):
+    tokenizer = load_tokenizer(bpe_dir)
+    assert isinstance(tokenizer, HFTokenizer) and tokenizer.byte_level
+    _check_bytes_and_incremental_decoding(tokenizer, text)
+
+
+def test_byte_level_bpe_ids_pieces_and_fingerprint(bpe_dir, tmp_path):
+    tokenizer = load_tokenizer(bpe_dir / "tokenizer.json")
+    # No BOS declared: documents start with the EOS; pad as declared; no unk token.
+    assert (tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id, tokenizer.unk_id) == (
+        0,
+        0,
+        1,
+        None,
+    )
+    assert set(BYTE_LEVEL_CHARS) == set(pre_tokenizers.ByteLevel.alphabet())
+    assert tokenizer.pieces[0] == (PieceKind.SPECIAL, b"")
+    # An unseen character: two byte tokens, each standing for one raw byte of its UTF-8.
+    assert [tokenizer.pieces[i] for i in tokenizer.encode("ж")] == [
+        (PieceKind.NORMAL, b"\xd0"),
+        (PieceKind.NORMAL, b"\xb6"),
+    ]
+    # Special-token strings in text are text, so no document injects an EOS.
+    assert tokenizer.eos_id not in tokenizer.encode("a <|endoftext|> b")
+    batch = tokenizer.encode_batch(UNICODE)
+    assert batch == [tokenizer.encode(t) for t in UNICODE]
+    # The fingerprint follows the files' contents, not where they are or how they travel.
+    tokenizer.save(tmp_path / "copy")
+    same = [load_tokenizer(tmp_path / "copy"), pickle.loads(pickle.dumps(tokenizer))]
+    assert {t.fingerprint for t in same} == {tokenizer.fingerprint}
+    config = {"eos_token": "<|pad|>"}
+    (tmp_path / "copy" / "tokenizer_config.json").write_text(json.dumps(config))
+    other = load_tokenizer(tmp_path / "copy")
+    assert other.eos_id == other.pad_id == 1 and other.fingerprint != tokenizer.fingerprint
+
+
+def test_special_ids_from_generation_config(bpe_dir, tmp_path):
+    (tmp_path / "tokenizer.json").write_bytes((bpe_dir / "tokenizer.json").read_bytes())
+    (tmp_path / "generation_config.json").write_text(
+        json.dumps({"bos_token_id": 1, "eos_token_id": [0, 1]})
+    )
+    tokenizer = load_tokenizer(tmp_path)
+    assert (tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id) == (1, 0, 0)
+    # `save` writes the resolved tokens, so the copy needs no generation_config.json.
+    tokenizer.save(tmp_path / "copy")
+    assert load_tokenizer(tmp_path / "copy").fingerprint == tokenizer.fingerprint
+
+
+def test_byte_fallback_tokenizer_json_matches_sentencepiece(tok, tmp_path):
+    """A Llama-2-style tokenizer.json (Metaspace, `<0xNN>` byte fallback) of the same model."""
+    sp, docs = tok
+    (tmp_path / "tokenizer.json").write_text(json.dumps(hf_tokenizer.tokenizer_json(sp)))
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps(hf_tokenizer.tokenizer_config(sp, 256))
+    )
+    tokenizer = load_tokenizer(tmp_path)
+    assert isinstance(tokenizer, HFTokenizer) and not tokenizer.byte_level
+    assert (tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id, tokenizer.unk_id) == (1, 2, 0, 3)
+    assert tokenizer.pieces == sp.pieces
+    for text in UNICODE[:2] + docs[:3]:
+        assert tokenizer.encode(text) == sp.encode(text)
+        _check_bytes_and_incremental_decoding(tokenizer, text)
+
+
+def test_prepare_data_with_a_tokenizer_json(bpe_dir, data_dir):
+    config = DataConfig(max_documents=20, validation_fraction=0.1, num_workers=2)
+    data = pipeline.prepare_data(dataclasses.replace(config, tokenizer=str(bpe_dir)), 64)
+    assert isinstance(data.tokenizer, HFTokenizer)
+    assert data.tokenizer.fingerprint[:16] in data.stats["packed_path"]
+    record = data.train[0]["tokens"]
+    assert record[0] == data.tokenizer.bos_id and record.max() < data.tokenizer.vocab_size
+
+
+def test_tokenizer_json_errors(bpe_dir, tmp_path):
+    with pytest.raises(DataError, match=f"{tmp_path} holds neither tokenizer.model"):
+        load_tokenizer(tmp_path)
+    (tmp_path / "tokenizer.json").write_text('{"version": "1.0", "model": ')
+    with pytest.raises(DataError, match=f"{tmp_path / 'tokenizer.json'} is not a valid Hugging"):
+        load_tokenizer(tmp_path)
+    (tmp_path / "tokenizer.json").write_bytes((bpe_dir / "tokenizer.json").read_bytes())
+    with pytest.raises(DataError, match="no EOS token is declared.*tokenizer_config.json"):
+        load_tokenizer(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text('{"eos_token": "</s>"}')
+    with pytest.raises(DataError, match="eos_token '</s>' is not in the tokenizer's vocabulary"):
+        load_tokenizer(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text("{not json")
+    with pytest.raises(DataError, match="tokenizer_config.json beside tokenizer .* not valid JSON"):
+        load_tokenizer(tmp_path)

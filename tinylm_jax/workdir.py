@@ -53,9 +53,7 @@ def tokenizer_of(workdir: epath.PathLike) -> Tokenizer:
 
 def write_tokenizer(workdir: epath.PathLike, tokenizer: Tokenizer) -> str:
     """Saves `tokenizer` into `workdir`; returns the path of its main file."""
-    workdir = epath.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    path = workdir / tokenizer.save(workdir)[0]
+    path = epath.Path(workdir) / tokenizer.save(workdir)[0]
     return str(path if "://" in str(path) else path.absolute())
 
 

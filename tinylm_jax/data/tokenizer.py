@@ -212,6 +212,7 @@ class SentencePieceTokenizer(Tokenizer):
         return self._sp.id_to_piece(int(i))
 
     def save(self, directory: epath.PathLike) -> list[str]:
+        epath.Path(directory).mkdir(parents=True, exist_ok=True)
         write_atomically(epath.Path(directory) / SP_FILE, self._proto)
         return [SP_FILE]
 
@@ -367,6 +368,7 @@ class HFTokenizer(Tokenizer):
 
     def save(self, directory: epath.PathLike) -> list[str]:
         directory = epath.Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
         write_atomically(directory / HF_FILE, self._json)
         config = json.dumps(self.tokenizer_config(), indent=2, ensure_ascii=False) + "\n"
         write_atomically(directory / "tokenizer_config.json", config)
