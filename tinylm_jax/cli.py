@@ -69,13 +69,12 @@ def cmd_train(args: argparse.Namespace, hooks=None) -> int:
         import jax
 
         from tinylm_jax.data.tokenizer import load_tokenizer
-        from tinylm_jax.workdir import write_tokenizer
 
         tokenizer = load_tokenizer(config.data.tokenizer)  # fails before the data is prepared
         if jax.process_index() == 0:
             # The loop copies only the tokenizer's main file (as tokenizer.model); a
             # tokenizer.json also needs the files that declare its special tokens.
-            write_tokenizer(args.workdir, tokenizer)
+            tokenizer.save(args.workdir)
     try:
         train(config, args.workdir, hooks)
     except Preempted as preempted:

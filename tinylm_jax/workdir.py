@@ -51,12 +51,6 @@ def tokenizer_of(workdir: epath.PathLike) -> Tokenizer:
     return load_tokenizer(workdir)
 
 
-def write_tokenizer(workdir: epath.PathLike, tokenizer: Tokenizer) -> str:
-    """Saves `tokenizer` into `workdir`; returns the path of its main file."""
-    path = epath.Path(workdir) / tokenizer.save(workdir)[0]
-    return str(path if "://" in str(path) else path.absolute())
-
-
 def load_workdir(config: RunConfig, workdir: epath.PathLike) -> tuple[Run, dict, Tokenizer]:
     """The run of `config`, the newest good params of `workdir` on its mesh, its tokenizer
     (and, for byte-level models, the token byte table rebuilt from it and checked against the
@@ -175,7 +169,7 @@ def write_initial_workdir(
     check_new_workdir(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if tokenizer is not None:
-        write_tokenizer(workdir, tokenizer)
+        tokenizer.save(workdir)
     with run_context(run):
         state = state_from_params(params, run.tx, run.shardings)
     manager = ckpt.make_manager(workdir, run.config.checkpoint)

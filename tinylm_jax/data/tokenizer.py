@@ -307,10 +307,11 @@ class HFTokenizer(Tokenizer):
     def _declared_ids(self, where: str) -> dict[str, int]:
         """Role -> id of every special token the files beside tokenizer.json declare."""
         declared: dict[str, int] = {}
+        configs = {name: self._config(name, where) for name in HF_TOKEN_FILES}
         generation = self._config(HF_GENERATION_FILE, where)
         for role in ROLES:
-            for name in HF_TOKEN_FILES:
-                token = self._config(name, where).get(f"{role}_token")
+            for name, config in configs.items():
+                token = config.get(f"{role}_token")
                 token = token.get("content") if isinstance(token, dict) else token
                 if isinstance(token, str):
                     token_id = self._tok.token_to_id(token)
@@ -427,7 +428,7 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
             "train one on the corpus."
         )
     data = path.read_bytes()
-    if data.lstrip()[:1] == b"{":  # A serialized ModelProto never starts with '{'.
+    if data[:1] == b"{":  # A serialized ModelProto starts with a field tag (0x0A), never '{'.
         names = (*HF_TOKEN_FILES, HF_GENERATION_FILE)
         configs = {n: (path.parent / n).read_bytes() for n in names if (path.parent / n).exists()}
         return HFTokenizer(data, configs, str(path))
