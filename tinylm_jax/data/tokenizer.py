@@ -281,7 +281,7 @@ class HFTokenizer(Tokenizer):
         if "eos" not in self._declared:
             raise DataError(
                 f"Tokenizer {where}: no EOS token is declared; packing ends every document with "
-                f"one. Write a tokenizer_config.json beside it naming one, e.g. "
+                "one. Write a tokenizer_config.json beside it naming one, e.g. "
                 '{"eos_token": "<|endoftext|>"} (and "bos_token" if the tokenizer has one).'
             )
         self.eos_id = self._declared["eos"]
