@@ -359,3 +359,12 @@ def test_tokenizer_json_checkpoint_import_sample_eval_train_export(
         ids = original.encode(text, add_special_tokens=False).ids
         assert auto(text, add_special_tokens=False).input_ids == ids == tokenizer.encode(text)
     assert auto.eos_token_id == tokenizer.eos_id and auto.pad_token_id == tokenizer.pad_id
+
+    # A parent for parameter inheritance as it is: a one-layer child keeps its tokenizer.
+    fields = llama.model_fields(json.loads((hf / "config.json").read_text()))
+    shape = [f"ModelConfig.{k} = {v!r}" for k, v in fields.items() if k != "n_layers"]
+    child = tmp_path / "child"
+    args = ["inherit", f"--parent={workdir}", f"--workdir={child}", *_gin(data_params + shape)]
+    assert cli.main(args + _gin(["ModelConfig.n_layers = 1", "TrainConfig.eval_steps = 0"])) == 0
+    assert load_tokenizer(child).fingerprint == tokenizer.fingerprint
+    assert (child / "tokenizer.json").read_bytes() == (hf / "tokenizer.json").read_bytes()
