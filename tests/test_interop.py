@@ -273,9 +273,21 @@ def bpe_checkpoint(tmp_path_factory):
     tokenizer = load_tokenizer(hf_dir)
     # A vocabulary padded past the tokenizer's 320 ids, as real checkpoints often are.
     config = ModelConfig(vocab_size=384, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2)
-    config = config.replace(ffn_dim=64, max_seq_len=256, init_std=0.2, tie_embeddings=False)
-    params = nn.unbox(Transformer(config).init(jax.random.key(0), np.zeros((1, 4), np.int32)))
-    safetensors_io.write_tensors(llama.to_hf(params["params"], config), hf_dir, 1 << 30)
+    config = config.replace(ffn_dim=64, max_seq_len=256, tie_embeddings=False)
+    abstract = jax.eval_shape(
+        lambda: Transformer(config).init(jax.random.key(0), np.zeros((1, 4), np.int32))
+    )["params"]
+    rng = np.random.default_rng(0)
+    # Unit norm scales and wide weights: spread logits, so greedy decoding has no near-ties.
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, leaf: (
+            np.ones(leaf.shape, np.float32)
+            if "norm" in jax.tree_util.keystr(path)
+            else rng.normal(0, 0.2, leaf.shape).astype(np.float32)
+        ),
+        nn.unbox(abstract),
+    )
+    safetensors_io.write_tensors(llama.to_hf(params, config), hf_dir, 1 << 30)
     hf_config = llama.hf_config(config, tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id)
     (hf_dir / "config.json").write_text(json.dumps(hf_config))
     return hf_dir
