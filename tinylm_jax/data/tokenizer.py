@@ -175,8 +175,8 @@ class SentencePieceTokenizer(Tokenizer):
             self._sp.LoadFromSerializedProto(self._proto)
         except Exception as e:  # SentencePiece raises RuntimeError/OSError variants.
             raise DataError(
-                f"Tokenizer {where} is not a valid SentencePiece model nor a Hugging Face "
-                f"tokenizer.json ({e}); point DataConfig.tokenizer at a .model file, a "
+                f"Tokenizer {where} is not a valid SentencePiece model ({e}), nor JSON (a "
+                "tokenizer.json); point DataConfig.tokenizer at a .model file, a "
                 "tokenizer.json or a directory holding one, or set it to None to train one."
             ) from e
         self.path = path
@@ -356,7 +356,7 @@ class HFTokenizer(Tokenizer):
         """Whether ids decode through byte-level BPE's alphabet (GPT-2 / Llama 3 style)."""
         return "ByteLevel" in _decoder_types(self._spec.get("decoder"))
 
-    def tokenizer_config(self) -> dict:
+    def _saved_tokenizer_config(self) -> dict:
         """tokenizer_config.json as `save` writes it: the original's entries, the generic
         fast class unless it names one, and every resolved special token by its string."""
         config = {
@@ -371,7 +371,7 @@ class HFTokenizer(Tokenizer):
         directory = epath.Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         write_atomically(directory / HF_FILE, self._json)
-        config = json.dumps(self.tokenizer_config(), indent=2, ensure_ascii=False) + "\n"
+        config = json.dumps(self._saved_tokenizer_config(), indent=2, ensure_ascii=False) + "\n"
         write_atomically(directory / "tokenizer_config.json", config)
         names = [HF_FILE, "tokenizer_config.json"]
         if "special_tokens_map.json" in self._config_files:
