@@ -9,7 +9,7 @@ import pytest
 from tinylm_jax.config import RunConfig
 from tinylm_jax.data import pipeline
 from tinylm_jax.data.config import DataConfig
-from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.data.tokenizer import Tokenizer, load_tokenizer
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.eval.heldout import evaluate
 from tinylm_jax.model.config import ModelConfig
@@ -27,7 +27,7 @@ def tokenizer(data_dir) -> Tokenizer:
     # TINY_DATA's corpus and tokenizer (shared through the session's data cache).
     config = DataConfig(max_documents=60, vocab_size=512, validation_fraction=0.05)
     assert f"DataConfig.max_documents = {config.max_documents}" in TINY_DATA
-    return Tokenizer.from_file(pipeline.train_tokenizer_for(config))
+    return load_tokenizer(pipeline.train_tokenizer_for(config))
 
 
 def test_byte_table_sums_to_the_decoded_text(tokenizer):

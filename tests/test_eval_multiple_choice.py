@@ -12,7 +12,7 @@ from tinylm_jax import cli
 from tinylm_jax.config import RunConfig
 from tinylm_jax.data import pipeline
 from tinylm_jax.data.config import DataConfig
-from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.data.tokenizer import Tokenizer, load_tokenizer
 from tinylm_jax.errors import DataError
 from tinylm_jax.eval import multiple_choice as mc
 from tinylm_jax.model.config import ModelConfig
@@ -30,7 +30,7 @@ def tokenizer(data_dir) -> Tokenizer:
     # TINY_DATA's corpus and tokenizer (shared through the session's data cache).
     config = DataConfig(max_documents=60, vocab_size=512, validation_fraction=0.05)
     assert f"DataConfig.max_documents = {config.max_documents}" in TINY_DATA
-    return Tokenizer.from_file(pipeline.train_tokenizer_for(config))
+    return load_tokenizer(pipeline.train_tokenizer_for(config))
 
 
 def _run(max_seq_len: int = 64, tie: bool = True):

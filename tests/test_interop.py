@@ -1,4 +1,5 @@
-"""Hugging Face interop: export → transformers, import ← transformers, greedy decoding parity."""
+"""Hugging Face interop: export → transformers, import ← transformers, greedy decoding parity;
+checkpoints whose tokenizer is a byte-level BPE tokenizer.json, end to end."""
 
 import inspect
 import io
@@ -7,22 +8,24 @@ import os
 import shutil
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import sentencepiece as spm
+import tokenizers
 
 from tinylm_jax import cli
 from tinylm_jax import config as config_lib
-from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.data.tokenizer import load_tokenizer
 from tinylm_jax.interop import hf_tokenizer, llama, safetensors_io
 from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.transformer import Transformer
 from tinylm_jax.train import checkpoint as ckpt
 from tinylm_jax.workdir import load_workdir
 
-from .helpers import tiny_run
+from .helpers import tiny_run, write_byte_level_bpe
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -127,7 +130,7 @@ def test_hf_tokenizer_files_for_bpe_and_dummy_prefix_models(tmp_path, model_type
         minloglevel=2,
     )
     (tmp_path / "sp.model").write_bytes(model.getvalue())
-    tokenizer = Tokenizer.from_file(tmp_path / "sp.model")
+    tokenizer = load_tokenizer(tmp_path / "sp.model")
     hf_tokenizer.write_hf_tokenizer(tokenizer, tmp_path, 256)
     loaded = transformers.AutoTokenizer.from_pretrained(tmp_path)
     # Not TEXTS[3]: spelling "<s>" with characters outside a small vocabulary is a documented
@@ -259,3 +262,121 @@ def test_greedy_sample_equals_transformers_generate(trained, exported, capsys):
         eos = hf_tokenizer.eos_token_id
         completion = completion[: completion.index(eos)] if eos in completion else completion
         assert result["completion_ids"] == completion, prompt
+
+
+@pytest.fixture(scope="module")
+def bpe_checkpoint(tmp_path_factory):
+    """A random Llama saved as `transformers` would, whose only tokenizer is a byte-level BPE
+    tokenizer.json (no tokenizer.model); config.json and safetensors by our own export code."""
+    corpus = [inspect.getsource(inspect)] + TEXTS
+    hf_dir = write_byte_level_bpe(tmp_path_factory.mktemp("bpe_llama"), corpus, vocab_size=320)
+    tokenizer = load_tokenizer(hf_dir)
+    # A vocabulary padded past the tokenizer's 320 ids, as real checkpoints often are.
+    config = ModelConfig(vocab_size=384, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2)
+    config = config.replace(ffn_dim=64, max_seq_len=256, tie_embeddings=False)
+    abstract = jax.eval_shape(
+        lambda: Transformer(config).init(jax.random.key(0), np.zeros((1, 4), np.int32))
+    )["params"]
+    rng = np.random.default_rng(0)
+    # Unit norm scales and wide weights: spread logits, so greedy decoding has no near-ties.
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, leaf: (
+            np.ones(leaf.shape, np.float32)
+            if "norm" in jax.tree_util.keystr(path)
+            else rng.normal(0, 0.2, leaf.shape).astype(np.float32)
+        ),
+        nn.unbox(abstract),
+    )
+    safetensors_io.write_tensors(llama.to_hf(params, config), hf_dir, 1 << 30)
+    hf_config = llama.hf_config(config, tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id)
+    (hf_dir / "config.json").write_text(json.dumps(hf_config))
+    return hf_dir
+
+
+def _text_files_corpus(directory: Path) -> tuple[list[str], str]:
+    """Gin params of a 12-document text_files corpus whose validation split is exactly one
+    tiny document (the one with the lowest split score) that fits one packed record; returns
+    (params, that document)."""
+    from tinylm_jax.data.documents import split_score
+
+    directory.mkdir()
+    paths = []
+    for i in range(12):
+        paths.append(directory / f"doc{i}.txt")
+        paths[-1].write_text(f"{TEXTS[i % 2]}#{i}: naïve café — 東京 😀\n")
+    scores = sorted((split_score(str(p)), p) for p in paths)
+    fraction = (scores[0][0] + scores[1][0]) / 2
+    params = [
+        "DataConfig.dataset = 'text_files'",
+        f"DataConfig.paths = ('{directory}/*.txt',)",
+        f"DataConfig.validation_fraction = {fraction}",
+        "TrainConfig.seq_len = 128",
+        "TrainConfig.batch_size = 8",
+        "TrainConfig.eval_batch_size = 8",
+    ]
+    return params, scores[0][1].read_text()
+
+
+def test_tokenizer_json_checkpoint_import_sample_eval_train_export(
+    bpe_checkpoint, tmp_path, capsys
+):
+    hf = bpe_checkpoint
+    workdir = tmp_path / "imported"
+    assert cli.main(["import-hf", f"--hf_dir={hf}", f"--workdir={workdir}"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokenizer"] == str(workdir / "tokenizer.json")
+    files = {p.name for p in workdir.iterdir()}
+    assert {"tokenizer.json", "tokenizer_config.json"} <= files and "tokenizer.model" not in files
+    config = config_lib.parse(workdir_config=workdir / "config.gin")
+    assert config.data.tokenizer == str((workdir / "tokenizer.json").absolute())
+    model, params, tokenizer = _ours(workdir)
+    original = tokenizers.Tokenizer.from_file(str(hf / "tokenizer.json"))
+
+    # Greedy sampling: each id is the argmax of the model's forward pass over what precedes it
+    # (recomputed here in one pass without a cache), up to 8 ids or an EOS.
+    prompt = "def main(argv): naïve"
+    args = ["sample", f"--workdir={workdir}", "--max_new_tokens=8", "--temperature=0", "--json"]
+    assert cli.main(args + [f"--prompt={prompt}"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    completion = result["completion_ids"]
+    ids = [tokenizer.eos_id] + original.encode(prompt, add_special_tokens=False).ids  # BOS = EOS
+    logits, _ = model.apply({"params": params}, np.array([ids + completion]))
+    greedy = np.argmax(np.asarray(logits[0, len(ids) - 1 :]), axis=-1).tolist()
+    assert greedy[: len(completion)] == completion
+    assert len(completion) == 8 or greedy[len(completion)] == tokenizer.eos_id
+    assert result["completion"] == original.decode(completion)
+
+    # Bits per byte of the one validation document, by hand: [EOS as BOS] text [EOS].
+    data_params, text = _text_files_corpus(tmp_path / "corpus")
+    args = ["eval", f"--workdir={workdir}", *_gin(data_params)]
+    assert cli.main(args) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    ids = [tokenizer.eos_id] + original.encode(text, add_special_tokens=False).ids
+    ids.append(tokenizer.eos_id)
+    logits, _ = model.apply({"params": params}, np.array([ids[:-1]]))
+    log_probs = jax.nn.log_softmax(np.asarray(logits[0], np.float64), axis=-1)
+    nats = -sum(float(log_probs[k, t]) for k, t in enumerate(ids[1:]))
+    assert metrics["eval_tokens"] == len(ids) - 1
+    expected_bpb = nats / np.log(2) / len(text.encode("utf-8"))
+    np.testing.assert_allclose(metrics["eval_bits_per_byte"], expected_bpb, rtol=1e-4)
+
+    # Continued pretraining, then export: the very same tokenizer.json, which AutoTokenizer loads.
+    train = ["train", f"--workdir={workdir}", *_gin(data_params + ["TrainConfig.num_steps = 2"])]
+    assert cli.main(train + _gin(["TrainConfig.eval_steps = 0", "TrainConfig.log_every = 1"])) == 0
+    assert ckpt.load_params(workdir)[1] == 2
+    exported = tmp_path / "exported"
+    assert cli.main(["export-hf", f"--workdir={workdir}", f"--out={exported}"]) == 0
+    assert (exported / "tokenizer.json").read_bytes() == (hf / "tokenizer.json").read_bytes()
+    auto = transformers.AutoTokenizer.from_pretrained(exported)
+    for text in TEXTS:
+        ids = original.encode(text, add_special_tokens=False).ids
+        assert auto(text, add_special_tokens=False).input_ids == ids == tokenizer.encode(text)
+    assert auto.eos_token_id == tokenizer.eos_id and auto.pad_token_id == tokenizer.pad_id
+
+    # A parent for parameter inheritance as it is: a one-layer child keeps its tokenizer.
+    fields = llama.model_fields(json.loads((hf / "config.json").read_text()))
+    shape = [f"ModelConfig.{k} = {v!r}" for k, v in fields.items() if k != "n_layers"]
+    child = tmp_path / "child"
+    args = ["inherit", f"--parent={workdir}", f"--workdir={child}", *_gin(data_params + shape)]
+    assert cli.main(args + _gin(["ModelConfig.n_layers = 1", "TrainConfig.eval_steps = 0"])) == 0
+    assert load_tokenizer(child).fingerprint == tokenizer.fingerprint
+    assert (child / "tokenizer.json").read_bytes() == (hf / "tokenizer.json").read_bytes()

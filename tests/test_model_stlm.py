@@ -15,7 +15,7 @@ from tinylm_jax.config import RunConfig
 from tinylm_jax.data import pipeline
 from tinylm_jax.data.config import DataConfig
 from tinylm_jax.data.token_bytes import build_token_bytes, check_token_bytes, token_symbols
-from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.data.tokenizer import Tokenizer, load_tokenizer
 from tinylm_jax.errors import ConfigError, DataError
 from tinylm_jax.eval.generate import SamplingConfig, generate
 from tinylm_jax.interop import llama
@@ -322,7 +322,7 @@ def test_build_run_needs_the_table_exactly_for_byte_models():
 def tokenizer(data_dir) -> Tokenizer:
     # The tests' small stdlib corpus and tokenizer (shared through the session's data cache).
     config = DataConfig(max_documents=60, vocab_size=512, validation_fraction=0.05)
-    return Tokenizer.from_file(pipeline.train_tokenizer_for(config))
+    return load_tokenizer(pipeline.train_tokenizer_for(config))
 
 
 def test_byte_table_round_trips_every_token(tokenizer):

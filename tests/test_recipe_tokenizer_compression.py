@@ -6,13 +6,18 @@ import pathlib
 import numpy as np
 import pytest
 
-from tests.helpers import TINY_DATA
+from tests.helpers import TINY_DATA, write_byte_level_bpe
 from tinylm_jax.cli import main
 from tinylm_jax.data import corpus as corpus_lib
 from tinylm_jax.data.config import DataConfig, resolve_data_dir
 from tinylm_jax.data.pipeline import train_tokenizer_for
-from tinylm_jax.data.tokenizer import Tokenizer, train_tokenizer
+from tinylm_jax.data.tokenizer import (
+    SentencePieceTokenizer,
+    load_tokenizer,
+    train_tokenizer,
+)
 from tinylm_jax.errors import DataError
+from tinylm_jax.interop import hf_tokenizer
 from tinylm_jax.recipe import tokenizer_compression as tc
 from tinylm_jax.recipe import vocab_mapping
 
@@ -36,7 +41,7 @@ def corpus(data_dir):
     path = train_tokenizer_for(config)  # Cached in the session data dir (the CLI test reuses it).
     raw = corpus_lib.load_raw_corpus(config, resolve_data_dir(config))
     texts = [t for t, _ in corpus_lib.iter_texts(raw.splits["train"], raw.text_key) if t]
-    big = Tokenizer.from_file(path)
+    big = load_tokenizer(path)
     counts = tc.count_tokens(big, ((t, None) for t in texts), num_threads=2)
     return pathlib.Path(path).read_bytes(), texts, counts
 
@@ -45,7 +50,7 @@ def corpus(data_dir):
 def bpe(corpus):
     _, texts, _ = corpus
     model = train_tokenizer(texts, 1000, "bpe")
-    big = Tokenizer(model)
+    big = SentencePieceTokenizer(model)
     return model, tc.count_tokens(big, ((t, None) for t in texts), num_threads=2)
 
 
@@ -56,7 +61,7 @@ def _mandatory(model: bytes) -> int:
 
 def test_counts_match_encoding(corpus):
     model, texts, counts = corpus
-    big = Tokenizer(model)
+    big = SentencePieceTokenizer(model)
     assert big.vocab_size == BIG
     ids = np.concatenate([big.encode(t) for t in texts[:10]])
     head = tc.count_tokens(big, ((t, None) for t in texts[:10]), num_threads=1)
@@ -71,7 +76,7 @@ def test_exact_size_and_monotone_coverage(corpus):
     coverages = []
     for size in sizes:
         result = tc.compress(model, counts.counts, vocab_size=size)
-        assert result.vocab_size == size == Tokenizer(result.model).vocab_size
+        assert result.vocab_size == size == SentencePieceTokenizer(result.model).vocab_size
         assert tc.load_model_proto(result.model).trainer_spec.vocab_size == size
         coverages.append(result.coverage)
     assert coverages == sorted(coverages) and coverages[0] < 0.5 < coverages[2]
@@ -90,7 +95,7 @@ def test_id_map_keeps_specials_bytes_and_order(corpus):
     assert id_map.shape == (BIG,) and (id_map >= 0).sum() == 400
     np.testing.assert_array_equal(id_map[:260], np.arange(260))  # pad/bos/eos/unk + 256 bytes
     assert np.all(np.diff(id_map[id_map >= 0]) == 1)  # Kept pieces keep their order.
-    small, big = Tokenizer(result.model), Tokenizer(model)
+    small, big = SentencePieceTokenizer(result.model), SentencePieceTokenizer(model)
     assert (small.pad_id, small.bos_id, small.eos_id, small.unk_id) == (0, 1, 2, 3)
     for old in np.flatnonzero(id_map >= 0)[::37]:
         assert small.id_to_piece(id_map[old]) == big.id_to_piece(old)
@@ -109,7 +114,7 @@ def test_lossless_round_trip(corpus, bpe, model_type, size):
     if model_type == "bpe":
         model, counts = bpe
     size = _mandatory(model) if size == "mandatory" else size
-    small = Tokenizer(tc.compress(model, counts.counts, vocab_size=size).model)
+    small = SentencePieceTokenizer(tc.compress(model, counts.counts, vocab_size=size).model)
     assert small.vocab_size == size
     for text, ids in zip(texts, small.encode_batch(texts, 2), strict=True):
         assert small.decode(ids) == text
@@ -123,7 +128,7 @@ def test_text_of_kept_pieces_maps_through_id_map(corpus, bpe, model_type):
     if model_type == "bpe":
         model, counts = bpe
     result = tc.compress(model, counts.counts, vocab_size=500)
-    big, small = Tokenizer(model), Tokenizer(result.model)
+    big, small = SentencePieceTokenizer(model), SentencePieceTokenizer(result.model)
     checked = 0
     for text in texts:
         for line in text.splitlines(keepends=True):
@@ -140,7 +145,7 @@ def test_bpe_keeps_merge_intermediates(bpe):
     model, counts = bpe
     result = tc.compress(model, counts.counts, vocab_size=400)
     assert result.bpe_intermediates > 0
-    small = Tokenizer(result.model)
+    small = SentencePieceTokenizer(result.model)
     proto = tc.load_model_proto(result.model)
     for i, piece in enumerate(proto.pieces):
         if piece.type == tc.Piece.NORMAL:  # Every kept piece is reachable on its own text.
@@ -165,7 +170,7 @@ def test_cli_compress(corpus, tmp_path, capsys, gin_clean):
     params = [f"--gin_param={p}" for p in DATA]
     big = tmp_path / "big.model"
     assert main(["tokenizer", "train", *params, f"--out={big}"]) == 0
-    assert Tokenizer.from_file(big).vocab_size == BIG
+    assert load_tokenizer(big).vocab_size == BIG
     capsys.readouterr()
     out = tmp_path / "compressed"
     argv = ["tokenizer", "compress", f"--tokenizer={big}", "--gin_file=models/tiny_test.gin"]
@@ -176,7 +181,7 @@ def test_cli_compress(corpus, tmp_path, capsys, gin_clean):
     assert (
         report["compressed"]["vocab_size"]
         == 400
-        == Tokenizer.from_file(out / "tokenizer.model").vocab_size
+        == load_tokenizer(out / "tokenizer.model").vocab_size
     )
     assert report["tokenizer"]["vocab_size"] == BIG and 0.5 < report["coverage"] < 1.0
     sample = report["sample"]
@@ -215,3 +220,78 @@ def test_ablation_arms(arm, size, gin_clean):
     config = config_lib.parse(["ablations/tokenizer/base.gin"])
     assert config.data.tokenizer == "runs/tokenizers/big/tokenizer.model"
     assert config.model.vocab_size == config.data.vocab_size > size  # The big tokenizer's size.
+
+
+@pytest.fixture(scope="module")
+def bpe_json(corpus, tmp_path_factory):
+    """(directory, big byte-level BPE tokenizer.json of 1000 ids, token counts)."""
+    _, texts, _ = corpus
+    directory = write_byte_level_bpe(tmp_path_factory.mktemp("bpe_json"), texts, vocab_size=1000)
+    big = load_tokenizer(directory)
+    return directory, big, tc.count_tokens(big, ((t, None) for t in texts), num_threads=2)
+
+
+@pytest.mark.parametrize("size", [300, 700])
+def test_byte_level_bpe_json_compression(bpe_json, corpus, size):
+    _, big, counts = bpe_json
+    _, texts, _ = corpus
+    result, small = tc.compress_bpe_json(big, counts.counts, vocab_size=size)
+    assert result.vocab_size == small.vocab_size == size
+    assert result.mandatory == 256 + 2  # byte tokens and the two special tokens
+    id_map = result.id_map
+    kept = np.flatnonzero(id_map >= 0)
+    np.testing.assert_array_equal(id_map[kept], np.arange(size))
+    assert [small.id_to_piece(i) for i in id_map[kept]] == [big.id_to_piece(i) for i in kept]
+    assert (small.eos_id, small.pad_id) == (id_map[big.eos_id], id_map[big.pad_id])
+    # The most frequent tokens are kept, and every kept merge stays reachable.
+    optional = np.arange(result.mandatory, big.vocab_size)  # the trainer numbers merges last
+    frequent = optional[np.argsort(-counts.counts[optional], kind="stable")]
+    assert (id_map[frequent[: (size - result.mandatory) // 3]] >= 0).all()
+    vocab, merges = small.spec["model"]["vocab"], small.spec["model"]["merges"]
+    assert all(a in vocab and b in vocab and a + b in vocab for a, b in merges)
+    assert set(vocab.values()) == set(range(size))
+    # Lossless on any text; lines the big tokenizer spells in kept tokens keep their tokens.
+    for text in UNSEEN + texts[:5]:
+        assert small.decode(small.encode(text)) == text
+    lines = [line for text in texts[:20] for line in text.splitlines(keepends=True)]
+    unchanged = 0
+    for line, ids in zip(lines, big.encode_batch(lines), strict=True):
+        if (id_map[ids] >= 0).all():
+            assert small.encode(line) == id_map[ids].tolist(), line
+            unchanged += 1
+    assert unchanged > len(lines) // 10
+
+
+def test_byte_level_bpe_json_compression_errors(bpe_json, corpus, tmp_path):
+    _, big, counts = bpe_json
+    with pytest.raises(DataError, match="out of range.*choose a size in \\[258, 1000\\]"):
+        tc.compress_bpe_json(big, counts.counts, vocab_size=257)
+    model, _, _ = corpus
+    sp = SentencePieceTokenizer(model, "big.model")
+    (tmp_path / "tokenizer.json").write_text(json.dumps(hf_tokenizer.tokenizer_json(sp)))
+    (tmp_path / "tokenizer_config.json").write_text('{"eos_token": "</s>"}')
+    unigram = load_tokenizer(tmp_path)
+    with pytest.raises(DataError, match="only byte-level BPE tokenizer.json files"):
+        tc.compress_bpe_json(unigram, np.ones(unigram.vocab_size, np.int64), vocab_size=300)
+
+
+def test_cli_compress_bpe_json(bpe_json, tmp_path, capsys, gin_clean):
+    directory, big, _ = bpe_json
+    out = tmp_path / "compressed"
+    params = [f"--gin_param={p}" for p in DATA]
+    argv = ["tokenizer", "compress", f"--tokenizer={directory}", "--vocab_size=400", "--json"]
+    assert main([*argv, *params, f"--out={out}"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == json.loads((out / "report.json").read_text())
+    assert {"tokenizer.json", "tokenizer_config.json", "id_map.npy", "id_map.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    small = load_tokenizer(out)
+    assert report["compressed"]["vocab_size"] == small.vocab_size == 400
+    assert report["tokenizer"]["model_type"] == "byte-level bpe"
+    assert report["compressed"]["sha256"] == small.fingerprint
+    sample = report["sample"]
+    assert sample["after"]["tokens_per_byte"] > sample["before"]["tokens_per_byte"]
+    assert sample["after"]["round_trip_mismatches"] == 0
+    id_map = vocab_mapping.load_id_map(out)
+    assert id_map.shape == (big.vocab_size,) and (id_map >= 0).sum() == 400

@@ -65,6 +65,16 @@ def cmd_train(args: argparse.Namespace, hooks=None) -> int:
     )
     from tinylm_jax.train.loop import PREEMPTED_EXIT_CODE, Preempted, train
 
+    if config.data.tokenizer is not None:
+        import jax
+
+        from tinylm_jax.data.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(config.data.tokenizer)  # fails before the data is prepared
+        if jax.process_index() == 0:
+            # The loop copies only the tokenizer's main file (as tokenizer.model); a
+            # tokenizer.json also needs the files that declare its special tokens.
+            tokenizer.save(args.workdir)
     try:
         train(config, args.workdir, hooks)
     except Preempted as preempted:
@@ -454,7 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_distributed_flags(bench)
     bench.set_defaults(fn=cmd_bench)
 
-    tokenizer = commands.add_parser("tokenizer", help="SentencePiece tokenizers")
+    tokenizer = commands.add_parser(
+        "tokenizer", help="SentencePiece training; compression (also of a BPE tokenizer.json)"
+    )
     tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", required=True)
     tok_train = tokenizer_commands.add_parser("train", help="train one on DataConfig's corpus")
     tok_train.add_argument("--out", required=True, help="path of the .model to write")
@@ -462,11 +474,13 @@ def build_parser() -> argparse.ArgumentParser:
     tok_train.set_defaults(fn=cmd_tokenizer_train)
     tok_compress = tokenizer_commands.add_parser(
         "compress",
-        help="PanGu-style pruning to the most frequent pieces; writes tokenizer.model, "
-        "id_map.npy/.json and report.json",
+        help="PanGu-style pruning to the most frequent pieces; writes tokenizer.model (or "
+        "tokenizer.json), id_map.npy/.json and report.json",
     )
     tok_compress.add_argument(
-        "--tokenizer", help="the big .model to prune (default: DataConfig's tokenizer)"
+        "--tokenizer",
+        help="the big .model or byte-level BPE tokenizer.json (or its directory) to prune "
+        "(default: DataConfig's tokenizer)",
     )
     target = tok_compress.add_mutually_exclusive_group(required=True)
     target.add_argument("--vocab_size", type=int, help="exact size of the compressed tokenizer")

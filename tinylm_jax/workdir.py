@@ -1,8 +1,9 @@
 """A run's workdir as the commands use it: load its params for eval, sampling and export;
 write a step-0 workdir around given params (import, inheritance).
 
-A workdir holds `config.gin` (the operative config), `tokenizer.model`, `checkpoints/`
-(Orbax), `metrics.jsonl` and `tensorboard/`; any path may be local or gs://.
+A workdir holds `config.gin` (the operative config), its tokenizer (`tokenizer.model`, or
+`tokenizer.json` with `tokenizer_config.json`), `checkpoints/` (Orbax), `metrics.jsonl` and
+`tensorboard/`; any path may be local or gs://.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from etils import epath
 from tinylm_jax.config import RunConfig
 from tinylm_jax.data import pipeline
 from tinylm_jax.data.token_bytes import check_token_bytes, token_bytes_for
-from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.data.tokenizer import Tokenizer, load_tokenizer
 from tinylm_jax.errors import ConfigError, DataError
 from tinylm_jax.eval import multiple_choice
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
@@ -40,10 +41,14 @@ def config_path(workdir: epath.PathLike) -> epath.Path:
 
 
 def tokenizer_of(workdir: epath.PathLike) -> Tokenizer:
-    path = epath.Path(workdir) / "tokenizer.model"
-    if not path.exists():
-        raise DataError(f"{path} is missing; it is written by `tinylm train`")
-    return Tokenizer.from_file(path)
+    """The workdir's tokenizer (`tokenizer.model` or `tokenizer.json`)."""
+    workdir = epath.Path(workdir)
+    if not any((workdir / name).exists() for name in ("tokenizer.model", "tokenizer.json")):
+        raise DataError(
+            f"{workdir} holds no tokenizer.model or tokenizer.json; `tinylm train`, "
+            "`import-hf` and `inherit` write one"
+        )
+    return load_tokenizer(workdir)
 
 
 def load_workdir(config: RunConfig, workdir: epath.PathLike) -> tuple[Run, dict, Tokenizer]:
@@ -96,8 +101,7 @@ def _data_of(workdir, run: Run, tokenizer: Tokenizer) -> pipeline.PreparedData:
     if data.tokenizer.fingerprint != tokenizer.fingerprint:
         raise DataError(
             f"the data config's tokenizer ({data.tokenizer.path}) is not the one "
-            f"{workdir} was trained with; point DataConfig.tokenizer at "
-            f"{epath.Path(workdir) / 'tokenizer.model'}"
+            f"{workdir} was trained with; point DataConfig.tokenizer at {workdir}"
         )
     return data
 
@@ -134,9 +138,18 @@ def sample_workdir(
             pad_id=tokenizer.pad_id,
         )
     return [
-        {"prompt": p, "completion": tokenizer.decode(ids), "completion_ids": ids}
+        {"prompt": p, "completion": continuation_text(tokenizer, ids), "completion_ids": ids}
         for p, ids in zip(prompts, completions, strict=True)
     ]
+
+
+def continuation_text(tokenizer: Tokenizer, ids: list[int]) -> str:
+    """The text `ids` add after a prompt: their bytes in order, released a whole character at
+    a time, so a character split across byte-level tokens comes out whole and one cut off by
+    --max_new_tokens ends the text as U+FFFD. Unlike `decode`, a leading space survives (a
+    dummy-prefix decoder strips it from the start of a document, which a completion is not)."""
+    decoder = tokenizer.incremental_decoder()
+    return "".join(decoder.push(i) for i in ids) + decoder.flush()
 
 
 def check_new_workdir(workdir: epath.PathLike) -> None:
@@ -147,16 +160,16 @@ def check_new_workdir(workdir: epath.PathLike) -> None:
 
 
 def write_initial_workdir(
-    run: Run, params: dict, workdir: epath.PathLike, tokenizer_path: str | None, metadata: dict
+    run: Run, params: dict, workdir: epath.PathLike, tokenizer: Tokenizer | None, metadata: dict
 ) -> None:
     """A workdir that `train` continues from step 0 (fresh optimizer state) and that `eval`,
-    `sample` and `export-hf` read: `config.gin` (the run's), the tokenizer (when given) and a
-    step-0 checkpoint of `params` (a nested dict of arrays in the run's param layout)."""
+    `sample` and `export-hf` read: `config.gin` (the run's), the tokenizer's files (when given)
+    and a step-0 checkpoint of `params` (a nested dict of arrays in the run's param layout)."""
     workdir = epath.Path(workdir)
     check_new_workdir(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    if tokenizer_path is not None:
-        write_atomically(workdir / "tokenizer.model", epath.Path(tokenizer_path).read_bytes())
+    if tokenizer is not None:
+        tokenizer.save(workdir)
     with run_context(run):
         state = state_from_params(params, run.tx, run.shardings)
     manager = ckpt.make_manager(workdir, run.config.checkpoint)

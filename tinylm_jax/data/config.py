@@ -23,8 +23,10 @@ class DataConfig:
         text under `text_key`), `.parquet` (column `text_key`); any other file is
         one document.
       text_key: Name of the text field (jsonl/parquet/TFDS feature).
-      tokenizer: Path of a SentencePiece `.model`; None trains one on the
-        training split (cached in the data dir).
+      tokenizer: Path of a SentencePiece `.model`, a Hugging Face `tokenizer.json`
+        (its special tokens declared in the files beside it) or a directory holding
+        either; None trains a SentencePiece model on the training split (cached in
+        the data dir).
       vocab_size: Vocabulary size when training a tokenizer.
       validation_fraction: Fraction of documents (chosen by a hash of each
         document's path/index) held out for validation.

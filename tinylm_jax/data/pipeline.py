@@ -3,6 +3,7 @@
 Cache layout under the data dir ($TINYLM_DATA_DIR or ~/.cache/tinylm_jax):
   tfds/<builder>/<config-hash>/<version>/   raw documents (TFDS, ArrayRecord)
   tokenizers/<raw-fp>-<type>-<vocab>.model  tokenizers trained on a corpus
+  (a given tokenizer, SentencePiece or tokenizer.json, is read in place)
   packed/<raw-fp>-<tokenizer-fp>-L<seq_len>-v<format>/{train,validation}.array_record
                                             + manifest.json (stats)
 Every level is keyed by a fingerprint of its inputs, so a changed corpus,
@@ -27,7 +28,13 @@ from tinylm_jax.data import corpus as corpus_lib
 from tinylm_jax.data import loader as loader_lib
 from tinylm_jax.data import packing
 from tinylm_jax.data.config import DataConfig, resolve_data_dir
-from tinylm_jax.data.tokenizer import Tokenizer, check_vocab, train_tokenizer
+from tinylm_jax.data.tokenizer import (
+    HFTokenizer,
+    Tokenizer,
+    check_vocab,
+    load_tokenizer,
+    train_tokenizer,
+)
 from tinylm_jax.errors import DataError
 from tinylm_jax.files import write_atomically
 
@@ -64,12 +71,12 @@ class PreparedData:
 
 def _tokenizer(config: DataConfig, raw: corpus_lib.RawCorpus, data_dir: pathlib.Path) -> Tokenizer:
     if config.tokenizer is not None:
-        return Tokenizer.from_file(config.tokenizer)
+        return load_tokenizer(config.tokenizer)
     settings = tokenizer_training_settings(config)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = data_dir / "tokenizers" / f"{raw.fingerprint}-{digest}.model"
     if path.exists():
-        return Tokenizer.from_file(path)
+        return load_tokenizer(path)
     log.info(
         "Training a %d-piece %s tokenizer on %s ...",
         config.vocab_size,
@@ -80,7 +87,7 @@ def _tokenizer(config: DataConfig, raw: corpus_lib.RawCorpus, data_dir: pathlib.
     proto = train_tokenizer(texts, **settings, num_threads=config.num_workers)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, proto)  # concurrent processes never read half a model
-    return Tokenizer.from_file(path)
+    return load_tokenizer(path)
 
 
 def tokenizer_training_settings(config: DataConfig) -> dict[str, Any]:
@@ -96,9 +103,10 @@ def tokenizer_training_settings(config: DataConfig) -> dict[str, Any]:
 
 
 def train_tokenizer_for(config: DataConfig, out: str | os.PathLike[str] | None = None) -> str:
-    """Trains (or reuses) the tokenizer `prepare_data` would use; copies it to `out`.
+    """Trains (or reuses) the tokenizer `prepare_data` would use; copies it to `out` (a file,
+    or a directory that receives all of the tokenizer's files).
 
-    Returns the path of the `.model` file (`out` when given).
+    Returns the path of the tokenizer's main file (in `out` when given).
     """
     data_dir = resolve_data_dir(config)
     raw = corpus_lib.load_raw_corpus(config, data_dir)
@@ -107,7 +115,12 @@ def train_tokenizer_for(config: DataConfig, out: str | os.PathLike[str] | None =
         return tokenizer.path
     out = pathlib.Path(out).expanduser()
     if out.is_dir():
-        out = out / "tokenizer.model"
+        return str(out / tokenizer.save(out)[0])
+    if isinstance(tokenizer, HFTokenizer):
+        raise DataError(
+            f"--out={out}: a tokenizer.json comes with the files that declare its special "
+            "tokens; give a directory"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(tokenizer.path, out)
     return str(out)

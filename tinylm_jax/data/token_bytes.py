@@ -1,52 +1,34 @@
-"""The token byte table of byte-level models, built once from the run's SentencePiece tokenizer.
+"""The token byte table of byte-level models, built once from the run's tokenizer.
 
-Every id becomes its UTF-8 bytes (`▁` is a space), a byte-fallback piece `<0xAB>` its one
-byte, BOS/EOS their own symbols and any other control/unknown/unused piece `BYTE_OTHER`;
-rows are truncated or right-padded to `ModelConfig.max_token_bytes`. The build is
-deterministic, so a workdir's `tokenizer.model` rebuilds it; its fingerprint is saved with
-each checkpoint (`token_bytes_fingerprint`) so a changed table is caught.
+Every id becomes the bytes it adds to decoded text (`Tokenizer.pieces`: UTF-8 with `▁` a
+space, the raw bytes of a byte-level BPE token), a byte-fallback piece `<0xAB>` its one
+byte, BOS/EOS their own symbols and any other special id `BYTE_OTHER`; rows are truncated or
+right-padded to `ModelConfig.max_token_bytes`. The build is deterministic, so a workdir's
+tokenizer rebuilds it; its fingerprint is saved with each checkpoint
+(`token_bytes_fingerprint`) so a changed table is caught.
 """
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
-import sentencepiece as spm
 
-from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.data.tokenizer import PieceKind, Tokenizer
 from tinylm_jax.errors import DataError
 from tinylm_jax.model.byte_level import BYTE_BOS, BYTE_EOS, BYTE_OTHER, BYTE_PAD, TokenBytes
 from tinylm_jax.model.config import ModelConfig
-
-_BYTE_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
 
 def token_symbols(tokenizer: Tokenizer, vocab_size: int) -> tuple[list[list[int]], list[int]]:
     """Each id's full symbol list (untruncated) and its kind: 0 ordinary piece, 1 byte-fallback
     piece, 2 special (control/unknown/unused, and ids past the tokenizer)."""
-    processor = spm.SentencePieceProcessor(model_proto=tokenizer.proto)
-    size = min(processor.get_piece_size(), vocab_size)
+    special = {tokenizer.bos_id: BYTE_BOS, tokenizer.eos_id: BYTE_EOS}
+    pieces = tokenizer.pieces
     symbols: list[list[int]] = []
     kinds: list[int] = []
     for i in range(vocab_size):
-        if i >= size or processor.is_control(i) or processor.is_unknown(i):
-            special = {tokenizer.bos_id: BYTE_BOS, tokenizer.eos_id: BYTE_EOS}
-            symbols.append([special.get(i, BYTE_OTHER) if i < size else BYTE_OTHER])
-            kinds.append(2)
-            continue
-        if processor.is_unused(i):
-            symbols.append([BYTE_OTHER])
-            kinds.append(2)
-            continue
-        piece = processor.id_to_piece(i)
-        match = _BYTE_PIECE.match(piece)
-        if processor.is_byte(i) or match:
-            symbols.append([int(match.group(1), 16)])
-            kinds.append(1)
-        else:
-            symbols.append(list(piece.replace("\u2581", " ").encode("utf-8")))
-            kinds.append(0)
+        kind, data = pieces[i] if i < len(pieces) else (PieceKind.SPECIAL, b"")
+        symbols.append([special.get(i, BYTE_OTHER)] if kind == PieceKind.SPECIAL else list(data))
+        kinds.append(int(kind))
     return symbols, kinds
 
 
@@ -83,6 +65,6 @@ def check_token_bytes(metadata: dict, token_bytes: TokenBytes | None, where: obj
     if saved != now:
         raise DataError(
             f"the checkpoints in {where} were saved with token byte table {str(saved)[:16]}, "
-            f"but this run's is {str(now)[:16]}; use the workdir's tokenizer.model and the "
+            f"but this run's is {str(now)[:16]}; use the workdir's tokenizer and the "
             "ModelConfig it was trained with, or train in a new --workdir"
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jax
 
-from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.data.tokenizer import SentencePieceTokenizer, Tokenizer
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.interop import hf_tokenizer, llama, safetensors_io
 from tinylm_jax.model.config import ModelConfig
@@ -46,7 +46,10 @@ def export_params(
         (out_dir / name).write_text(json.dumps(content, indent=2) + "\n")
     tensors = llama.to_hf(jax.device_get(params), config)
     files = safetensors_io.write_tensors(tensors, out_dir, max_shard_bytes)
-    files += hf_tokenizer.write_hf_tokenizer(tokenizer, out_dir, config.max_seq_len)
+    if isinstance(tokenizer, SentencePieceTokenizer):
+        files += hf_tokenizer.write_hf_tokenizer(tokenizer, out_dir, config.max_seq_len)
+    else:  # a tokenizer.json: the very same files, which `AutoTokenizer` loads as they are
+        files += tokenizer.save(out_dir)
     return ["config.json", "generation_config.json", *files]
 
 

@@ -1,5 +1,7 @@
 """Hugging Face tokenizer files for a SentencePiece model: tokenizer.json + tokenizer_config.json.
 
+(A tokenizer that is a `tokenizer.json` already exports as itself: `HFTokenizer.save`.)
+
 transformers 5's `LlamaTokenizer` is a BPE-only class that re-derives merges from a
 `tokenizer.model`, so it cannot reproduce a unigram model (ours are unigram by default). We
 therefore write the `tokenizers` serialization of the very same model (`tokenizer.json`:
@@ -22,12 +24,11 @@ is not valid UTF-8 (only a model's output can produce one) decodes to one U+FFFD
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 
-from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.data.tokenizer import SentencePieceTokenizer
 from tinylm_jax.errors import DataError
 
 # SentencePiece piece types (sentencepiece_model.proto).
@@ -38,13 +39,13 @@ _UNIGRAM, _BPE = 1, 2
 _UNMATCHABLE_SCORE = -1e6
 
 
-def _proto(tokenizer: Tokenizer) -> sp_pb2.ModelProto:
+def _proto(tokenizer: SentencePieceTokenizer) -> sp_pb2.ModelProto:
     proto = sp_pb2.ModelProto()
-    proto.ParseFromString(Path(tokenizer.path).read_bytes())
+    proto.ParseFromString(tokenizer.proto)
     return proto
 
 
-def tokenizer_json(tokenizer: Tokenizer) -> dict:
+def tokenizer_json(tokenizer: SentencePieceTokenizer) -> dict:
     """The `tokenizers` library's serialization of `tokenizer` (a SentencePiece model)."""
     proto = _proto(tokenizer)
     spec, norm = proto.trainer_spec, proto.normalizer_spec
@@ -153,7 +154,7 @@ def _bpe_merges(pieces) -> list[list[str]]:
     return [[a, b] for *_, a, b in sorted(merges)]
 
 
-def tokenizer_config(tokenizer: Tokenizer, model_max_length: int) -> dict:
+def tokenizer_config(tokenizer: SentencePieceTokenizer, model_max_length: int) -> dict:
     piece = tokenizer.id_to_piece
     dummy_prefix = _proto(tokenizer).normalizer_spec.add_dummy_prefix
     return {
@@ -174,9 +175,11 @@ def tokenizer_config(tokenizer: Tokenizer, model_max_length: int) -> dict:
     }
 
 
-def write_hf_tokenizer(tokenizer: Tokenizer, out_dir: Path, model_max_length: int) -> list[str]:
+def write_hf_tokenizer(
+    tokenizer: SentencePieceTokenizer, out_dir: Path, model_max_length: int
+) -> list[str]:
     """Writes tokenizer.model, tokenizer.json, tokenizer_config.json, special_tokens_map.json."""
-    shutil.copyfile(tokenizer.path, out_dir / "tokenizer.model")
+    (out_dir / "tokenizer.model").write_bytes(tokenizer.proto)
     config = tokenizer_config(tokenizer, model_max_length)
     files = {
         "tokenizer.json": tokenizer_json(tokenizer),

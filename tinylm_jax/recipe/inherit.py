@@ -10,7 +10,7 @@ Steps, each on the run's mesh:
   4. the child's params: slices of the parent's (`recipe/pruning.py`), embedding / head rows
      carried through the `id_map` of a compressed tokenizer when one is given;
   5. held-out loss of parent, child and a random-init child; a step-0 workdir holding
-     `config.gin`, `tokenizer.model`, the checkpoint and `inheritance.json` (the report).
+     `config.gin`, the child's tokenizer, the checkpoint and `inheritance.json` (the report).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from etils import epath
 
 from tinylm_jax.config import RunConfig
 from tinylm_jax.data import pipeline
-from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.data.tokenizer import Tokenizer, load_tokenizer
 from tinylm_jax.errors import ConfigError, DataError
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.eval.heldout import evaluate
@@ -39,7 +39,7 @@ from tinylm_jax.recipe import masks, pruning, vocab_mapping
 from tinylm_jax.run import Run, build_run, run_context
 from tinylm_jax.train import checkpoint as ckpt
 from tinylm_jax.train.state import init_state
-from tinylm_jax.workdir import check_new_workdir, write_initial_workdir
+from tinylm_jax.workdir import check_new_workdir, tokenizer_of, write_initial_workdir
 
 REPORT_FILE = "inheritance.json"
 SHAPE_FIELDS = (
@@ -64,24 +64,19 @@ class Tokenizers:
 def resolve_tokenizers(config: RunConfig, parent: ModelConfig, parent_workdir) -> Tokenizers:
     """The parent's and child's tokenizers; DataError / ConfigError if they cannot match.
 
-    The child's is DataConfig.tokenizer, else the id map directory's `tokenizer.model`, else
-    the parent's.
+    The child's is DataConfig.tokenizer, else the id map directory's tokenizer, else the
+    parent's.
     """
-    parent_path = epath.Path(parent_workdir) / "tokenizer.model"
-    if not parent_path.exists():
-        raise DataError(
-            f"{parent_path} is missing: the parent workdir needs its tokenizer (written by "
-            "`tinylm train`; put the model's SentencePiece file there after `import-hf`)"
-        )
-    parent_tok = Tokenizer.from_file(parent_path)
+    parent_path = epath.Path(parent_workdir)
+    parent_tok = tokenizer_of(parent_path)
     id_map = None
     child_path = config.data.tokenizer
     if config.inherit.id_map:
         id_map = vocab_mapping.load_id_map(config.inherit.id_map)
         map_dir = pathlib.Path(config.inherit.id_map).expanduser()
         map_dir = map_dir if map_dir.is_dir() else map_dir.parent
-        child_path = child_path or str(map_dir / "tokenizer.model")
-    child_tok = Tokenizer.from_file(child_path or parent_path)
+        child_path = child_path or str(map_dir)
+    child_tok = load_tokenizer(child_path) if child_path else parent_tok
     child = config.model
     if id_map is None:
         if child_tok.fingerprint != parent_tok.fingerprint:
@@ -106,7 +101,7 @@ def resolve_tokenizers(config: RunConfig, parent: ModelConfig, parent_workdir) -
     if child_tok.vocab_size != kept:
         raise DataError(
             f"the child's tokenizer ({child_tok.path}) has {child_tok.vocab_size} pieces but "
-            f"the id map keeps {kept}; use the tokenizer.model written with that id map"
+            f"the id map keeps {kept}; use the tokenizer written with that id map"
         )
     pipeline.check_vocab(child_tok, child.vocab_size)
     return Tokenizers(parent_tok, child_tok, id_map)
@@ -273,7 +268,7 @@ def inherit(
         }
     )
 
-    child_tokenizer = epath.Path(workdir) / "tokenizer.model"
+    child_tokenizer = epath.Path(workdir) / tokenizers.child.file_name
     if "://" not in str(child_tokenizer):
         child_tokenizer = child_tokenizer.absolute()
     gin_config = (
@@ -287,6 +282,6 @@ def inherit(
         "inherited_from": str(parent_workdir),
         "inherited_step": parent_step,
     }
-    write_initial_workdir(written, child_params, workdir, tokenizers.child.path, metadata)
+    write_initial_workdir(written, child_params, workdir, tokenizers.child, metadata)
     write_atomically(epath.Path(workdir) / REPORT_FILE, json.dumps(report, indent=1) + "\n")
     return report
