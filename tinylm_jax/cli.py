@@ -66,15 +66,9 @@ def cmd_train(args: argparse.Namespace, hooks=None) -> int:
     from tinylm_jax.train.loop import PREEMPTED_EXIT_CODE, Preempted, train
 
     if config.data.tokenizer is not None:
-        import jax
-
         from tinylm_jax.data.tokenizer import load_tokenizer
 
-        tokenizer = load_tokenizer(config.data.tokenizer)  # fails before the data is prepared
-        if jax.process_index() == 0:
-            # The loop copies only the tokenizer's main file (as tokenizer.model); a
-            # tokenizer.json also needs the files that declare its special tokens.
-            tokenizer.save(args.workdir)
+        load_tokenizer(config.data.tokenizer)  # a bad tokenizer fails before data preparation
     try:
         train(config, args.workdir, hooks)
     except Preempted as preempted:

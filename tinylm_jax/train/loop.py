@@ -23,6 +23,7 @@ from tinylm_jax.config import RunConfig
 from tinylm_jax.data import pipeline
 from tinylm_jax.data.config import DataConfig
 from tinylm_jax.data.token_bytes import check_token_bytes, token_bytes_for
+from tinylm_jax.data.tokenizer import Tokenizer
 from tinylm_jax.errors import ConfigError, DataError
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.eval.heldout import evaluate
@@ -87,7 +88,7 @@ def train(
     run = build_run(config, token_bytes_for(config.model, data.tokenizer))
     rounds_part.check_rounds(config, run, len(data.train))
     if jax.process_index() == 0:
-        write_run_files(workdir, config, data.tokenizer.path)
+        write_run_files(workdir, config, data.tokenizer)
     iterator = rounds_part.RoundIterator(functools.partial(make_train_iterator, data, config.train))
     manager = ckpt.make_manager(workdir, config.checkpoint)
     try:
@@ -127,14 +128,12 @@ def check_data(data: pipeline.PreparedData, config: RunConfig) -> None:
         )
 
 
-def write_run_files(workdir: epath.Path, config: RunConfig, tokenizer_path: str) -> None:
-    """`config.gin` and the tokenizer, written atomically: a run killed at any moment leaves
-    usable copies."""
+def write_run_files(workdir: epath.Path, config: RunConfig, tokenizer: Tokenizer) -> None:
+    """`config.gin` and the tokenizer's files, written atomically: a run killed at any moment
+    leaves usable copies."""
     workdir.mkdir(parents=True, exist_ok=True)
     write_atomically(workdir / "config.gin", config.gin_config)
-    target = workdir / "tokenizer.model"
-    if not (target.exists() and target.read_bytes() == epath.Path(tokenizer_path).read_bytes()):
-        write_atomically(target, epath.Path(tokenizer_path).read_bytes())
+    tokenizer.save(workdir)
 
 
 def make_train_iterator(
