@@ -38,10 +38,8 @@ def _inputs(B, L, N, K, H, documents, seed=0):
 @pytest.mark.parametrize(
     "B, L, N, K, H, block, documents",
     [
-        (2, 64, 4, 4, 16, 16, 1),  # one document, length a multiple of the block
-        (2, 37, 4, 2, 8, 8, 3),  # odd length, GQA, several documents per row
-        (1, 50, 6, 1, 8, 64, 4),  # MQA, one block longer than the sequence
-        (3, 33, 2, 2, 8, 5, 2),  # block that divides nothing
+        (2, 37, 4, 2, 8, 16, 3),  # odd length, a block that does not divide it, GQA, documents
+        (1, 24, 4, 1, 8, 32, 1),  # MQA, one document, one block longer than the sequence
     ],
 )
 def test_blockwise_matches_reference_values_and_gradients(B, L, N, K, H, block, documents):
@@ -61,7 +59,7 @@ def test_without_segment_ids_is_plain_causal_attention():
 
 
 def test_bfloat16_inputs_stay_bfloat16_and_close_to_float32():
-    q, k, v, cotangent, segments = _inputs(2, 48, 4, 2, 16, 2)
+    q, k, v, cotangent, segments = _inputs(2, 32, 4, 2, 16, 2)
     half = [x.astype(jnp.bfloat16) for x in (q, k, v)]
     out, vjp = jax.vjp(lambda *x: blockwise_attention(*x, segments, 16), *half)
     grads = vjp(cotangent.astype(jnp.bfloat16))
@@ -98,7 +96,7 @@ def test_auto_resolves_by_platform_dtype_and_head_dim(name, platform, dtype, hea
 
 def test_transformer_logits_and_gradients_agree_across_implementations():
     base = ModelConfig(
-        vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, attention_block_size=8
+        vocab_size=64, d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, attention_block_size=8
     )
     tokens = jax.random.randint(jax.random.key(0), (2, 21), 0, 64)
     segments = jnp.asarray([[1] * 10 + [2] * 11, [1] * 21])
