@@ -323,7 +323,14 @@ def cmd_recipe(args: argparse.Namespace) -> int:
     from tinylm_jax.recipe import ladder as ladder_lib
 
     ladder = ladder_lib.pangu_ladder(
-        args.root, args.scale, args.gin_file, args.gin_param, args.parent, args.tokenizer
+        args.root,
+        args.scale,
+        args.gin_file,
+        args.gin_param,
+        args.parent,
+        args.tokenizer,
+        args.big_vocab,
+        args.compact_vocab,
     )
     launcher = shlex.split(args.launcher) if args.launcher else ()
     if args.recipe_command == "run":
@@ -530,6 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--parent", help="a trained parent workdir instead of training one")
         sub.add_argument("--tokenizer", help="a big .model instead of training one on the corpus")
+        sub.add_argument(
+            "--big_vocab", type=int, help="the big tokenizer's size (default: the scale's)"
+        )
+        sub.add_argument(
+            "--compact_vocab", type=int, help="the compressed tokenizer's size (default: scale's)"
+        )
         sub.add_argument(
             "--eval_steps", type=int, default=None, help="eval batches per arm (None: all)"
         )

@@ -89,14 +89,27 @@ def pangu_ladder(
     gin_params: Sequence[str] = (),
     parent: str | None = None,
     tokenizer: str | None = None,
+    big_vocab: int | None = None,
+    compact_vocab: int | None = None,
 ) -> Ladder:
     """The ladder's steps under `root`. `parent` (a trained workdir on the compact tokenizer,
     or on the big one with `InheritConfig.id_map` given) replaces the recipe's parent;
-    `tokenizer` (a `.model`) replaces the big tokenizer trained on the corpus. The user's
-    `gin_files` / `gin_params` come last in every step."""
+    `tokenizer` (a `.model`) replaces the big tokenizer trained on the corpus; `big_vocab` /
+    `compact_vocab` replace the scale's tokenizer sizes (a small corpus cannot fill 16k
+    pieces). The user's `gin_files` / `gin_params` come last in every step."""
     if scale not in SCALES:
         raise ConfigError(f"--scale={scale!r} is not one of {SCALES}")
     settings = SCALE_SETTINGS[scale]
+    settings = dataclasses.replace(
+        settings,
+        big_vocab=big_vocab or settings.big_vocab,
+        compact_vocab=compact_vocab or settings.compact_vocab,
+    )
+    if not 0 < settings.compact_vocab < settings.big_vocab:
+        raise ConfigError(
+            f"the compact vocabulary ({settings.compact_vocab}) must be smaller than the big "
+            f"one ({settings.big_vocab}); set --compact_vocab / --big_vocab accordingly"
+        )
     root = epath.Path(root)
     folder = f"recipes/pangu_ladder/{scale}"
     common = f"{folder}/common.gin"

@@ -362,10 +362,10 @@ def _train_loop(workdir: epath.Path, run: Run, data, iterator, manager, hooks: T
     def next_round(step: int) -> None:
         """Scores with the frozen params, selects the next round and restarts the data."""
         nonlocal round_state
+        batches.stop()  # the finished round's batches read ahead are not needed
         round_state, record = rounds_part.next_round(
             run, state.params, data.train, round_state, step, hooks.after_score_batch
         )
-        batches.stop()
         iterator.restart(round_state)
         batches.start()
         line = rounds_part.score_line(record, step, last.get("tokens_per_second"))
