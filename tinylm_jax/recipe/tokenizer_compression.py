@@ -154,26 +154,37 @@ def count_tokens(
     return TokenCounts(counts=counts, documents=documents, bytes=total_bytes)
 
 
-def _bpe_merge_chain(text: str, scores: dict[str, float]) -> list[str] | None:
-    """The pieces SentencePiece's BPE creates while encoding `text` alone, in order.
-
-    Mirrors bpe_model.cc: start from characters and repeatedly merge the adjacent pair whose
-    concatenation is a piece with the highest score (leftmost on ties). None when the merges
-    do not end in `text` itself (the piece is unreachable).
-    """
+def _merge_chain(text: str, priority) -> list[str] | None:
+    """The symbols made while greedily merging `text`'s characters, in order: repeatedly merge
+    the adjacent pair of lowest `priority(left, right)` (None: not a merge; leftmost on ties).
+    None when the merges do not end in `text` itself (it is unreachable)."""
     symbols = list(text)
     made = []
     while len(symbols) > 1:
-        best_score, best = None, -1
+        best_priority, best = None, -1
         for k in range(len(symbols) - 1):
-            score = scores.get(symbols[k] + symbols[k + 1])
-            if score is not None and (best_score is None or score > best_score):
-                best_score, best = score, k
+            value = priority(symbols[k], symbols[k + 1])
+            if value is not None and (best_priority is None or value < best_priority):
+                best_priority, best = value, k
         if best < 0:
             break
         symbols[best : best + 2] = [symbols[best] + symbols[best + 1]]
         made.append(symbols[best])
     return made if symbols == [text] else None
+
+
+def _bpe_merge_chain(text: str, scores: dict[str, float]) -> list[str] | None:
+    """The pieces SentencePiece's BPE creates while encoding `text` alone, in order.
+
+    Mirrors bpe_model.cc: merge the adjacent pair whose concatenation is a piece with the
+    highest score (leftmost on ties).
+    """
+
+    def priority(left: str, right: str) -> float | None:
+        score = scores.get(left + right)
+        return None if score is None else -score
+
+    return _merge_chain(text, priority)
 
 
 def _check_target(
@@ -318,21 +329,8 @@ def compress(
 
 def _byte_level_merge_chain(token: str, ranks: dict[tuple[str, str], int]) -> list[str] | None:
     """The tokens byte-level BPE creates while encoding `token`'s own characters, in order:
-    repeatedly merge the adjacent pair of lowest merge rank (leftmost on ties). None when the
-    merges do not end in `token` (it is unreachable)."""
-    symbols = list(token)
-    made = []
-    while len(symbols) > 1:
-        best_rank, best = None, -1
-        for k in range(len(symbols) - 1):
-            rank = ranks.get((symbols[k], symbols[k + 1]))
-            if rank is not None and (best_rank is None or rank < best_rank):
-                best_rank, best = rank, k
-        if best < 0:
-            break
-        symbols[best : best + 2] = [symbols[best] + symbols[best + 1]]
-        made.append(symbols[best])
-    return made if symbols == [token] else None
+    the adjacent pair of lowest merge rank is merged first (leftmost on ties)."""
+    return _merge_chain(token, lambda left, right: ranks.get((left, right)))
 
 
 def _merge_pair(merge: str | list[str]) -> tuple[str, str]:
