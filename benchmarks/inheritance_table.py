@@ -16,7 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-from tinylm_jax import cli
+from tinylm_jax import layout
+from tinylm_jax.cli import main as cli
 
 COMMON = [
     "DataConfig.dataset = 'python_stdlib'",
@@ -62,7 +63,7 @@ def flags(params: list[str]) -> list[str]:
 
 
 def last_eval(workdir: Path) -> dict:
-    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    records = layout.read_metrics(workdir)
     final = [r for r in records if "eval_loss" in r][-1]
     return {
         "step": final["step"],
@@ -79,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(args.root)
     parent = root / "parent"
-    if not (parent / "checkpoints").exists():
+    if not layout.checkpoints_dir(parent).exists():
         steps = [f"TrainConfig.num_steps = {args.parent_steps}"]
         assert cli.main(["train", f"--workdir={parent}", *flags(COMMON + PARENT + steps)]) == 0
     child = COMMON + CHILD + [f"TrainConfig.num_steps = {args.child_steps}"]
@@ -91,10 +92,10 @@ def main() -> None:
             f"InheritConfig.layer_selection = '{rule}'",
             "InheritConfig.mask_steps = 100",
         ]
-        if not (workdir / "inheritance.json").exists():
+        if not layout.inheritance_file(workdir).exists():
             argv = ["inherit", f"--parent={parent}", f"--workdir={workdir}"]
             assert cli.main(argv + flags(child + inherit)) == 0
-        report = json.loads((workdir / "inheritance.json").read_text())
+        report = json.loads(layout.inheritance_file(workdir).read_text())
         assert cli.main(["train", f"--workdir={workdir}"]) == 0
         rows[name] = {
             "layers": report["parent_layers"],

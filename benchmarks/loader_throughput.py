@@ -12,7 +12,7 @@ import argparse
 import json
 import time
 
-from tinylm_jax.data.config import DataConfig
+from tinylm_jax.config.data import DataConfig
 from tinylm_jax.data.pipeline import make_train_iterator, prepare_data
 
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 def load_configs(gin_files: list[str], gin_params: list[str]):
     """(ModelConfig, TrainConfig, OptimizerConfig) exactly as `tinylm bench` would see them."""
-    from tinylm_jax import config as config_lib
+    from tinylm_jax.config import gin as config_lib
 
     logging.disable(logging.ERROR)  # gin logs every include-path candidate it misses
     try:
@@ -69,7 +69,7 @@ def llama_config(model_config, attn: str):
 def lr_multipliers(opt_config, num_steps: int, first_steps: int) -> np.ndarray:
     """tinylm's own schedule for a `num_steps` run, its first steps evaluated up front, as
     multipliers of the peak rate (so the timed loop runs no JAX)."""
-    from tinylm_jax.train.optimizer import make_schedule
+    from tinylm_jax.engine.optimizer import make_schedule
 
     schedule = make_schedule(opt_config, num_steps)
     steps = range(min(num_steps, first_steps))

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from tinylm_jax import cli
+from tinylm_jax.cli import main as cli
 from tinylm_jax.train.loop import TrainHooks
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import gin
 import pytest
 
-from tinylm_jax import cli
-from tinylm_jax import config as config_lib
+from tinylm_jax.cli import main as cli
+from tinylm_jax.config import gin as config_lib
 
 REPO = Path(__file__).resolve().parent.parent
 CONTRACT_KEYS = ("tokens_per_second", "mfu", "step_time_s", "compile_s", "peak_memory_bytes")

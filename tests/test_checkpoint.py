@@ -10,12 +10,12 @@ import jax
 import numpy as np
 import pytest
 
-from tinylm_jax import config as config_lib
+from tinylm_jax.config import gin as config_lib
+from tinylm_jax.config.train import CheckpointConfig
 from tinylm_jax.data import pipeline
+from tinylm_jax.engine import checkpoint as ckpt
+from tinylm_jax.engine.run import build_run
 from tinylm_jax.errors import ConfigError
-from tinylm_jax.run import build_run
-from tinylm_jax.train import checkpoint as ckpt
-from tinylm_jax.train.config import CheckpointConfig
 from tinylm_jax.train.loop import train
 
 from .helpers import tiny_run

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tinylm_jax import cli
+from tinylm_jax.cli import main as cli
 
 from .helpers import TINY_DATA, train_losses
 

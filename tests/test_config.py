@@ -6,12 +6,12 @@ import sys
 import gin
 import pytest
 
-from tinylm_jax import config as config_lib
-from tinylm_jax.config import RunConfig
+from tinylm_jax.config import gin as config_lib
+from tinylm_jax.config.model import ModelConfig
+from tinylm_jax.config.run import RunConfig
+from tinylm_jax.config.train import TrainConfig
+from tinylm_jax.engine.run import build_run
 from tinylm_jax.errors import ConfigError
-from tinylm_jax.model.config import ModelConfig
-from tinylm_jax.run import build_run
-from tinylm_jax.train.config import TrainConfig
 
 
 def test_parse_returns_every_config_and_the_operative_text(gin_clean):
@@ -53,7 +53,8 @@ def test_cross_config_errors_are_caught_at_the_boundary(gin_clean):
 def test_named_configs_resolve_from_any_directory(tmp_path):
     """Configs ship inside the package: found by name from outside the repository."""
     code = (
-        "from tinylm_jax import config as c; print(c.parse(['experiments/demo.gin']).model.d_model)"
+        "from tinylm_jax.config import gin as c\n"
+        "print(c.parse(['experiments/demo.gin']).model.d_model)"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
@@ -86,7 +87,7 @@ def test_info_imports_no_data_or_checkpoint_library():
 
     code = (
         "import sys, contextlib, io\n"
-        "from tinylm_jax import cli\n"
+        "from tinylm_jax.cli import main as cli\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    assert cli.main(['info', '--gin_file=models/demo_5m.gin']) == 0\n"
         "heavy = ('tensorflow_datasets', 'grain', 'orbax.checkpoint', 'matplotlib', 'zoopt')\n"

@@ -7,8 +7,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from tests._data_corpus_util import write_corpus
+from tinylm_jax.config.data import DataConfig
 from tinylm_jax.data import builders, corpus
-from tinylm_jax.data.config import DataConfig
 from tinylm_jax.errors import DataError
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests._data_corpus_util import write_corpus
-from tinylm_jax.data.config import DataConfig
+from tinylm_jax.config.data import DataConfig
 from tinylm_jax.data.loader import make_train_loader
 from tinylm_jax.data.pipeline import make_eval_iterator, make_train_iterator, prepare_data
 from tinylm_jax.errors import DataError

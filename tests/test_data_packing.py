@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests._data_corpus_util import write_corpus
-from tinylm_jax.data.config import DataConfig
+from tinylm_jax.config.data import DataConfig
 from tinylm_jax.data.packing import Packer
 from tinylm_jax.data.pipeline import make_eval_iterator, prepare_data
 from tinylm_jax.errors import DataError
@@ -149,7 +149,7 @@ def test_skips_reach_prepared_stats(tmp_path):
 
 
 def test_data_config_is_gin_configurable(gin_clean):
-    from tinylm_jax import config as config_lib
+    from tinylm_jax.config import gin as config_lib
 
     config = config_lib.parse(
         gin_params=["DataConfig.vocab_size = 300", "DataConfig.paths = ('a.txt',)"]

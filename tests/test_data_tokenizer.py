@@ -13,9 +13,9 @@ from tokenizers import pre_tokenizers
 
 from tests._data_corpus_util import make_text
 from tests.helpers import write_byte_level_bpe
+from tinylm_jax.config.data import DataConfig
 from tinylm_jax.data import pipeline
 from tinylm_jax.data import tokenizer as tokenizer_lib
-from tinylm_jax.data.config import DataConfig
 from tinylm_jax.data.tokenizer import (
     BYTE_LEVEL_CHARS,
     HFTokenizer,
@@ -95,7 +95,7 @@ def test_errors(tok, tmp_path):
 
 
 def test_tokenizer_training_knobs_reach_sentencepiece(gin_clean):
-    from tinylm_jax import config as config_lib
+    from tinylm_jax.config import gin as config_lib
     from tinylm_jax.data.pipeline import tokenizer_training_settings
 
     docs = ["x = 123456789 + 987654321\n" * 20, "print('hello world')\n" * 20] * 10

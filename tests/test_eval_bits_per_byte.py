@@ -6,15 +6,15 @@ import jax
 import numpy as np
 import pytest
 
-from tinylm_jax.config import RunConfig
+from tinylm_jax.config.data import DataConfig
+from tinylm_jax.config.model import ModelConfig
+from tinylm_jax.config.run import RunConfig
+from tinylm_jax.config.train import TrainConfig
 from tinylm_jax.data import pipeline
-from tinylm_jax.data.config import DataConfig
 from tinylm_jax.data.tokenizer import Tokenizer, load_tokenizer
+from tinylm_jax.engine.run import build_run
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.eval.heldout import evaluate
-from tinylm_jax.model.config import ModelConfig
-from tinylm_jax.run import build_run
-from tinylm_jax.train.config import TrainConfig
 
 from .helpers import TINY_DATA
 

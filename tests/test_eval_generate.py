@@ -4,9 +4,10 @@ import jax
 import numpy as np
 import pytest
 
+from tinylm_jax.config.model import ModelConfig
+from tinylm_jax.config.sampling import SamplingConfig
 from tinylm_jax.errors import ConfigError
-from tinylm_jax.eval.generate import SamplingConfig, generate
-from tinylm_jax.model.config import ModelConfig
+from tinylm_jax.eval.generate import generate
 from tinylm_jax.model.transformer import Transformer
 
 EOS = 2

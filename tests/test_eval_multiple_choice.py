@@ -8,17 +8,17 @@ import jax
 import numpy as np
 import pytest
 
-from tinylm_jax import cli
-from tinylm_jax.config import RunConfig
+from tinylm_jax.cli import main as cli
+from tinylm_jax.config.data import DataConfig
+from tinylm_jax.config.model import ModelConfig
+from tinylm_jax.config.run import RunConfig
+from tinylm_jax.config.train import TrainConfig
 from tinylm_jax.data import pipeline
-from tinylm_jax.data.config import DataConfig
 from tinylm_jax.data.tokenizer import Tokenizer, load_tokenizer
+from tinylm_jax.engine.run import build_run, run_context
+from tinylm_jax.engine.state import init_state
 from tinylm_jax.errors import DataError
 from tinylm_jax.eval import multiple_choice as mc
-from tinylm_jax.model.config import ModelConfig
-from tinylm_jax.run import build_run, run_context
-from tinylm_jax.train.config import TrainConfig
-from tinylm_jax.train.state import init_state
 
 from .helpers import TINY_DATA
 

@@ -16,14 +16,14 @@ import pytest
 import sentencepiece as spm
 import tokenizers
 
-from tinylm_jax import cli
-from tinylm_jax import config as config_lib
+from tinylm_jax.cli import main as cli
+from tinylm_jax.config import gin as config_lib
+from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.data.tokenizer import load_tokenizer
+from tinylm_jax.engine import checkpoint as ckpt
 from tinylm_jax.interop import hf_tokenizer, llama, safetensors_io
-from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.transformer import Transformer
-from tinylm_jax.train import checkpoint as ckpt
-from tinylm_jax.workdir import load_workdir
+from tinylm_jax.workdir.load import load_workdir
 
 from .helpers import tiny_run, write_byte_level_bpe
 

@@ -9,13 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.model.attention import (
     blockwise_attention,
     causal_attention,
     document_mask,
     resolve_implementation,
 )
-from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.transformer import Transformer
 
 

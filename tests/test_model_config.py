@@ -2,9 +2,9 @@
 
 import pytest
 
-from tinylm_jax import config as config_lib
+from tinylm_jax.config import gin as config_lib
+from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.errors import ConfigError
-from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.counting import flops_per_token, model_stats
 
 

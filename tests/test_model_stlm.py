@@ -10,14 +10,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tinylm_jax import config as config_lib
-from tinylm_jax.config import RunConfig
+from tinylm_jax.config import gin as config_lib
+from tinylm_jax.config.data import DataConfig
+from tinylm_jax.config.mesh import MeshConfig
+from tinylm_jax.config.model import ModelConfig
+from tinylm_jax.config.run import RunConfig
+from tinylm_jax.config.sampling import SamplingConfig
+from tinylm_jax.config.train import TrainConfig
 from tinylm_jax.data import pipeline
-from tinylm_jax.data.config import DataConfig
-from tinylm_jax.data.token_bytes import build_token_bytes, check_token_bytes, token_symbols
 from tinylm_jax.data.tokenizer import Tokenizer, load_tokenizer
+from tinylm_jax.engine.run import build_run, run_context
+from tinylm_jax.engine.state import init_state
+from tinylm_jax.engine.token_bytes import build_token_bytes, check_token_bytes, token_symbols
 from tinylm_jax.errors import ConfigError, DataError
-from tinylm_jax.eval.generate import SamplingConfig, generate
+from tinylm_jax.eval.generate import generate
 from tinylm_jax.interop import llama
 from tinylm_jax.model.byte_level import (
     BYTE_PAD,
@@ -27,14 +33,9 @@ from tinylm_jax.model.byte_level import (
     byte_losses,
     token_log_probs,
 )
-from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.counting import flops_per_token, model_stats
 from tinylm_jax.model.transformer import Transformer
-from tinylm_jax.parallel.mesh import MeshConfig
-from tinylm_jax.run import build_run, run_context
 from tinylm_jax.train.bench import synthetic_batch
-from tinylm_jax.train.config import TrainConfig
-from tinylm_jax.train.state import init_state
 
 V, D, T = 61, 32, 6
 BASE = ModelConfig(

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from tinylm_jax.train import checkpoint as ckpt
+from tinylm_jax.engine import checkpoint as ckpt
 from tinylm_jax.train.loop import PREEMPTED_EXIT_CODE
 
 from .helpers import tiny_run, train_losses

@@ -7,12 +7,13 @@ import numpy as np
 import optax
 import pytest
 
+from tinylm_jax.config.model import ModelConfig
+from tinylm_jax.config.optimizer import OptimizerConfig
+from tinylm_jax.engine.optimizer import decay_mask, make_schedule
+from tinylm_jax.engine.state import make_init_fn
+from tinylm_jax.engine.step import train_step
 from tinylm_jax.errors import ConfigError
-from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.transformer import Transformer
-from tinylm_jax.train.optimizer import OptimizerConfig, decay_mask, make_schedule
-from tinylm_jax.train.state import make_init_fn
-from tinylm_jax.train.step import train_step
 
 
 def lrs(config: OptimizerConfig, steps: int) -> np.ndarray:

@@ -5,8 +5,9 @@ import json
 import matplotlib.image
 import pytest
 
-from tinylm_jax import cli, plot
+from tinylm_jax.cli import main as cli
 from tinylm_jax.errors import ConfigError
+from tinylm_jax.orchestration import plot
 
 
 def fake_run(workdir, batch_size: int, seq_len: int, losses: dict, bits: dict):

@@ -10,19 +10,19 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from tinylm_jax import cli
-from tinylm_jax import config as config_lib
-from tinylm_jax.config import RunConfig
+from tinylm_jax.cli import main as cli
+from tinylm_jax.config import gin as config_lib
+from tinylm_jax.config.inherit import WIDTH_METRICS, InheritConfig
+from tinylm_jax.config.mesh import MeshConfig
+from tinylm_jax.config.model import ModelConfig
+from tinylm_jax.config.run import RunConfig
+from tinylm_jax.config.train import TrainConfig
+from tinylm_jax.engine.run import build_run
 from tinylm_jax.errors import ConfigError
-from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.transformer import Transformer
 from tinylm_jax.parallel.batch import global_batch_to_devices
-from tinylm_jax.parallel.mesh import MeshConfig
-from tinylm_jax.recipe import inherit as inherit_lib
-from tinylm_jax.recipe import pruning
-from tinylm_jax.recipe.inherit_config import WIDTH_METRICS, InheritConfig
-from tinylm_jax.run import build_run
-from tinylm_jax.train.config import TrainConfig
+from tinylm_jax.recipes.pangu import inherit as inherit_lib
+from tinylm_jax.recipes.pangu import pruning
 
 from .helpers import tiny_run
 
@@ -163,7 +163,7 @@ def test_planted_units_are_kept_and_the_pruned_parent_keeps_its_logits(metric):
 def test_block_influence_drops_the_identity_block():
     host, *_ = planted_parent()
     _, run = run_for(PARENT)
-    from tinylm_jax.recipe import importance
+    from tinylm_jax.recipes.pangu import importance
 
     params = jax.device_put(host, run.shardings.params)
     batches = [next(synthetic_batches(run))]
@@ -307,7 +307,7 @@ def inherit_cli(parent, workdir, *params: str, steps: int = E2E_STEPS) -> int:
 
 def eval_loss(workdir) -> float:
     config = config_lib.parse(workdir_config=workdir / "config.gin")
-    from tinylm_jax.workdir import evaluate_workdir
+    from tinylm_jax.workdir.load import evaluate_workdir
 
     return evaluate_workdir(config, workdir, eval_steps=2)["eval_loss"]
 
@@ -352,7 +352,7 @@ def test_inherit_from_an_hf_imported_parent(parent, l2_child, tmp_path, gin_clea
     assert cli.main(["export-hf", f"--workdir={parent}", f"--out={hf}"]) == 0
     assert cli.main(["import-hf", f"--hf_dir={hf}", f"--workdir={imported}"]) == 0
     assert inherit_cli(imported, child, "TrainConfig.eval_steps = 0") == 0
-    from tinylm_jax.train import checkpoint as ckpt
+    from tinylm_jax.engine import checkpoint as ckpt
 
     ours, step = ckpt.load_params(child)
     assert step == 0
@@ -363,7 +363,7 @@ def test_inherit_from_an_hf_imported_parent(parent, l2_child, tmp_path, gin_clea
 @pytest.fixture(scope="module")
 def compressed(parent, tmp_path_factory):
     """The parent's tokenizer compressed to 400 pieces, with its id map."""
-    from tinylm_jax.recipe import tokenizer_compression
+    from tinylm_jax.recipes.pangu import tokenizer_compression
 
     data = config_lib.parse(["models/tiny_test.gin"], tiny_run()).data
     gin.clear_config()
@@ -375,8 +375,8 @@ def compressed(parent, tmp_path_factory):
 
 
 def test_inherit_through_a_compressed_tokenizer(parent, l2_child, compressed, tmp_path, gin_clean):
-    from tinylm_jax.recipe import vocab_mapping
-    from tinylm_jax.train import checkpoint as ckpt
+    from tinylm_jax.engine import checkpoint as ckpt
+    from tinylm_jax.recipes.pangu import vocab_mapping
 
     child = tmp_path / "child"
     params = [f"InheritConfig.id_map = '{compressed}'", "ModelConfig.vocab_size = 400"]
@@ -419,7 +419,7 @@ def test_user_errors_exit_2_before_any_work(
 def test_sweep_spec_inherits_each_arm_once(tmp_path, capsys):
     from pathlib import Path
 
-    from tinylm_jax import sweep
+    from tinylm_jax.orchestration import grid as sweep
 
     spec = Path(__file__).parent.parent / "launch" / "sweeps" / "pangu_inheritance.py"
     arms = sweep.expand(sweep.load_spec(spec))

@@ -7,9 +7,9 @@ import json
 import pytest
 from etils import epath
 
-from tinylm_jax import cli
+from tinylm_jax.cli import main as cli
 from tinylm_jax.errors import ConfigError
-from tinylm_jax.recipe import ladder as ladder_lib
+from tinylm_jax.orchestration import ladder as ladder_lib
 
 CORPUS = "DataConfig.max_documents = 40"
 

@@ -13,13 +13,13 @@ import orbax.checkpoint as ocp
 import pytest
 from scipy import stats
 
-from tinylm_jax import cli
-from tinylm_jax import config as config_lib
+from tinylm_jax.cli import main as cli
+from tinylm_jax.config import gin as config_lib
+from tinylm_jax.config.rounds import RoundsConfig
 from tinylm_jax.data import pipeline
+from tinylm_jax.data import selection as rounds
+from tinylm_jax.engine import checkpoint as ckpt
 from tinylm_jax.errors import ConfigError
-from tinylm_jax.recipe import rounds
-from tinylm_jax.recipe.rounds_config import RoundsConfig
-from tinylm_jax.train import checkpoint as ckpt
 from tinylm_jax.train import loop
 
 from .helpers import read_metrics, tiny_run, train_losses

@@ -8,8 +8,8 @@ import pytest
 
 from tests.helpers import TINY_DATA, write_byte_level_bpe
 from tinylm_jax.cli import main
+from tinylm_jax.config.data import DataConfig, resolve_data_dir
 from tinylm_jax.data import corpus as corpus_lib
-from tinylm_jax.data.config import DataConfig, resolve_data_dir
 from tinylm_jax.data.pipeline import train_tokenizer_for
 from tinylm_jax.data.tokenizer import (
     SentencePieceTokenizer,
@@ -18,8 +18,8 @@ from tinylm_jax.data.tokenizer import (
 )
 from tinylm_jax.errors import DataError
 from tinylm_jax.interop import hf_tokenizer
-from tinylm_jax.recipe import tokenizer_compression as tc
-from tinylm_jax.recipe import vocab_mapping
+from tinylm_jax.recipes.pangu import tokenizer_compression as tc
+from tinylm_jax.recipes.pangu import vocab_mapping
 
 BIG = 1500
 UNSEEN = [
@@ -212,7 +212,7 @@ def test_cli_compress(corpus, tmp_path, capsys, gin_clean):
     [("vocab_8k", 8192), ("vocab_16k", 16384), ("vocab_32k", 32768), ("vocab_48k", 49152)],
 )
 def test_ablation_arms(arm, size, gin_clean):
-    from tinylm_jax import config as config_lib
+    from tinylm_jax.config import gin as config_lib
 
     config = config_lib.parse([f"ablations/tokenizer/{arm}.gin"])
     assert config.model.vocab_size == size

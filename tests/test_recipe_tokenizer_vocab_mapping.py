@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.errors import DataError
-from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.transformer import Transformer
-from tinylm_jax.recipe import vocab_mapping
+from tinylm_jax.recipes.pangu import vocab_mapping
 
 OLD = ModelConfig(
     vocab_size=512, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=96, max_seq_len=64

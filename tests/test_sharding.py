@@ -4,14 +4,14 @@ import jax
 import numpy as np
 import pytest
 
-from tinylm_jax import config as config_lib
-from tinylm_jax.config import RunConfig
+from tinylm_jax.config import gin as config_lib
+from tinylm_jax.config.mesh import DEFAULT_RULES, MeshConfig
+from tinylm_jax.config.model import ModelConfig
+from tinylm_jax.config.run import RunConfig
+from tinylm_jax.config.train import TrainConfig
+from tinylm_jax.engine.run import build_run
 from tinylm_jax.errors import ConfigError
-from tinylm_jax.model.config import ModelConfig
-from tinylm_jax.parallel.mesh import MeshConfig, make_mesh
-from tinylm_jax.parallel.rules import DEFAULT_RULES
-from tinylm_jax.run import build_run
-from tinylm_jax.train.config import TrainConfig
+from tinylm_jax.parallel.mesh import make_mesh
 from tinylm_jax.train.loop import train
 
 from .helpers import tiny_run, train_losses
@@ -76,8 +76,8 @@ def test_tinyllama_train_step_lowers_on_a_sharded_mesh_without_allocating(gin_cl
     abstract arrays alone: shapes, shardings and the step itself, no 12 GiB of state."""
     import jax.numpy as jnp
 
+    from tinylm_jax.engine.run import run_context
     from tinylm_jax.parallel import rules as rules_lib
-    from tinylm_jax.run import run_context
 
     config = config_lib.parse(
         ["models/tinyllama_1_1b.gin"],

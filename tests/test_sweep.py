@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from tinylm_jax import cli, sweep
+from tinylm_jax.cli import main as cli
 from tinylm_jax.errors import ConfigError
+from tinylm_jax.orchestration import grid as sweep
 
 SPEC = """
 import ml_collections

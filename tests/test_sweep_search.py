@@ -11,8 +11,12 @@ import ml_collections
 import numpy as np
 import pytest
 
-from tinylm_jax import cli, sweep, sweep_bandit, sweep_budget, sweep_search
+from tinylm_jax.cli import main as cli
 from tinylm_jax.errors import ConfigError
+from tinylm_jax.orchestration import bandit as sweep_bandit
+from tinylm_jax.orchestration import budget as sweep_budget
+from tinylm_jax.orchestration import grid as sweep
+from tinylm_jax.orchestration import search as sweep_search
 from tinylm_jax.train.loop import TrainHooks
 
 REPO = Path(__file__).resolve().parent.parent

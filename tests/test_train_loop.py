@@ -7,16 +7,16 @@ import time
 import jax.numpy as jnp
 import pytest
 
-from tinylm_jax import config as config_lib
-from tinylm_jax.config import RunConfig
+from tinylm_jax.config import gin as config_lib
+from tinylm_jax.config.run import RunConfig
+from tinylm_jax.config.train import CheckpointConfig, TrainConfig
 from tinylm_jax.data import pipeline
+from tinylm_jax.engine.run import build_run, run_context
+from tinylm_jax.engine.state import init_state
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.eval.heldout import evaluate
-from tinylm_jax.run import build_run, run_context
 from tinylm_jax.train import loop
-from tinylm_jax.train.config import CheckpointConfig, TrainConfig
-from tinylm_jax.train.state import init_state
 
 from .helpers import tiny_run
 

@@ -9,15 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tinylm_jax.config import RunConfig
+from tinylm_jax.config.mesh import MeshConfig
+from tinylm_jax.config.model import ModelConfig
+from tinylm_jax.config.run import RunConfig
+from tinylm_jax.config.train import TrainConfig
+from tinylm_jax.engine.loss import cross_entropy
+from tinylm_jax.engine.run import build_run, run_context
+from tinylm_jax.engine.state import init_state
 from tinylm_jax.errors import ConfigError
-from tinylm_jax.model.config import ModelConfig
-from tinylm_jax.parallel.mesh import MeshConfig
-from tinylm_jax.run import build_run, run_context
 from tinylm_jax.train.bench import synthetic_batch
-from tinylm_jax.train.config import TrainConfig
-from tinylm_jax.train.loss import cross_entropy
-from tinylm_jax.train.state import init_state
 
 BASE = ModelConfig(
     vocab_size=97, d_model=32, n_layers=1, n_heads=4, ffn_dim=64, max_seq_len=64, init_std=0.2

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tinylm_jax.model.config import ModelConfig
+from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.model.transformer import Transformer, init_kv_cache
 
 BASE = ModelConfig(

@@ -13,9 +13,9 @@ from typing import Any
 
 import tensorflow_datasets as tfds
 
+from tinylm_jax.config.data import DataConfig
 from tinylm_jax.data import builders
 from tinylm_jax.data import documents as documents_lib
-from tinylm_jax.data.config import DataConfig
 from tinylm_jax.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -24,10 +24,10 @@ from typing import Any
 import grain
 import numpy as np
 
+from tinylm_jax.config.data import DataConfig, resolve_data_dir
 from tinylm_jax.data import corpus as corpus_lib
 from tinylm_jax.data import loader as loader_lib
 from tinylm_jax.data import packing
-from tinylm_jax.data.config import DataConfig, resolve_data_dir
 from tinylm_jax.data.tokenizer import (
     HFTokenizer,
     Tokenizer,

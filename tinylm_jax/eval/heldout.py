@@ -8,10 +8,10 @@ import jax
 import numpy as np
 
 from tinylm_jax.data import pipeline
+from tinylm_jax.engine.run import Run, run_context
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.parallel import rules as rules_lib
 from tinylm_jax.parallel.batch import to_global
-from tinylm_jax.run import Run, run_context
 
 
 def evaluate(

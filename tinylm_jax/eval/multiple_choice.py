@@ -22,9 +22,9 @@ import jax
 import numpy as np
 
 from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.engine.run import Run, run_context
 from tinylm_jax.errors import DataError
 from tinylm_jax.parallel.batch import to_global
-from tinylm_jax.run import Run, run_context
 
 Request = tuple[list[int], list[int]]  # (context ids incl. BOS, continuation ids)
 

@@ -19,10 +19,10 @@ import numpy as np
 from etils import epath
 
 from tinylm_jax.data import loader as loader_lib
+from tinylm_jax.engine.run import Run, run_context
 from tinylm_jax.files import write_atomically
 from tinylm_jax.parallel import rules as rules_lib
 from tinylm_jax.parallel.batch import to_global
-from tinylm_jax.run import Run, run_context
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import jax
 
+from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.data.tokenizer import SentencePieceTokenizer, Tokenizer
+from tinylm_jax.engine import checkpoint as ckpt
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.interop import hf_tokenizer, llama, safetensors_io
-from tinylm_jax.model.config import ModelConfig
-from tinylm_jax.train import checkpoint as ckpt
-from tinylm_jax.workdir import tokenizer_of
+from tinylm_jax.workdir.load import tokenizer_of
 
 
 def export_params(

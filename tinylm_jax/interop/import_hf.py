@@ -18,12 +18,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from tinylm_jax.config import RunConfig
+from tinylm_jax.config.run import RunConfig
 from tinylm_jax.data.tokenizer import HF_FILE, SP_FILE, Tokenizer, check_vocab, load_tokenizer
+from tinylm_jax.engine.run import build_run
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.interop import llama, safetensors_io
-from tinylm_jax.run import build_run
-from tinylm_jax.workdir import check_new_workdir, write_initial_workdir
+from tinylm_jax.workdir.load import check_new_workdir, write_initial_workdir
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
+from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.errors import ConfigError
-from tinylm_jax.model.config import ModelConfig
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Text is still cut into tokens by the run's tokenizer; the model sees each token as its first
 `max_token_bytes` UTF-8 bytes (right-padded), through a `TokenBytes` table built once from the
-tokenizer (`tinylm_jax.data.token_bytes`).
+tokenizer (`tinylm_jax.engine.token_bytes`).
 
 Shape suffixes: B batch, L length (tokens), T byte slots per token, E byte width, D d_model,
 S byte symbols (`BYTE_VOCAB`), V vocabulary, N rows of a flattened [B*L] batch, G byte
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tinylm_jax.model.config import BYTE_HEADS, ModelConfig
+from tinylm_jax.config.model import BYTE_HEADS, ModelConfig
 from tinylm_jax.model.layers import RMSNorm, _normal, project
 
 Array = jax.Array

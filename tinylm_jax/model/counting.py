@@ -9,13 +9,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.model.byte_level import (
     BYTE_FFN_RATIO,
     BYTE_VOCAB,
     blank_token_bytes,
     encoder_widths,
 )
-from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.transformer import Transformer
 
 ADAM_MOMENTS = 2  # AdamW keeps first and second moments, in float32

@@ -12,8 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.model.attention import causal_attention, document_mask, resolve_implementation
-from tinylm_jax.model.config import ModelConfig
 
 Array = jax.Array
 KVCache = tuple[Array, Array]  # (k_BSKH, v_BSKH) of one layer; S is the cache length

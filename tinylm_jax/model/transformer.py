@@ -17,9 +17,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.model.byte_level import BYTE_PAD, ByteDecoder, ByteEmbedder, TokenBytes
-from tinylm_jax.model.config import ModelConfig
 from tinylm_jax.model.layers import (
     Block,
     KVCache,

@@ -6,7 +6,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from tinylm_jax.parallel.rules import Rules, batch_sharding
+from tinylm_jax.config.mesh import Rules
+from tinylm_jax.parallel.rules import batch_sharding
 
 
 def _device_dtype(value) -> np.ndarray:

@@ -10,39 +10,11 @@ from __future__ import annotations
 import math
 
 import flax.linen as nn
-import gin
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from tinylm_jax.config.mesh import Rules
 from tinylm_jax.errors import ConfigError
-
-Rules = tuple[tuple[str, str | tuple[str, ...] | None], ...]
-
-DEFAULT_RULES: Rules = (
-    ("act_batch", ("data", "fsdp")),
-    ("act_length", None),
-    ("act_embed", None),
-    ("act_heads", "tensor"),
-    ("act_kv_heads", "tensor"),
-    ("act_mlp", "tensor"),
-    ("act_vocab", "tensor"),
-    ("embed", "fsdp"),
-    ("vocab", "tensor"),
-    ("heads", "tensor"),
-    ("kv_heads", "tensor"),
-    ("mlp", "tensor"),
-    ("kv", None),
-    ("norm", None),
-    ("layers", None),
-    # The byte encoder/decoder of input_embedding='byte_pooled' / output_head='bytes' are small
-    # (a few M params) and run over 12 slots per token: replicated, they need no collectives.
-    ("byte_vocab", None),
-    ("byte_length", None),
-    ("byte_embed", None),
-    ("byte_out", None),
-    ("byte_heads", None),
-    ("byte_mlp", None),
-)
 
 # Which setting a user changes when a logical axis does not divide its mesh axes.
 _AXIS_FIELDS = {
@@ -56,12 +28,6 @@ _AXIS_FIELDS = {
     "byte_embed": "ModelConfig.byte_embed_dim",
     "byte_length": "ModelConfig.max_token_bytes",
 }
-
-
-@gin.configurable
-def logical_axis_rules(rules: Rules = DEFAULT_RULES) -> Rules:
-    """The gin-bound rule table (`logical_axis_rules.rules = (...)`)."""
-    return tuple((name, tuple(mesh) if isinstance(mesh, list) else mesh) for name, mesh in rules)
 
 
 def _mesh_axes(spec_entry) -> tuple[str, ...]:

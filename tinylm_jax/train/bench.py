@@ -15,14 +15,14 @@ import time
 import jax
 import numpy as np
 
-from tinylm_jax.config import RunConfig
+from tinylm_jax.config.run import RunConfig
+from tinylm_jax.engine.run import Run, build_run, run_context
+from tinylm_jax.engine.state import TrainState, init_state
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.model.byte_level import blank_token_bytes
 from tinylm_jax.model.counting import flops_per_token
 from tinylm_jax.parallel import rules as rules_lib
-from tinylm_jax.run import Run, build_run, run_context
 from tinylm_jax.train.metrics import mfu, peak_flops_per_device
-from tinylm_jax.train.state import TrainState, init_state
 
 
 @dataclasses.dataclass(frozen=True)

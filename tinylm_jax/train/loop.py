@@ -19,11 +19,16 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from tinylm_jax.config import RunConfig
+from tinylm_jax import layout
+from tinylm_jax.config.data import DataConfig
+from tinylm_jax.config.run import RunConfig
+from tinylm_jax.config.train import TrainConfig
 from tinylm_jax.data import pipeline
-from tinylm_jax.data.config import DataConfig
-from tinylm_jax.data.token_bytes import check_token_bytes, token_bytes_for
 from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.engine import checkpoint as ckpt
+from tinylm_jax.engine.run import Run, build_run, run_context
+from tinylm_jax.engine.state import TrainState, init_state
+from tinylm_jax.engine.token_bytes import check_token_bytes, token_bytes_for
 from tinylm_jax.errors import ConfigError, DataError
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.eval.heldout import evaluate
@@ -32,10 +37,7 @@ from tinylm_jax.model.counting import flops_per_token
 from tinylm_jax.parallel import rules as rules_lib
 from tinylm_jax.parallel.batch import global_batch_to_devices, to_global
 from tinylm_jax.parallel.distributed import PreemptionWatcher
-from tinylm_jax.run import Run, build_run, run_context
-from tinylm_jax.train import checkpoint as ckpt
 from tinylm_jax.train import rounds as rounds_part
-from tinylm_jax.train.config import TrainConfig
 from tinylm_jax.train.metrics import (
     MetricsWriter,
     format_duration,
@@ -44,7 +46,6 @@ from tinylm_jax.train.metrics import (
     train_summary,
 )
 from tinylm_jax.train.prefetch import DevicePrefetcher
-from tinylm_jax.train.state import TrainState, init_state
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: `tinylm train` saved a checkpoint and stopped early
 
@@ -132,7 +133,7 @@ def write_run_files(workdir: epath.Path, config: RunConfig, tokenizer: Tokenizer
     """`config.gin` and the tokenizer's files, written atomically: a run killed at any moment
     leaves usable copies."""
     workdir.mkdir(parents=True, exist_ok=True)
-    write_atomically(workdir / "config.gin", config.gin_config)
+    write_atomically(layout.config_file(workdir), config.gin_config)
     tokenizer.save(workdir)
 
 

@@ -7,11 +7,11 @@ import json
 import math
 import time
 
-import gin
 import jax
 import jax.numpy as jnp
 from etils import epath
 
+from tinylm_jax import layout
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.files import write_atomically
 
@@ -55,12 +55,6 @@ def measured_cpu_flops(size: int = 1024, repeats: int = 4, trials: int = 5) -> f
         y.block_until_ready()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 * repeats / best
-
-
-@gin.configurable("peak_flops_per_device")
-def peak_flops_override(override: float | None = None) -> float | None:
-    """The gin binding `peak_flops_per_device.override`: FLOP/s replacing the looked-up peak."""
-    return override
 
 
 def peak_flops_per_device(override: float | None = None, device: jax.Device | None = None) -> float:
@@ -118,7 +112,7 @@ def train_summary(
         lines.append("  " + " | ".join(results))
     lines += [
         f"  checkpoints  {workdir}/checkpoints",
-        f"  metrics      {workdir}/metrics.jsonl",
+        f"  metrics      {layout.metrics_file(workdir)}",
         f"  tensorboard  {workdir}/tensorboard",
         "next:",
         f"  tinylm sample --workdir={workdir} --prompt='...'",
@@ -153,7 +147,7 @@ class MetricsWriter:
         if primary:
             workdir = epath.Path(workdir)
             workdir.mkdir(parents=True, exist_ok=True)
-            self._path = workdir / "metrics.jsonl"
+            self._path = layout.metrics_file(workdir)
             if "://" in str(workdir):
                 self._remote_lines = (
                     self._path.read_text().splitlines(keepends=True) if self._path.exists() else []

@@ -2,7 +2,7 @@
 from one round to the next (score every unit, select, restart the data on the selection).
 
 PanGu-π Pro's multiple-round training (arXiv 2402.02791, section "Multiple-Round Training");
-the selection rules are in `tinylm_jax.recipe.rounds`. A checkpoint holds the current round
+the selection rules are in `tinylm_jax.data.selection`. A checkpoint holds the current round
 and sampling seed (`metadata.rounds`, with a per-round summary) and the round's selected
 record ids (the `rounds` array item). The transition happens right after a round's last step
 and is saved at once, so a run killed while scoring redoes the same deterministic scoring.
@@ -15,12 +15,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tinylm_jax.config import RunConfig
+from tinylm_jax.config.run import RunConfig
+from tinylm_jax.data import selection as rounds_lib
+from tinylm_jax.engine.run import Run
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.eval.score import score_records
 from tinylm_jax.parallel import rules as rules_lib
-from tinylm_jax.recipe import rounds as rounds_lib
-from tinylm_jax.run import Run
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The `tinylm` command line."""

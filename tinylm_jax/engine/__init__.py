@@ -1,0 +1,1 @@
+"""A compiled run: the model, optimizer, train state, jitted steps, loss and checkpoints."""

@@ -1,0 +1,111 @@
+"""Pure train and eval step functions (jit them with explicit shardings in the loop)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from tinylm_jax.engine.loss import cross_entropy
+from tinylm_jax.engine.state import TrainState
+from tinylm_jax.model.byte_level import byte_losses
+
+Batch = dict[str, jax.Array]
+
+
+def token_losses(model: nn.Module, params: dict, batch: Batch) -> tuple[jax.Array, jax.Array]:
+    """Per-token cross entropy [B, L] (nats) and its weights [B, L].
+
+    A token head's loss is computed from the hidden states and the head kernel, dense or in
+    chunks of `ModelConfig.loss_chunk_tokens` (`loss.cross_entropy`). With
+    `output_head='bytes'` a token's loss is the nats of its bytes (`byte_losses`), so summed
+    losses stay code lengths of the text and bits per byte compares across heads.
+    """
+    cfg = model.config
+    inputs = (batch["inputs"], batch["positions"], batch["segment_ids"])
+    if cfg.output_head == "bytes":
+        logits, _ = model.apply({"params": params}, *inputs)
+        target_bytes_BLT = jnp.asarray(model.token_bytes.table_VT)[batch["targets"]]
+        return byte_losses(logits, target_bytes_BLT), batch["weights"]
+    (x_BLD, head_DV), _ = model.apply({"params": params}, *inputs, return_hidden=True)
+    losses_BL = cross_entropy(x_BLD, head_DV, batch["targets"], cfg.loss_chunk_tokens)
+    return losses_BL, batch["weights"]
+
+
+def _split_microbatches(batch: Batch, microbatches: int) -> Batch:
+    """[B, ...] -> [M, B/M, ...] taking strided rows, so each microbatch spans every shard."""
+
+    def split(x: jax.Array) -> jax.Array:
+        x = x.reshape((x.shape[0] // microbatches, microbatches) + x.shape[1:])
+        x = jnp.swapaxes(x, 0, 1)
+        return nn.with_logical_constraint(x, (None, "act_batch") + (None,) * (x.ndim - 2))
+
+    return jax.tree_util.tree_map(split, batch)
+
+
+def train_step(
+    state: TrainState,
+    batch: Batch,
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    microbatches: int = 1,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer step on the token-weighted mean loss, accumulating over microbatches."""
+
+    def loss_sum(params: dict, micro: Batch) -> tuple[jax.Array, jax.Array]:
+        losses, weights = token_losses(model, params, micro)
+        return jnp.sum(losses * weights), jnp.sum(weights)
+
+    grad_fn = jax.value_and_grad(loss_sum, has_aux=True)
+    if microbatches == 1:
+        (total_loss, total_weight), grads = grad_fn(state.params, batch)
+    else:
+
+        def accumulate(carry, micro):
+            loss, weight, grads = carry
+            (l_, w_), g_ = grad_fn(state.params, micro)
+            return (loss + l_, weight + w_, jax.tree_util.tree_map(jnp.add, grads, g_)), None
+
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
+        (total_loss, total_weight, grads), _ = jax.lax.scan(
+            accumulate,
+            (jnp.zeros(()), jnp.zeros(()), zeros),
+            _split_microbatches(batch, microbatches),
+        )
+
+    denominator = jnp.maximum(total_weight, 1.0)
+    grads = jax.tree_util.tree_map(lambda g: g / denominator, grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {
+        "loss": total_loss / denominator,
+        "grad_norm": optax.tree.norm(grads),
+        "learning_rate": schedule(state.step),
+        "tokens": total_weight,
+    }
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def eval_step(
+    params: dict,
+    batch: Batch,
+    byte_lengths_V: jax.Array,
+    *,
+    model: nn.Module,
+) -> dict[str, jax.Array]:
+    """Sums for held-out metrics: loss (nats), tokens and the UTF-8 bytes those tokens decode to."""
+    losses, weights = token_losses(model, params, batch)
+    return {
+        "loss_sum": jnp.sum(losses * weights),
+        "tokens": jnp.sum(weights),
+        "bytes": jnp.sum(byte_lengths_V[batch["targets"]] * weights),
+    }
+
+
+def score_step(params: dict, batch: Batch, *, model: nn.Module) -> jax.Array:
+    """Summed log-likelihood [B] of each row's targets where `weights` is 1."""
+    losses_BL, weights_BL = token_losses(model, params, batch)
+    return -jnp.sum(losses_BL * weights_BL, axis=1)

@@ -1,0 +1,1 @@
+"""Recipes of the tiny-LM papers built on the core; nothing in the core imports them."""
