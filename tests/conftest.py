@@ -1,13 +1,38 @@
-"""Test set-up: 8 virtual CPU devices (set before JAX is imported) and a shared data cache."""
+"""Test set-up: 8 virtual CPU devices (set before JAX is imported), one persistent compilation
+cache per suite run shared by every subprocess, a shared data cache, and the markers."""
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+# Subprocess tests (`tinylm train ...`) compile the same steps over and over; a persistent cache
+# that all of them (and the xdist workers) share compiles each once. It is fresh per suite run
+# (keyed by xdist's run id, or this process), so no result ever depends on an old cache.
+_RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"
+_CACHE_DIR = Path(tempfile.gettempdir()) / f"tinylm-test-jax-cache-{_RUN_ID}"
+os.environ["JAX_COMPILATION_CACHE_DIR"] = str(_CACHE_DIR)
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+
 import pytest  # noqa: E402
+
+_INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if _INTEGRATION in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput"):  # the controller, or a run without xdist
+        shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -16,13 +16,13 @@ def write_atomically(path: PathLike, data: str | bytes) -> None:
     Locally through a temporary file and a rename; object stores (gs://) replace an object
     atomically on their own.
     """
-    path = epath.Path(path)
-    if not _is_local(path):
-        _write(path, data)
+    target = epath.Path(path)
+    if not _is_local(target):
+        _write(target, data)
         return
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     _write(tmp, data)
-    os.replace(tmp, path)
+    os.replace(tmp, target)
 
 
 def _write(path: epath.Path, data: str | bytes) -> None:

@@ -79,8 +79,9 @@ _GIN_CONFIGURABLES = {
 
 def from_gin(cls: type[T]) -> T:
     """A `cls` built from the parsed gin bindings (a plain instance, not gin's subclass)."""
-    bound = _GIN_CONFIGURABLES[cls]()
-    return cls(**{field.name: getattr(bound, field.name) for field in dataclasses.fields(cls)})
+    bound = _GIN_CONFIGURABLES[cls]()  # type: ignore[index]  # T is one of the keys
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]  # every key is a dataclass
+    return cls(**{field.name: getattr(bound, field.name) for field in fields})
 
 
 def _from_gin() -> RunConfig:

@@ -69,4 +69,5 @@ class MeshConfig:
                 f"MeshConfig {self} needs {math.prod(sizes)} devices but {num_devices} are "
                 "available; set one axis to -1 or make the sizes multiply to the device count"
             )
-        return tuple(sizes)
+        data, fsdp, tensor = sizes
+        return data, fsdp, tensor

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 from jax.sharding import Mesh
@@ -18,7 +20,7 @@ def _device_dtype(value) -> np.ndarray:
 
 def to_global(batch: dict[str, np.ndarray], mesh: Mesh, rules: Rules) -> dict[str, jax.Array]:
     """Each process passes its own rows; the result is one array of all processes' rows."""
-    out = {}
+    out: dict[str, jax.Array] = {}
     for key, local in batch.items():
         local = _device_dtype(local)
         global_shape = (local.shape[0] * jax.process_count(),) + local.shape[1:]
@@ -28,14 +30,18 @@ def to_global(batch: dict[str, np.ndarray], mesh: Mesh, rules: Rules) -> dict[st
     return out
 
 
+def _rows(value: np.ndarray, index: tuple[slice, ...]) -> np.ndarray:
+    return value[index]
+
+
 def global_batch_to_devices(
     batch: dict[str, np.ndarray], mesh: Mesh, rules: Rules
 ) -> dict[str, jax.Array]:
     """Every process passes the whole global batch; each device takes its own rows from it."""
-    out = {}
+    out: dict[str, jax.Array] = {}
     for key, value in batch.items():
         value = _device_dtype(value)
         out[key] = jax.make_array_from_callback(
-            value.shape, batch_sharding(mesh, rules, value.ndim), lambda index, v=value: v[index]
+            value.shape, batch_sharding(mesh, rules, value.ndim), functools.partial(_rows, value)
         )
     return out

@@ -11,8 +11,10 @@ import logging
 import os
 import signal
 import threading
+from typing import Any
 
 import jax
+from jax.experimental import multihost_utils
 
 _CLUSTER_ENV = (
     "SLURM_NTASKS",
@@ -39,7 +41,7 @@ def maybe_initialize(
     `heartbeat_timeout_seconds` (None: JAX's default, 100) bounds how long the survivors of a
     dead process keep waiting.
     """
-    timeouts = {}
+    timeouts: dict[str, Any] = {}
     if heartbeat_timeout_seconds is not None:
         timeouts["heartbeat_timeout_seconds"] = heartbeat_timeout_seconds
     if coordinator_address is not None:
@@ -86,14 +88,8 @@ class PreemptionWatcher:
 
     def __init__(self) -> None:
         self._received = False
-        self._previous = None
-        self._sync_manager = None
-        if jax.process_count() > 1:
-            from jax._src import distributed
-
-            self._sync_manager = distributed.global_state.preemption_sync_manager
-            if self._sync_manager is None:
-                logging.warning("JAX's preemption service is off; SIGTERM is not handled")
+        self._previous: Any = None
+        self._synced = jax.process_count() > 1
 
     def __enter__(self) -> PreemptionWatcher:
         # Python handlers can only be installed from the main thread; elsewhere (a run driven
@@ -112,6 +108,10 @@ class PreemptionWatcher:
         self._received = True
 
     def should_stop(self, step: int) -> bool:
-        if self._sync_manager is not None:
-            return bool(self._sync_manager.reached_sync_point(step))
+        if self._synced:
+            try:
+                return multihost_utils.reached_preemption_sync_point(step)
+            except RuntimeError:  # the coordination service runs without preemption sync
+                logging.warning("JAX's preemption service is off; SIGTERM is not handled")
+                self._synced = False
         return self._received

@@ -39,8 +39,13 @@ def _mesh_axes(spec_entry) -> tuple[str, ...]:
 def _resolved_axes(logical_names: tuple, rules: Rules) -> list[tuple[str, ...]]:
     """Mesh axes of each dimension exactly as Flax resolves them (the first applicable rule
     wins), so these checks and the real shardings can never disagree."""
-    spec = nn.logical_to_mesh_axes(tuple(logical_names), rules)
-    return [_mesh_axes(entry) for entry in spec]
+    return [_mesh_axes(entry) for entry in _mesh_spec(tuple(logical_names), rules)]
+
+
+def _mesh_spec(logical_names: tuple, rules: Rules) -> PartitionSpec:
+    spec = nn.logical_to_mesh_axes(logical_names, rules)
+    assert spec is not None  # Flax returns None only when no rules are given at all
+    return spec
 
 
 def check_divisible(abstract_boxed, mesh: Mesh, rules: Rules) -> None:
@@ -56,7 +61,7 @@ def check_divisible(abstract_boxed, mesh: Mesh, rules: Rules) -> None:
             shards = math.prod(mesh.shape[a] for a in axes)
             if size % shards:
                 name = "/".join(str(getattr(k, "key", k)) for k in path)
-                hint = _AXIS_FIELDS.get(logical, f"the logical axis {logical!r}")
+                hint = _AXIS_FIELDS.get(logical or "", f"the logical axis {logical!r}")
                 raise ConfigError(
                     f"Cannot shard parameter {name} of shape {tuple(box.value.shape)}: dimension "
                     f"{dim} (logical axis {logical!r}, set by {hint}) has size {size}, which is "
@@ -83,9 +88,7 @@ def shardings_for(abstract_boxed, mesh: Mesh, rules: Rules):
 
 def batch_sharding(mesh: Mesh, rules: Rules, ndim: int = 2) -> NamedSharding:
     """Sharding of a [B, ...] batch: B over the mesh axes of `act_batch`, the rest replicated."""
-    return NamedSharding(
-        mesh, nn.logical_to_mesh_axes(("act_batch",) + (None,) * (ndim - 1), rules)
-    )
+    return NamedSharding(mesh, _mesh_spec(("act_batch",) + (None,) * (ndim - 1), rules))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
