@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -86,7 +88,8 @@ def train_step(
         "learning_rate": schedule(state.step),
         "tokens": total_weight,
     }
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    new_state = dataclasses.replace(state, step=state.step + 1, params=params, opt_state=opt_state)
+    return new_state, metrics
 
 
 def eval_step(

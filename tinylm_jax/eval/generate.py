@@ -44,6 +44,7 @@ def sample_logits(logits_BV: jax.Array, rng: jax.Array, config: SamplingConfig) 
 def next_token_logits(model: Transformer, outputs: jax.Array) -> jax.Array:
     """[B, V] logits of the token after the last position, from the model's outputs."""
     if model.config.output_head == "bytes":
+        assert model.token_bytes is not None  # a byte head is built with its byte table
         return token_log_probs(outputs[:, -1], model.token_bytes)
     return outputs[:, -1]
 
@@ -67,7 +68,8 @@ def _generate(
     valid_BS = jnp.arange(S)[None, :] >= pad_B[:, None]
     positions_BP = jnp.maximum(jnp.arange(P)[None, :] - pad_B[:, None], 0)
     cache = init_kv_cache(model.config, B, S)
-    logits, cache = model.apply(
+    # With a kv_cache the model returns (logits, cache); apply() is typed for the general case.
+    logits, cache = model.apply(  # type: ignore[misc, assignment]
         {"params": params},
         tokens_BP,
         positions_BP,
@@ -87,7 +89,7 @@ def _generate(
         i, out_BN, cache, done_B = carry
         last_B1 = out_BN[:, i - 1][:, None]
         positions_B1 = (P + i - 1 - pad_B)[:, None]
-        logits, cache = model.apply(
+        logits, cache = model.apply(  # type: ignore[misc, assignment]
             {"params": params},
             last_B1,
             positions_B1,

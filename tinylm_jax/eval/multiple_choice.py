@@ -131,7 +131,8 @@ def loglikelihoods(run: Run, params, requests: Sequence[Request]) -> np.ndarray:
 
 def score_task(run: Run, params, tokenizer: Tokenizer, task: Task) -> dict[str, float]:
     """`acc`, `acc_norm` (per-byte) and the number of examples `n` of one task."""
-    requests, spans = [], []
+    requests: list[Request] = []
+    spans: list[tuple[int, int]] = []
     for number, example in enumerate(task.examples, 1):
         spans.append((len(requests), len(example.choices)))
         for choice in example.choices:

@@ -68,8 +68,8 @@ def score_records(
     start = time.perf_counter()
     outputs = []
     with run_context(run):
-        for index, batch in enumerate(batches, start=1):
-            batch = to_global(batch, run.mesh, run.rules)
+        for index, host_batch in enumerate(batches, start=1):
+            batch = to_global(host_batch, run.mesh, run.rules)
             outputs.append((run.score_step(params, batch), *gather(batch["ids"], batch["weights"])))
             if after_batch:
                 after_batch(index)
