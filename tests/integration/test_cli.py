@@ -66,6 +66,32 @@ def test_sampling_defaults_suit_small_models_and_help_shows_them(capsys):
     assert "(default: 0.8)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["info", "--help"], ["sample", "--help"]])
+def test_help_imports_no_jax(argv):
+    """The command table loads light modules: help needs neither JAX nor gin."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from tinylm_jax.cli import main as cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        f"        cli.main({argv!r})\n"
+        "    except SystemExit as exit_:\n"
+        "        assert exit_.code == 0\n"
+        "print([m for m in ('jax', 'numpy', 'gin') if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_python_dash_m_lists_every_command():
+    out = subprocess.run(
+        [sys.executable, "-m", "tinylm_jax.cli", "--help"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert all(name in out.stdout for name in cli.COMMANDS)
+
+
 def test_info_counts_tinyllama_without_allocating(capsys):
     assert cli.main(["info", "--gin_file=models/tinyllama_1_1b.gin", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
@@ -55,6 +56,13 @@ def gin_bindings(hf_dir: str | Path, workdir: str | Path) -> tuple[list[str], li
         path = (Path(workdir) / tokenizer.file_name).absolute()
         defaults.append(f"DataConfig.tokenizer = {str(path)!r}")
     return defaults, model
+
+
+def run_bindings(hf_dir: str | Path, workdir: str | Path, overrides: Sequence[str]) -> list[str]:
+    """The gin bindings of the imported run: `gin_bindings`' defaults, then `overrides` (the
+    user's), then the ModelConfig bindings last, since the checkpoint fixes the architecture."""
+    defaults, model = gin_bindings(hf_dir, workdir)
+    return [*defaults, *overrides, *model]
 
 
 def import_hf(config: RunConfig, hf_dir: str | Path, workdir: str | Path) -> dict:

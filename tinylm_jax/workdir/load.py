@@ -27,7 +27,7 @@ from tinylm_jax.eval import multiple_choice
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.eval.generate import generate
 from tinylm_jax.eval.heldout import evaluate
-from tinylm_jax.eval.score import Scores, score_records
+from tinylm_jax.eval.score import Scores, score_records, write_scores
 from tinylm_jax.files import write_atomically
 
 
@@ -123,6 +123,31 @@ def score_workdir(
     data = _data_of(workdir, run, tokenizer)
     source = {"train": data.train, "validation": data.validation}[split]
     return score_records(run, params, source, batch_size or config.train.resolved_eval_batch_size)
+
+
+def write_workdir_scores(
+    config: RunConfig,
+    workdir: epath.PathLike,
+    split: str,
+    out: epath.PathLike,
+    batch_size: int | None = None,
+) -> dict | None:
+    """`score_workdir`, written by process 0 to `out` (JSONL: id, loss, tokens); returns, on
+    process 0 only, a summary: out, split, records, tokens, mean_loss (nats per token),
+    seconds, tokens_per_second."""
+    scores = score_workdir(config, workdir, split, batch_size)
+    if jax.process_index() != 0:
+        return None
+    write_scores(out, scores)
+    return {
+        "out": out,
+        "split": split,
+        "records": len(scores.tokens_N),
+        "tokens": int(scores.tokens_N.sum()),
+        "mean_loss": float(scores.nll_N.sum() / max(scores.tokens_N.sum(), 1)),
+        "seconds": scores.seconds,
+        "tokens_per_second": scores.tokens_per_second,
+    }
 
 
 def sample_workdir(

@@ -1,0 +1,136 @@
+"""The command table: every entry resolves, registers its command and a handler; the command
+modules stay small and import nothing heavy at module level."""
+
+import argparse
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+import tinylm_jax.cli
+from tinylm_jax.cli import main as cli
+from tinylm_jax.errors import ConfigError
+
+CLI_DIR = Path(tinylm_jax.cli.__file__).parent
+# What a command module may import at module level: `tinylm --help` must not import JAX.
+LIGHT_IMPORTS = ("__future__", "argparse", "collections", "importlib", "json", "logging", "sys")
+LIGHT_IMPORTS += ("pathlib", "tinylm_jax.cli", "tinylm_jax.errors")
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(actions[0].choices) if actions else {}
+
+
+def leaves(parser: argparse.ArgumentParser, path=()):
+    """(command path, parser) of every runnable (sub)command."""
+    children = subcommands(parser)
+    if not children:
+        yield path, parser
+    for name, child in children.items():
+        yield from leaves(child, (*path, name))
+
+
+@pytest.mark.parametrize("name", list(cli.COMMANDS))
+def test_every_table_entry_resolves_and_registers_its_command(name):
+    target = cli.COMMANDS[name]
+    module, _, function = target.partition(":")
+    assert module.startswith("tinylm_jax.cli.") and function, target
+    register = cli.load(target)
+    assert callable(register)
+    parser = argparse.ArgumentParser(prog="tinylm")
+    register(parser.add_subparsers(dest="command"))
+    assert list(subcommands(parser)) == [name]
+
+
+def test_the_parser_holds_the_table_in_order_with_a_handler_per_command():
+    parser = cli.build_parser()
+    assert list(subcommands(parser)) == list(cli.COMMANDS)
+    paths = [path for path, _ in leaves(parser)]
+    assert ("tokenizer", "compress") in paths and ("sweep", "report") in paths
+    for path, leaf in leaves(parser):
+        assert callable(leaf.get_default("fn")), path
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: tinylm ")
+    listed = out.split("{", 1)[1].split("}", 1)[0].split(",")
+    assert listed == list(cli.COMMANDS)
+    for name in cli.COMMANDS:
+        assert f"\n    {name} " in out, name
+
+
+def test_every_flag_help_shows_its_default(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--help"])
+    out = capsys.readouterr().out
+    assert "timed steps (default: 20)" in " ".join(out.split())
+
+
+def test_user_errors_exit_2_naming_the_command(capsys, monkeypatch):
+    from tinylm_jax.cli import info
+
+    def fail(args):
+        raise ConfigError("bad value")
+
+    monkeypatch.setattr(info, "cmd_info", fail)
+    assert cli.main(["info"]) == 2
+    assert capsys.readouterr().err == "tinylm info: error: bad value\n"
+
+
+def test_plot_labels_must_match_workdirs(capsys):
+    argv = ["plot", "--workdir=a", "--workdir=b", "--label=x", "--out=p.png"]
+    assert cli.main(argv) == 2
+    assert "got 1 --label for 2 --workdir" in capsys.readouterr().err
+
+
+def test_info_prints_json_and_a_table(capsys, gin_clean):
+    assert cli.main(["info", "--gin_file=models/demo_5m.gin", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert cli.main(["info", "--gin_file=models/demo_5m.gin"]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("parameters ") and f"{stats['total_params']:,}" in table
+    assert "+ AdamW state" in table
+
+
+def test_import_hf_binds_the_checkpoint_architecture_last(tmp_path):
+    from tinylm_jax.interop import import_hf
+
+    hf = {
+        "model_type": "llama",
+        "vocab_size": 64,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(hf))
+    bindings = import_hf.run_bindings(tmp_path, tmp_path / "w", ["ModelConfig.d_model = 8"])
+    assert bindings[0] == "ModelConfig.d_model = 8"
+    assert bindings.index("ModelConfig.d_model = 32") > 0
+
+
+def module_level_imports(path: Path) -> list[str]:
+    names = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names.append(node.module or "")
+    return names
+
+
+@pytest.mark.parametrize("path", sorted(CLI_DIR.glob("*.py")), ids=lambda p: p.name)
+def test_command_modules_are_small_and_light(path):
+    source = path.read_text()
+    assert len(source.splitlines()) <= 500
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            assert node.end_lineno - node.lineno + 1 <= 80, node.name
+    for name in module_level_imports(path):
+        assert any(name == ok or name.startswith(ok + ".") for ok in LIGHT_IMPORTS), name

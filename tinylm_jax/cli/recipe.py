@@ -1,0 +1,83 @@
+"""`tinylm recipe run/report`: a whole recipe (the PanGu-π Pro ladder) as resumable steps with
+a report; the strategy lives in `tinylm_jax.orchestration.ladder`."""
+
+from __future__ import annotations
+
+import argparse
+
+from tinylm_jax.cli import common
+
+
+def add_recipe(commands) -> None:
+    parser = commands.add_parser(
+        "recipe", help="a whole recipe (the PanGu-π Pro ladder) as resumable steps with a report"
+    )
+    recipe_commands = parser.add_subparsers(dest="recipe_command", required=True)
+    for name, text in [
+        ("run", "run the steps not done yet (a rerun continues), then write the report"),
+        ("report", "evaluate the trained arms and write report.md / report.json"),
+    ]:
+        sub = recipe_commands.add_parser(name, help=text)
+        sub.add_argument("--recipe", default="pangu_ladder", choices=["pangu_ladder"])
+        sub.add_argument("--root", required=True, help="every step's output goes under ROOT")
+        sub.add_argument(
+            "--scale", default="tiny", choices=["tiny", "1b"], help="tiny: ~45 min on 2 CPU cores"
+        )
+        sub.add_argument("--parent", help="a trained parent workdir instead of training one")
+        sub.add_argument("--tokenizer", help="a big .model instead of training one on the corpus")
+        sub.add_argument(
+            "--big_vocab", type=int, help="the big tokenizer's size (default: the scale's)"
+        )
+        sub.add_argument(
+            "--compact_vocab", type=int, help="the compressed tokenizer's size (default: scale's)"
+        )
+        sub.add_argument(
+            "--eval_steps", type=int, default=None, help="eval batches per arm (None: all)"
+        )
+        sub.add_argument(
+            "--launcher",
+            help="prefix of every step on a cluster, e.g. 'launch/tpu_pod.sh TPU ZONE --'",
+        )
+        if name == "run":
+            sub.add_argument(
+                "--dry_run", action="store_true", help="print shapes and commands only"
+            )
+        common.add_gin_flags(sub)
+        sub.set_defaults(fn=cmd_recipe)
+
+
+def cmd_recipe(args: argparse.Namespace) -> int:
+    import shlex
+
+    from tinylm_jax.orchestration import ladder as ladder_lib
+
+    ladder = ladder_lib.pangu_ladder(
+        args.root,
+        args.scale,
+        args.gin_file,
+        args.gin_param,
+        args.parent,
+        args.tokenizer,
+        args.big_vocab,
+        args.compact_vocab,
+    )
+    launcher = shlex.split(args.launcher) if args.launcher else ()
+    if args.recipe_command == "run":
+        if args.dry_run:
+            for name, shape in ladder_lib.check_plan(ladder).items():
+                print(
+                    f"{name:>6}: {shape['params']:>15,} params "
+                    f"({shape['non_embedding_params']:,} non-embedding), "
+                    f"{shape['train_tokens']:,} training tokens"
+                )
+        code = ladder_lib.run(ladder, dry_run=args.dry_run, launcher=launcher)
+        if code or args.dry_run:
+            return code
+    from tinylm_jax.orchestration import plot
+
+    rows, parent = ladder_lib.collect_rows(ladder, args.eval_steps)
+    runs = {f"{name} {ladder_lib.FORMULAS[name]}": rows[name]["workdir"] for name in rows}
+    plot.save(plot.curves_figure(runs), ladder.root / "ladder.png")
+    ladder_lib.write_report(ladder.root, rows, parent, plot_name="ladder.png")
+    print((ladder.root / "report.md").read_text(), end="")
+    return 0
