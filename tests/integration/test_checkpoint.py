@@ -41,7 +41,7 @@ def restore(workdir: Path, *mesh: str, data_iterator=None, set_aside: bool = Fal
         manager, run.abstract, run.shardings, data_iterator, set_aside_damaged=set_aside
     )
     manager.close()
-    return run, *(restored or (None, None))
+    return run, *(restored[:2] if restored else (None, None))
 
 
 def host(tree) -> list[np.ndarray]:

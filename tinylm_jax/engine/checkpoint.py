@@ -2,8 +2,9 @@
 
 A checkpoint is `DIR/checkpoints/<step>/` with three items: `state` (the TrainState: params,
 optimizer state, step, RNG), `data` (Grain iterator state, one file per process) and
-`metadata` (JSON: tokenizer fingerprint, operative gin config, `rounds` schedule, ...); from
-the second round of a multi-round run on, a fourth, `rounds`, holds the round's selected ids.
+`metadata` (JSON: tokenizer fingerprint, operative gin config, ...), plus any named extra
+items of host arrays the caller adds (the trainer's hooks save their own state there; this
+module does not interpret them).
 Orbax writes each step under a temporary name and renames it when complete, so a run killed
 mid-save leaves `<step>.orbax-checkpoint-tmp*`, which is ignored and cleaned up. A complete
 but damaged step (truncated or garbled files) fails to restore; `restore_latest` reports it
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import grain
 import jax
@@ -40,7 +41,17 @@ def checkpoint_dir(workdir: epath.PathLike) -> epath.Path:
     return layout.checkpoints_dir(workdir)
 
 
-def make_manager(workdir: epath.PathLike, config: CheckpointConfig) -> ocp.CheckpointManager:
+_ITEMS = ("state", "data", "metadata")
+
+
+def make_manager(
+    workdir: epath.PathLike, config: CheckpointConfig, extras: Sequence[str] = ()
+) -> ocp.CheckpointManager:
+    """A manager of `workdir`'s checkpoints that can also save and restore the extra items
+    named `extras` (Orbax needs each item's handler before the first save or restore)."""
+    clash = sorted(set(extras) & set(_ITEMS))
+    if clash:
+        raise ValueError(f"extra checkpoint items {clash} clash with the items {_ITEMS}")
     options = ocp.CheckpointManagerOptions(
         max_to_keep=config.keep,
         keep_period=config.keep_period,
@@ -55,7 +66,7 @@ def make_manager(workdir: epath.PathLike, config: CheckpointConfig) -> ocp.Check
             "state": ocp.StandardCheckpointHandler(),
             "data": grain.checkpoint.CheckpointHandler(),
             "metadata": ocp.JsonCheckpointHandler(),
-            "rounds": ocp.StandardCheckpointHandler(),
+            **{name: ocp.StandardCheckpointHandler() for name in extras},
         },
     )
 
@@ -66,17 +77,18 @@ def save(
     data_iterator,
     metadata: dict,
     force: bool = False,
-    rounds: dict[str, np.ndarray] | None = None,
+    extras: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> bool:
     """Starts saving `state` at its step (async if configured); device→host copies finish
     before this returns, so the caller may donate `state` to the next step right away.
-    `rounds` (host arrays, e.g. a round's selected ids) is saved as the `rounds` item."""
+    Each of `extras` (name -> host arrays; names given to `make_manager`) is saved as the
+    item of that name."""
     step = int(jax.device_get(state.step))
     args = {"state": ocp.args.StandardSave(state), "metadata": ocp.args.JsonSave(metadata)}
     if data_iterator is not None:
         args["data"] = grain.checkpoint.CheckpointSave(data_iterator)
-    if rounds is not None:
-        args["rounds"] = ocp.args.StandardSave(rounds)
+    for name, arrays in (extras or {}).items():
+        args[name] = ocp.args.StandardSave(dict(arrays))
     return manager.save(step, args=ocp.args.Composite(**args), force=force)
 
 
@@ -86,25 +98,10 @@ def restore_latest(
     shardings: TrainState,
     data_iterator,
     set_aside_damaged: bool = False,
-) -> tuple[TrainState, dict] | None:
-    """Restores the newest good checkpoint onto `shardings` (any mesh), or None if none.
-
-    See `restore_latest_with_rounds`, which also returns the `rounds` item.
-    """
-    restored = restore_latest_with_rounds(
-        manager, abstract, shardings, data_iterator, set_aside_damaged
-    )
-    return None if restored is None else restored[:2]
-
-
-def restore_latest_with_rounds(
-    manager: ocp.CheckpointManager,
-    abstract: TrainState,
-    shardings: TrainState,
-    data_iterator,
-    set_aside_damaged: bool = False,
-) -> tuple[TrainState, dict, dict | None] | None:
-    """(state, metadata, `rounds` item or None) of the newest good checkpoint, or None if none.
+    extras: Sequence[str] = (),
+) -> tuple[TrainState, dict, dict[str, dict[str, np.ndarray]]] | None:
+    """(state on `shardings` (any mesh), metadata, extras) of the newest good checkpoint, or
+    None if none; extras maps each name of `extras` that the step holds to its arrays.
 
     Incomplete saves are ignored. A damaged step (unreadable or truncated files) is reported
     with its path and the previous step is tried; with `set_aside_damaged` (a resuming
@@ -127,8 +124,9 @@ def restore_latest_with_rounds(
             # Imported checkpoints (`tinylm import-hf`) hold no data state: data starts afresh.
             if data_iterator is not None and (path / "data").is_dir():
                 args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-            if (path / "rounds").is_dir():
-                args["rounds"] = ocp.args.StandardRestore()
+            for name in extras:
+                if (path / name).is_dir():
+                    args[name] = ocp.args.StandardRestore()
             restored = manager.restore(step, args=ocp.args.Composite(**args))
         except ConfigError:
             raise
@@ -143,8 +141,8 @@ def restore_latest_with_rounds(
                     _set_aside(bad)
                 if damaged:
                     manager.reload()
-            rounds = restored["rounds"] if "rounds" in args else None
-            return restored["state"], restored["metadata"], rounds
+            saved = {name: dict(restored[name]) for name in extras if name in args}
+            return restored["state"], restored["metadata"], saved
         reason = error or "failed on another process"
         log.warning("damaged checkpoint %s is skipped (%s)", path, reason)
         if jax.process_index() == 0:

@@ -1,9 +1,9 @@
-"""The training loop, made of small parts: data, restore-or-init, step, log, eval, round,
-save, stop.
+"""The training loop: data, restore-or-init, then steps, with everything between steps as
+hooks (`tinylm_jax.train.hooks`): log, eval, the round switch, preemption, save.
 
 `train(config, workdir)` runs a `RunConfig` in a workdir; each part below is a plain function
-or a small class that the loop calls in order and tests can drive alone. The multi-round part
-(`tinylm_jax.train.rounds`) scores and reselects the data between rounds.
+or a small class that tests can drive alone. The data schedule (`tinylm_jax.train.rounds`:
+multiple rounds, one for a plain run) owns the data iterator and its checkpoint part.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
@@ -34,15 +33,18 @@ from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.eval.heldout import evaluate
 from tinylm_jax.files import write_atomically
 from tinylm_jax.model.counting import flops_per_token
-from tinylm_jax.parallel import rules as rules_lib
 from tinylm_jax.parallel.batch import global_batch_to_devices, to_global
 from tinylm_jax.parallel.distributed import PreemptionWatcher
 from tinylm_jax.train import rounds as rounds_part
+from tinylm_jax.train.hooks import Hook, Hooks, StepInfo, SwitchableIterator, on_step
 from tinylm_jax.train.metrics import (
+    FiniteGuard,
     MetricsWriter,
-    format_duration,
-    mfu,
+    Throughput,
+    eval_line,
     peak_flops_per_device,
+    step_line,
+    step_record,
     train_summary,
 )
 from tinylm_jax.train.prefetch import DevicePrefetcher
@@ -60,7 +62,8 @@ class Preempted(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class TrainHooks:
-    """Callbacks run at fixed points of the loop (tests install them to inject faults).
+    """Callbacks run at fixed points of the loop (tests install them to inject faults; they
+    become hooks, so production code has no test switch).
 
     `after_step(step)` runs right after step `step` is dispatched; `after_save(step)` right
     after its checkpoint save has started (an async save is then still being written);
@@ -73,7 +76,7 @@ class TrainHooks:
 
 
 def train(
-    config: RunConfig, workdir: str | epath.PathLike, hooks: TrainHooks | None = None
+    config: RunConfig, workdir: str | epath.PathLike, faults: TrainHooks | None = None
 ) -> dict[str, float]:
     """Trains (or resumes) `config` in `workdir`; returns the last logged and eval metrics.
 
@@ -90,10 +93,14 @@ def train(
     rounds_part.check_rounds(config, run, len(data.train))
     if jax.process_index() == 0:
         write_run_files(workdir, config, data.tokenizer)
-    iterator = rounds_part.RoundIterator(functools.partial(make_train_iterator, data, config.train))
-    manager = ckpt.make_manager(workdir, config.checkpoint)
+    schedule = rounds_part.Rounds(
+        run, data.train, functools.partial(make_train_iterator, data, config.train)
+    )
+    hooks = Hooks()
+    hooks.add_part("rounds", schedule)
+    manager = ckpt.make_manager(workdir, config.checkpoint, extras=hooks.part_names)
     try:
-        return _train_loop(workdir, run, data, iterator, manager, hooks or TrainHooks())
+        return _train_loop(workdir, run, data, schedule, hooks, manager, faults or TrainHooks())
     finally:
         manager.wait_until_finished()  # an interrupted run still completes its last good save
         manager.close()
@@ -170,12 +177,17 @@ def batch_to_devices(batch: dict, run: Run) -> dict[str, jax.Array]:
 
 
 def restore_or_init(
-    run: Run, data, iterator, manager
-) -> tuple[TrainState, dict, rounds_part.RoundState]:
-    """(state, metadata, round) of the newest good checkpoint, else of a fresh (or inherited)
-    start; the iterator is started on that round's data."""
-    restored = ckpt.restore_latest_with_rounds(
-        manager, run.abstract, run.shardings, iterator, set_aside_damaged=True
+    run: Run, data, source: SwitchableIterator, hooks: Hooks, manager
+) -> tuple[TrainState, dict]:
+    """(state, metadata) of the newest good checkpoint, else of a fresh (or inherited) start;
+    the hooks' checkpoint parts take their saved state, then `source` starts on their data."""
+    restored = ckpt.restore_latest(
+        manager,
+        run.abstract,
+        run.shardings,
+        source,
+        set_aside_damaged=True,
+        extras=hooks.part_names,
     )
     fingerprint = data.tokenizer.fingerprint
     current = {
@@ -186,7 +198,7 @@ def restore_or_init(
     if run.model.token_bytes is not None:
         current["token_bytes_fingerprint"] = run.model.token_bytes.fingerprint
     if restored is not None:
-        state, metadata, rounds_item = restored
+        state, metadata, extras = restored
         saved = metadata.get("tokenizer_fingerprint")
         if saved is not None and saved != fingerprint:
             raise DataError(
@@ -195,18 +207,18 @@ def restore_or_init(
                 "at the workdir's tokenizer.model or train in a new --workdir"
             )
         check_token_bytes(metadata, run.model.token_bytes, manager.directory)
-        round_state = rounds_part.restored_state(run.config, len(data.train), metadata, rounds_item)
-        iterator.start(round_state)
+        hooks.restore(metadata, extras)
+        source.start()
         step = int(jax.device_get(state.step))
-        return state, {**metadata, **current, "step": step}, round_state
+        return state, {**metadata, **current, "step": step}
     with run_context(run):
         state = init_state(run.init_fn, run.config.train.seed, run.shardings)
     init_from = None
     if run.config.checkpoint.init_from:
         state, init_from = _init_from(state, run.config.checkpoint)
-    round_state = rounds_part.initial_state(run.config, len(data.train))
-    iterator.start(round_state)
-    return state, {**current, "init_from": init_from, "step": None}, round_state
+    hooks.restore({}, {})
+    source.start()
+    return state, {**current, "init_from": init_from, "step": None}
 
 
 def _init_from(state: TrainState, config) -> tuple[TrainState, dict]:
@@ -221,98 +233,6 @@ def _init_from(state: TrainState, config) -> tuple[TrainState, dict]:
         )
     info = {"workdir": str(config.init_from), "step": step, "params": replaced}
     return state.replace(params=params), info
-
-
-class Throughput:
-    """Tokens per second over the steps since the last `reset` (eval and checkpoint time is
-    kept out by resetting after them)."""
-
-    def __init__(self, tokens_per_step: int):
-        self.tokens_per_step = tokens_per_step
-        self.reset()
-
-    def reset(self) -> None:
-        self._start, self.steps = time.perf_counter(), 0
-
-    def add_step(self) -> None:
-        self.steps += 1
-
-    def step_time(self) -> float:
-        return (time.perf_counter() - self._start) / max(self.steps, 1)
-
-    def tokens_per_second(self) -> float:
-        return self.tokens_per_step / max(self.step_time(), 1e-9)
-
-
-class FiniteGuard:
-    """The step of the first non-finite loss or gradient norm, tracked on device every step
-    and read only at log and checkpoint steps, so the loop never waits on the device per step.
-    """
-
-    def __init__(self, run: Run):
-        replicated = rules_lib.replicated(run.mesh)
-        self.first_bad = jax.device_put(np.int32(-1), replicated)
-        self._track = jax.jit(_track_first_bad, out_shardings=replicated)
-        self._all_finite = jax.jit(_all_finite, out_shardings=replicated)
-
-    def update(self, step: int, metrics: dict[str, jax.Array]) -> None:
-        self.first_bad = self._track(self.first_bad, step, metrics["loss"], metrics["grad_norm"])
-
-    def check(self, step: int, saved_step: int | None, manager, params=None) -> None:
-        """Raises FloatingPointError at the first bad step; with `params` (before a save) the
-        parameters must be finite too, so no checkpoint ever holds NaN or inf."""
-        bad = int(jax.device_get(self.first_bad))
-        if bad < 0 and params is not None and not bool(jax.device_get(self._all_finite(params))):
-            bad = step
-        if bad < 0:
-            return
-        manager.wait_until_finished()
-        kept = f"step {saved_step}" if saved_step is not None else "none"
-        raise FloatingPointError(
-            f"non-finite loss or gradients at step {bad} (detected at step {step}); stopped "
-            f"without saving it. Last good checkpoint: {kept} in {manager.directory}. "
-            "Lower OptimizerConfig.learning_rate or set OptimizerConfig.grad_clip."
-        )
-
-
-def _track_first_bad(first_bad, step, loss, grad_norm):
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    return jnp.where((first_bad < 0) & ~finite, jnp.int32(step), first_bad)
-
-
-def _all_finite(tree) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
-
-
-def step_record(
-    metrics: dict, throughput: Throughput, flops_per_token_: float, peak_flops: float
-) -> dict[str, float]:
-    """The `metrics.jsonl` record of a logged step (host values)."""
-    tokens_per_second = throughput.tokens_per_second()
-    record = {k: float(v) for k, v in metrics.items() if k != "tokens"}
-    record.update(
-        tokens_per_second=tokens_per_second,
-        mfu=mfu(flops_per_token_, tokens_per_second, peak_flops),
-        step_time_s=throughput.step_time(),
-    )
-    return record
-
-
-def step_line(record: dict[str, float], step: int, num_steps: int) -> str:
-    eta = (num_steps - step) * record["step_time_s"]
-    return (
-        f"step {step}/{num_steps} | loss {record['loss']:.4f} | "
-        f"lr {record['learning_rate']:.2e} | grad_norm {record['grad_norm']:.3f} | "
-        f"{record['tokens_per_second']:,.0f} tok/s | MFU {100 * record['mfu']:.1f}% | "
-        f"ETA {format_duration(eta)}"
-    )
-
-
-def eval_line(result: dict[str, float], step: int) -> str:
-    return (
-        f"eval step {step} | loss {result['eval_loss']:.4f} | "
-        f"ppl {result['eval_perplexity']:.2f} | bits/byte {result['eval_bits_per_byte']:.4f}"
-    )
 
 
 def is_save_step(step: int, config: RunConfig) -> bool:
@@ -334,104 +254,166 @@ def checkpoint_metadata(base: dict, step: int, config: RunConfig) -> dict:
     }
 
 
-def _train_loop(workdir: epath.Path, run: Run, data, iterator, manager, hooks: TrainHooks):
-    config, tc = run.config, run.config.train
-    primary = jax.process_index() == 0
-    state, metadata, round_state = restore_or_init(run, data, iterator, manager)
+class Saver:
+    """The checkpoint-save hook: saves at `CheckpointConfig.every_steps`, at the last step and
+    whenever a hook before it asks; never a non-finite state (see `FiniteGuard`)."""
+
+    def __init__(self, run: Run, manager, batches, hooks: Hooks, base: dict, after_save=None):
+        self.run, self.manager, self.batches, self.hooks = run, manager, batches, hooks
+        self.base, self.after_save = base, after_save
+        self.saved_step: int | None = base["step"]
+        self.guard = FiniteGuard(run)
+
+    def check(self, info: StepInfo, params: bool = True) -> None:
+        """Raises FloatingPointError if a step so far (or, with `params`, the params) is
+        non-finite."""
+        self.guard.check(
+            info.step, self.saved_step, self.manager, info.state.params if params else None
+        )
+
+    def __call__(self, info: StepInfo) -> StepInfo:
+        if not (info.save or info.preempted or is_save_step(info.step, self.run.config)):
+            return info
+        self.check(info)
+        parts, extras = self.hooks.save()
+        metadata = {**checkpoint_metadata(self.base, info.step, self.run.config), **parts}
+        ckpt.save(self.manager, info.state, self.batches, metadata, force=True, extras=extras)
+        self.saved_step = info.step
+        if self.after_save:
+            self.after_save(info.step)
+        return dataclasses.replace(info, paused=True)
+
+
+def log_hook(
+    run: Run,
+    saver: Saver,
+    writer: MetricsWriter,
+    throughput: Throughput,
+    tags: Callable[[], dict],
+    last: dict,
+) -> Hook:
+    """Logs the step's metrics every `TrainConfig.log_every` steps and at the last step."""
+    tc = run.config.train
+    flops = flops_per_token(run.config.model, tc.seq_len)
+    peak = peak_flops_per_device(run.config.peak_flops) * jax.device_count()
+
+    def log(info: StepInfo) -> StepInfo:
+        if info.step % tc.log_every and info.step != tc.num_steps:
+            return info
+        saver.check(info, params=False)
+        record = step_record(jax.device_get(info.metrics), throughput, flops, peak)
+        record.update(tags())
+        writer.write(info.step, record, step_line(record, info.step, tc.num_steps))
+        last.update(record)
+        throughput.reset()
+        return info
+
+    return log
+
+
+def eval_fn(run: Run, data, writer: MetricsWriter, tags: Callable[[], dict], last: dict):
+    """`evaluate_at(step, params)`: a held-out eval, logged and kept in `last`."""
+    byte_lengths_V = token_byte_lengths(data.tokenizer, run.config.model.vocab_size)
+
+    def evaluate_at(step: int, params) -> None:
+        result = evaluate(run, params, data, byte_lengths_V, run.config.train.eval_steps)
+        writer.write(step, {**result, **tags()}, eval_line(result, step))
+        last.update(result)
+
+    return evaluate_at
+
+
+def eval_hook(run: Run, evaluate_at: Callable[[int, object], None]) -> Hook:
+    """The periodic eval (add it `every=TrainConfig.eval_every`); the final one runs after the
+    loop."""
+
+    def periodic_eval(info: StepInfo) -> StepInfo:
+        if not is_eval_step(info.step, run.config.train) or info.step == run.config.train.num_steps:
+            return info
+        evaluate_at(info.step, info.state.params)
+        return dataclasses.replace(info, paused=True)
+
+    return periodic_eval
+
+
+def preemption_hooks(watcher: PreemptionWatcher, manager, workdir: epath.Path) -> tuple[Hook, Hook]:
+    """(ask, stop): `ask` (before the save hook) asks for a checkpoint when SIGTERM arrived;
+    `stop` (after it) waits for that save and raises `Preempted`."""
+
+    def ask(info: StepInfo) -> StepInfo:
+        if not watcher.should_stop(info.step):  # every process calls it after every step
+            return info
+        return dataclasses.replace(info, save=True, preempted=True)
+
+    def stop(info: StepInfo) -> StepInfo:
+        if not info.preempted:
+            return info
+        manager.wait_until_finished()
+        if jax.process_index() == 0:
+            print(f"SIGTERM: saved step {info.step}; stopping", flush=True)
+        raise Preempted(info.step, ckpt.checkpoint_dir(workdir))
+
+    return ask, stop
+
+
+def _train_loop(
+    workdir: epath.Path,
+    run: Run,
+    data,
+    schedule: rounds_part.Rounds,
+    hooks: Hooks,
+    manager,
+    faults: TrainHooks,
+) -> dict[str, float]:
+    tc, primary = run.config.train, jax.process_index() == 0
+    source = SwitchableIterator(schedule.iterator)
+    state, metadata = restore_or_init(run, data, source, hooks, manager)
     start_step = int(jax.device_get(state.step))
-    saved_step = metadata["step"]
-    flops = flops_per_token(config.model, tc.seq_len)
-    peak = peak_flops_per_device(config.peak_flops) * jax.device_count()
-    byte_lengths_V = token_byte_lengths(data.tokenizer, config.model.vocab_size)
-    guard = FiniteGuard(run)
-    throughput = Throughput(tc.tokens_per_step)
-    last: dict[str, float] = {}
     if primary:
         print(
             f"training {tc.num_steps} steps from step {start_step} on "
             f"{jax.device_count()} device(s), mesh {dict(run.mesh.shape)}",
             flush=True,
         )
-        print(rounds_part.describe_round(config, round_state, len(data.train)), flush=True)
+        print(schedule.describe(), flush=True)
     run_start = time.perf_counter()
-
-    def run_eval(step: int) -> None:
-        result = evaluate(run, state.params, data, byte_lengths_V, tc.eval_steps)
-        writer.write(step, {**result, "round": round_state.round}, eval_line(result, step))
-        last.update(result)
-
-    def next_round(step: int) -> None:
-        """Scores with the frozen params, selects the next round and restarts the data."""
-        nonlocal round_state
-        batches.stop()  # the finished round's batches read ahead are not needed
-        round_state, record = rounds_part.next_round(
-            run, state.params, data.train, round_state, step, hooks.after_score_batch
-        )
-        iterator.restart(round_state)
-        batches.start()
-        line = rounds_part.score_line(record, step, last.get("tokens_per_second"))
-        writer.write(step, record, line)
-        if primary:
-            print(rounds_part.describe_round(config, round_state, len(data.train)), flush=True)
-
+    last: dict[str, float] = {}
     writer = MetricsWriter(workdir, primary)
     batches = DevicePrefetcher(
-        iterator, functools.partial(batch_to_devices, run=run), tc.prefetch_batches
+        source, functools.partial(batch_to_devices, run=run), tc.prefetch_batches
     )
+    throughput = Throughput(tc.tokens_per_step)
+    saver = Saver(run, manager, batches, hooks, metadata, faults.after_save)
+    evaluate_at = eval_fn(run, data, writer, schedule.tags, last)
     with (
         contextlib.closing(writer),
         PreemptionWatcher() as preemption,
         run_context(run),
         _running(batches),
     ):
-        step_fn = None
-        for step in range(start_step, tc.num_steps):
-            batch = next(batches)
-            if step_fn is None:  # compile ahead of the first step so step times exclude it
-                step_fn = _compile(run, state, batch, primary)
-                throughput.reset()
-            state, metrics = step_fn(state, batch)
-            done = step + 1
-            guard.update(done, metrics)
-            throughput.add_step()
-            if hooks.after_step:
-                hooks.after_step(done)
-            if done % tc.log_every == 0 or done == tc.num_steps:
-                guard.check(done, saved_step, manager)
-                record = step_record(jax.device_get(metrics), throughput, flops, peak)
-                record["round"] = round_state.round
-                writer.write(done, record, step_line(record, done, tc.num_steps))
-                last.update(record)
-                throughput.reset()
-            paused = False
-            if is_eval_step(done, tc) and done != tc.num_steps:
-                run_eval(done)
-                paused = True
-            # A new round starts right after the last step of the previous one and is saved at
-            # once: a resumed run never scores the same params twice.
-            new_round = rounds_part.round_at(config, done) > round_state.round
-            if new_round:
-                guard.check(done, saved_step, manager, state.params)
-                next_round(done)
-                paused = True
-            preempted = preemption.should_stop(done)
-            if is_save_step(done, config) or preempted or new_round:
-                guard.check(done, saved_step, manager, state.params)
-                meta = checkpoint_metadata(metadata, done, config)
-                meta["rounds"] = round_state.metadata()
-                ckpt.save(manager, state, batches, meta, force=True, rounds=round_state.items())
-                saved_step, paused = done, True
-                if hooks.after_save:
-                    hooks.after_save(done)
-            if preempted:
-                manager.wait_until_finished()
-                if primary:
-                    print(f"SIGTERM: saved step {done}; stopping", flush=True)
-                raise Preempted(done, ckpt.checkpoint_dir(workdir))
-            if paused:  # keep eval and checkpoint time out of the next throughput figure
-                throughput.reset()
+        ask, stop = preemption_hooks(preemption, manager, workdir)
+        if faults.after_step:
+            hooks.add(on_step(faults.after_step))
+        hooks.add(log_hook(run, saver, writer, throughput, schedule.tags, last))
+        if tc.eval_every and tc.eval_steps:
+            hooks.add(eval_hook(run, evaluate_at), every=tc.eval_every)
+        hooks.add(
+            rounds_part.switch_hook(
+                schedule,
+                source,
+                batches,
+                writer,
+                check=saver.check,
+                last=last,
+                after_score_batch=faults.after_score_batch,
+            )
+        )
+        hooks.add(ask)
+        hooks.add(saver)
+        hooks.add(stop)
+        state = _run_steps(run, state, batches, hooks, throughput, saver.guard, start_step)
         if tc.eval_steps:
-            run_eval(tc.num_steps)
+            evaluate_at(tc.num_steps, state.params)
     manager.wait_until_finished()
     if primary:
         print(
@@ -445,6 +427,31 @@ def _train_loop(workdir: epath.Path, run: Run, data, iterator, manager, hooks: T
             flush=True,
         )
     return last
+
+
+def _run_steps(
+    run: Run,
+    state: TrainState,
+    batches: Iterator,
+    hooks: Hooks,
+    throughput: Throughput,
+    guard: FiniteGuard,
+    start_step: int,
+) -> TrainState:
+    """Steps `start_step + 1` to `TrainConfig.num_steps`, each followed by the hooks."""
+    step_fn = None
+    for step in range(start_step, run.config.train.num_steps):
+        batch = next(batches)
+        if step_fn is None:  # compile ahead of the first step so step times exclude it
+            step_fn = _compile(run, state, batch, jax.process_index() == 0)
+            throughput.reset()
+        state, metrics = step_fn(state, batch)
+        guard.update(step + 1, metrics)
+        throughput.add_step()
+        info = hooks.run(StepInfo(step + 1, state, metrics))
+        if info.paused:  # keep eval and checkpoint time out of the next throughput figure
+            throughput.reset()
+    return state
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
-"""Run metrics: peak FLOP/s for MFU; the writer for stdout, metrics.jsonl and TensorBoard."""
+"""Run metrics: peak FLOP/s for MFU, throughput, the finite guard, log lines; the writer for
+stdout, metrics.jsonl and TensorBoard."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from etils import epath
 
 from tinylm_jax import layout
+from tinylm_jax.engine.run import Run
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.files import write_atomically
+from tinylm_jax.parallel import rules as rules_lib
 
 # Dense bf16 peak FLOP/s per JAX device (one chip; TPU v2/v3 expose one device per core).
 PEAK_FLOPS = {
@@ -190,3 +194,95 @@ class MetricsWriter:
             self._flush_remote()
         if self._tb:
             self._tb.close()
+
+
+class Throughput:
+    """Tokens per second over the steps since the last `reset` (eval and checkpoint time is
+    kept out by resetting after them)."""
+
+    def __init__(self, tokens_per_step: int):
+        self.tokens_per_step = tokens_per_step
+        self.reset()
+
+    def reset(self) -> None:
+        self._start, self.steps = time.perf_counter(), 0
+
+    def add_step(self) -> None:
+        self.steps += 1
+
+    def step_time(self) -> float:
+        return (time.perf_counter() - self._start) / max(self.steps, 1)
+
+    def tokens_per_second(self) -> float:
+        return self.tokens_per_step / max(self.step_time(), 1e-9)
+
+
+class FiniteGuard:
+    """The step of the first non-finite loss or gradient norm, tracked on device every step
+    and read only at log and checkpoint steps, so the loop never waits on the device per step.
+    """
+
+    def __init__(self, run: Run):
+        replicated = rules_lib.replicated(run.mesh)
+        self.first_bad = jax.device_put(np.int32(-1), replicated)
+        self._track = jax.jit(_track_first_bad, out_shardings=replicated)
+        self._all_finite = jax.jit(_all_finite, out_shardings=replicated)
+
+    def update(self, step: int, metrics: dict[str, jax.Array]) -> None:
+        self.first_bad = self._track(self.first_bad, step, metrics["loss"], metrics["grad_norm"])
+
+    def check(self, step: int, saved_step: int | None, manager, params=None) -> None:
+        """Raises FloatingPointError at the first bad step; with `params` (before a save) the
+        parameters must be finite too, so no checkpoint ever holds NaN or inf."""
+        bad = int(jax.device_get(self.first_bad))
+        if bad < 0 and params is not None and not bool(jax.device_get(self._all_finite(params))):
+            bad = step
+        if bad < 0:
+            return
+        manager.wait_until_finished()
+        kept = f"step {saved_step}" if saved_step is not None else "none"
+        raise FloatingPointError(
+            f"non-finite loss or gradients at step {bad} (detected at step {step}); stopped "
+            f"without saving it. Last good checkpoint: {kept} in {manager.directory}. "
+            "Lower OptimizerConfig.learning_rate or set OptimizerConfig.grad_clip."
+        )
+
+
+def _track_first_bad(first_bad, step, loss, grad_norm):
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    return jnp.where((first_bad < 0) & ~finite, jnp.int32(step), first_bad)
+
+
+def _all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
+
+
+def step_record(
+    metrics: dict, throughput: Throughput, flops_per_token_: float, peak_flops: float
+) -> dict[str, float]:
+    """The `metrics.jsonl` record of a logged step (host values)."""
+    tokens_per_second = throughput.tokens_per_second()
+    record = {k: float(v) for k, v in metrics.items() if k != "tokens"}
+    record.update(
+        tokens_per_second=tokens_per_second,
+        mfu=mfu(flops_per_token_, tokens_per_second, peak_flops),
+        step_time_s=throughput.step_time(),
+    )
+    return record
+
+
+def step_line(record: dict[str, float], step: int, num_steps: int) -> str:
+    eta = (num_steps - step) * record["step_time_s"]
+    return (
+        f"step {step}/{num_steps} | loss {record['loss']:.4f} | "
+        f"lr {record['learning_rate']:.2e} | grad_norm {record['grad_norm']:.3f} | "
+        f"{record['tokens_per_second']:,.0f} tok/s | MFU {100 * record['mfu']:.1f}% | "
+        f"ETA {format_duration(eta)}"
+    )
+
+
+def eval_line(result: dict[str, float], step: int) -> str:
+    return (
+        f"eval step {step} | loss {result['eval_loss']:.4f} | "
+        f"ppl {result['eval_perplexity']:.2f} | bits/byte {result['eval_bits_per_byte']:.4f}"
+    )

@@ -26,9 +26,9 @@ class _Failure:
 class DevicePrefetcher:
     """Iterates `to_device(next(source))`, `depth` batches ahead, with a checkpointable state.
 
-    `source` must have `get_state()` (a Grain iterator or `RoundIterator`); it is only touched
-    by the producer thread while one runs, so `stop()` before using it directly (restarting a
-    round, restoring) and `start()` again after.
+    `source` must have `get_state()` (a Grain iterator or `SwitchableIterator`); it is only
+    touched by the producer thread while one runs, so `stop()` before using it directly
+    (switching the data, restoring) and `start()` again after.
     """
 
     def __init__(self, source: Iterator, to_device: Callable[[dict], dict], depth: int):

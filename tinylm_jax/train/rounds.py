@@ -1,18 +1,21 @@
-"""The trainer's multi-round part: which round a run is in, what it trains on, and the step
-from one round to the next (score every unit, select, restart the data on the selection).
+"""Multiple rounds as the loop's data schedule: which round a run is in, what it trains on,
+and the switch from one round to the next (score every unit, select, restart the data on the
+selection), attached to the loop through `tinylm_jax.train.hooks`.
 
 PanGu-π Pro's multiple-round training (arXiv 2402.02791, section "Multiple-Round Training");
-the selection rules are in `tinylm_jax.data.selection`. A checkpoint holds the current round
-and sampling seed (`metadata.rounds`, with a per-round summary) and the round's selected
-record ids (the `rounds` array item). The transition happens right after a round's last step
-and is saved at once, so a run killed while scoring redoes the same deterministic scoring.
+the selection rules are in `tinylm_jax.data.selection`. `Rounds` is the checkpoint part
+`rounds`: the current round and sampling seed (`metadata.rounds`, with a per-round summary)
+and the round's selected record ids (the `rounds` array item). The switch happens right after
+a round's last step and is saved at once, so a run killed while scoring redoes the same
+deterministic scoring. A single-round run is round 1 throughout, on the whole split.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
+import jax
 import numpy as np
 
 from tinylm_jax.config.run import RunConfig
@@ -21,6 +24,9 @@ from tinylm_jax.engine.run import Run
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.eval.score import score_records
 from tinylm_jax.parallel import rules as rules_lib
+from tinylm_jax.train.hooks import Hook, StepInfo, SwitchableIterator
+from tinylm_jax.train.metrics import MetricsWriter
+from tinylm_jax.train.prefetch import DevicePrefetcher
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,19 +75,18 @@ def initial_state(config: RunConfig, num_records: int) -> RoundState:
 
 
 def restored_state(
-    config: RunConfig, num_records: int, metadata: dict, items: dict | None
+    config: RunConfig, num_records: int, saved: dict | None, items: dict | None
 ) -> RoundState:
-    """The RoundState a checkpoint's metadata and `rounds` item describe (a checkpoint of a
-    single-round run, which has none, is in round 1)."""
-    saved = metadata.get("rounds")
+    """The RoundState a checkpoint's `metadata.rounds` and `rounds` item describe (a
+    checkpoint without them, e.g. an imported one, is in round 1)."""
     if not saved:
         return initial_state(config, num_records)
     ids = None if items is None else np.asarray(items["selected_ids"], np.int64)
     if (ids is None) != (saved["round"] == 1):
         raise ConfigError(
-            f"checkpoint of step {metadata.get('step')} is in round {saved['round']} but "
-            f"{'lacks' if ids is None else 'has'} selected ids; it was not written by this "
-            "trainer, train in a new --workdir"
+            f"a checkpoint in round {saved['round']} "
+            f"{'lacks' if ids is None else 'has'} selected ids (the `rounds` item); it was not "
+            "written by this trainer: move that step away or train in a new --workdir"
         )
     return RoundState(saved["round"], saved["seed"], ids, tuple(saved["history"]))
 
@@ -103,47 +108,6 @@ def describe_round(config: RunConfig, state: RoundState, num_records: int) -> st
         f"round {state.round}/{config.rounds.num_rounds}: steps {start + 1}-"
         f"{start + steps[state.round - 1]} on {what}"
     )
-
-
-class RoundIterator:
-    """The training iterator of the current round, checkpointed like a Grain iterator.
-
-    `make(ids, round)` builds a round's Grain iterator. A state restored before the round is
-    known (`set_state`) is kept until `start(state)` builds that round's iterator, because Grain
-    checks that a state matches its source (the selected ids) and sampler.
-    """
-
-    def __init__(self, make: Callable[[np.ndarray | None, int], object]):
-        self._make = make
-        self._inner = None
-        self._pending: bytes | None = None
-
-    def start(self, state: RoundState) -> None:
-        self._inner = self._make(state.selected_ids, state.round)
-        if self._pending is not None:
-            self._inner.set_state(self._pending)
-            self._pending = None
-
-    def restart(self, state: RoundState) -> None:
-        """Begins a new round from its first batch (drops any restored position)."""
-        self._pending = None
-        self.start(state)
-
-    def get_state(self) -> bytes:
-        return self._inner.get_state()
-
-    def set_state(self, state: bytes) -> None:
-        self._pending = state
-
-    def start_prefetch(self) -> None:
-        """Grain's checkpoint handler calls this after a restore; the inner iterator is made
-        (and prefetches) in `start`."""
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        return next(self._inner)
 
 
 def next_round(
@@ -197,3 +161,78 @@ def score_line(record: dict, step: int, train_tokens_per_second: float | None) -
         f"{train}); selected {record['units_selected']} (mean loss "
         f"{record['score_loss_mean_selected']:.4f} vs {record['score_loss_mean_all']:.4f} all)"
     )
+
+
+class Rounds:
+    """The round schedule of a run: the checkpoint part `rounds` (see `CheckpointPart`), the
+    current round's iterator for `SwitchableIterator`, and the move to the next round.
+
+    `make(ids, round)` builds the batch iterator of a round over the record ids `ids` (None:
+    the whole split).
+    """
+
+    def __init__(self, run: Run, train_source, make: Callable[[np.ndarray | None, int], Iterator]):
+        self.run = run
+        self._train = train_source
+        self._make = make
+        self.state = initial_state(run.config, len(train_source))
+
+    def save(self) -> tuple[dict, dict[str, np.ndarray] | None]:
+        return self.state.metadata(), self.state.items()
+
+    def restore(self, metadata: dict | None, arrays: dict[str, np.ndarray] | None) -> None:
+        self.state = restored_state(self.run.config, len(self._train), metadata, arrays)
+
+    def iterator(self) -> Iterator:
+        """The current round's batch iterator, from its first batch."""
+        return self._make(self.state.selected_ids, self.state.round)
+
+    def tags(self) -> dict[str, int]:
+        """What every metrics record says of the schedule."""
+        return {"round": self.state.round}
+
+    def describe(self) -> str:
+        return describe_round(self.run.config, self.state, len(self._train))
+
+    def due(self, step: int) -> bool:
+        """Whether the round ends at `step` steps done."""
+        return round_at(self.run.config, step) > self.state.round
+
+    def advance(self, params, step: int, after_score_batch=None) -> dict:
+        """Scores with `params`, moves to the next round; returns its metrics record."""
+        self.state, record = next_round(
+            self.run, params, self._train, self.state, step, after_score_batch
+        )
+        return record
+
+
+def switch_hook(
+    rounds: Rounds,
+    source: SwitchableIterator,
+    batches: DevicePrefetcher,
+    writer: MetricsWriter,
+    *,
+    check: Callable[[StepInfo], None],
+    last: Mapping[str, float],
+    after_score_batch: Callable[[int], None] | None = None,
+) -> Hook:
+    """The round switch: right after a round's last step, `check`s the state, scores with the
+    frozen params, restarts `batches` on the next round's selection and asks for a checkpoint
+    at once, so a resumed run never scores the same params twice. `last` holds the last
+    logged training metrics (their throughput goes into the scoring line)."""
+
+    def switch(info: StepInfo) -> StepInfo:
+        if not rounds.due(info.step):
+            return info
+        check(info)
+        batches.stop()  # the finished round's batches read ahead are not needed
+        record = rounds.advance(info.state.params, info.step, after_score_batch)
+        source.switch()
+        batches.start()
+        line = score_line(record, info.step, last.get("tokens_per_second"))
+        writer.write(info.step, record, line)
+        if jax.process_index() == 0:
+            print(rounds.describe(), flush=True)
+        return dataclasses.replace(info, save=True, paused=True)
+
+    return switch

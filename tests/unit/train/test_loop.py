@@ -10,10 +10,11 @@ from tinylm_jax.config.run import RunConfig
 from tinylm_jax.config.train import CheckpointConfig, TrainConfig
 from tinylm_jax.engine.run import build_run
 from tinylm_jax.train import loop
+from tinylm_jax.train import metrics as metrics_lib
 
 
 def test_throughput_counts_tokens_over_the_steps_since_reset():
-    throughput = loop.Throughput(tokens_per_step=1000)
+    throughput = metrics_lib.Throughput(tokens_per_step=1000)
     throughput.reset()
     for _ in range(4):
         throughput.add_step()
@@ -44,7 +45,7 @@ def test_finite_guard_reports_the_first_bad_step_and_bad_params(gin_clean):
             train=TrainConfig(batch_size=8, seq_len=8),
         )
     )
-    guard, manager = loop.FiniteGuard(run), FakeManager()
+    guard, manager = metrics_lib.FiniteGuard(run), FakeManager()
     guard.update(1, {"loss": jnp.float32(1.0), "grad_norm": jnp.float32(1.0)})
     guard.check(1, None, manager)  # all finite: no error
     guard.update(2, {"loss": jnp.float32(jnp.nan), "grad_norm": jnp.float32(1.0)})
@@ -52,7 +53,7 @@ def test_finite_guard_reports_the_first_bad_step_and_bad_params(gin_clean):
     with pytest.raises(FloatingPointError, match=r"at step 2 \(detected at step 3\).*step 1"):
         guard.check(3, 1, manager)
     assert manager.waited == 1
-    fresh = loop.FiniteGuard(run)
+    fresh = metrics_lib.FiniteGuard(run)
     with pytest.raises(FloatingPointError, match="at step 5"):
         fresh.check(5, None, manager, params={"w": jnp.array([1.0, jnp.nan])})
 
@@ -66,13 +67,15 @@ def test_eval_and_save_schedules():
 
 
 def test_log_lines_and_records():
-    throughput = loop.Throughput(tokens_per_step=100)
+    throughput = metrics_lib.Throughput(tokens_per_step=100)
     throughput.add_step()
     metrics = {"loss": 2.5, "grad_norm": 0.5, "learning_rate": 1e-3, "tokens": 100.0}
-    record = loop.step_record(metrics, throughput, flops_per_token_=6.0, peak_flops=1e6)
+    record = metrics_lib.step_record(metrics, throughput, flops_per_token_=6.0, peak_flops=1e6)
     assert "tokens" not in record and record["loss"] == 2.5
     assert record["mfu"] == pytest.approx(6.0 * record["tokens_per_second"] / 1e6)
-    line = loop.step_line(record, 3, 10)
+    line = metrics_lib.step_line(record, 3, 10)
     assert line.startswith("step 3/10 | loss 2.5000 | lr 1.00e-03") and "ETA" in line
     result = {"eval_loss": 1.0, "eval_perplexity": 2.718, "eval_bits_per_byte": 0.5}
-    assert loop.eval_line(result, 7) == ("eval step 7 | loss 1.0000 | ppl 2.72 | bits/byte 0.5000")
+    assert metrics_lib.eval_line(result, 7) == (
+        "eval step 7 | loss 1.0000 | ppl 2.72 | bits/byte 0.5000"
+    )
