@@ -105,6 +105,7 @@ def test_bench_rejects_bad_step_counts(capsys, gin_clean):
     assert "--steps >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_peer_comparison_runs_end_to_end_and_prints_its_ratio():
     params = SMALL_BATCH + ["TrainConfig.num_steps = 10"]
     command = [

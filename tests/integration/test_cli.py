@@ -107,6 +107,7 @@ def test_unshardable_mesh_from_the_command_line(capsys, tmp_path, data_dir):
     assert "not divisible by mesh axes ('tensor',)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_loss_falls_and_sample_runs(tmp_path, data_dir, capsys):
     workdir = tmp_path / "demo"
     assert cli.main(["train", f"--workdir={workdir}", *short_demo(40)]) == 0
@@ -151,6 +152,7 @@ def test_demo_loss_falls_and_sample_runs(tmp_path, data_dir, capsys):
     assert evaluation["eval_bits_per_byte"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mesh", [["data=2", "fsdp=2", "tensor=2"]])
 def test_demo_on_one_and_eight_devices_from_the_command_line(tmp_path, data_dir, mesh):
     one = run_cli(["train", f"--workdir={tmp_path / 'one'}", *short_demo(3)], 1, data_dir)

@@ -129,6 +129,7 @@ def reference(tmp_path_factory, data_dir, cache) -> Path:
     return workdir
 
 
+@pytest.mark.slow
 def test_killed_mid_save_and_preempted_run_resumes_bit_exactly(reference, cache, tmp_path):
     workdir = tmp_path / "run"
     code, out = train_once(workdir, cache, fault="KILL@4:save")
@@ -149,6 +150,8 @@ def test_killed_mid_save_and_preempted_run_resumes_bit_exactly(reference, cache,
         assert np.array_equal(a, b)
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_processes_survive_a_dead_peer_and_preemption_and_match_one(reference, cache, tmp_path):
     workdir = tmp_path / "run"
     (code0, out0, exit0), (code1, out1, exit1) = train_two_processes(

@@ -80,6 +80,7 @@ def eval_loss(workdir) -> float:
     return evaluate_workdir(config, workdir, eval_steps=2)["eval_loss"]
 
 
+@pytest.mark.slow
 def test_inherited_child_trains_to_a_lower_loss_than_random_init(
     parent, tmp_path, capsys, gin_clean
 ):

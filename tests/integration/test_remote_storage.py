@@ -115,6 +115,7 @@ def losses(workdir) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, lines) if "loss" in r}
 
 
+@pytest.mark.slow
 def test_a_gs_workdir_trains_is_killed_resumes_and_serves(gcs, data_dir, tmp_path):
     local = tmp_path / "uninterrupted"
     done = tinylm(gcs, "train", f"--workdir={local}", *FLAGS)

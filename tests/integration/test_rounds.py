@@ -153,6 +153,7 @@ def test_reference_records_rounds_and_score_matches_eval(reference, capsys, gin_
     assert mean == pytest.approx(evaluated["eval_loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_killed_while_scoring_saving_and_in_round_2_resumes_bit_exactly(reference, cache, tmp_path):
     workdir = tmp_path / "run"
     code, out = train_once(workdir, cache, fault="KILL@3:score", extra=ROUND_FLAGS)
@@ -180,6 +181,8 @@ def test_killed_while_scoring_saving_and_in_round_2_resumes_bit_exactly(referenc
         assert np.array_equal(a, b)
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_processes_killed_in_round_2_resume_and_match_one(reference, cache, tmp_path):
     workdir = tmp_path / "run"
     (code0, out0, _), (code1, out1, _) = train_two_processes(

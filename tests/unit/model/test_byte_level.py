@@ -262,6 +262,7 @@ def test_byte_model_counts_by_component_and_cannot_export_to_llama():
         llama.hf_config(cfg, 1, 2, 0)
 
 
+@pytest.mark.slow
 def test_one_and_eight_devices_give_the_same_byte_model_losses():
     cfg = BASE.replace(
         vocab_size=64,
