@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import TINY_DATA, write_byte_level_bpe
-from tinylm_jax.cli import main
+from tinylm_jax.cli.main import main
 from tinylm_jax.config.data import DataConfig, resolve_data_dir
 from tinylm_jax.data import corpus as corpus_lib
 from tinylm_jax.data.pipeline import train_tokenizer_for

@@ -30,6 +30,9 @@ its added tokens and its 256 byte tokens are always kept (any text still encodes
 bytes), then the most frequent tokens with the tokens their merges go through; only merges
 whose parts and result are kept remain, in rank order, and the kept tokens are renumbered in
 id order (`id_map`). The same argument makes old segmentations of kept tokens survive.
+
+Counting is `token_counts`, what is kept `piece_selection`, the pruning of each format
+`sentencepiece_compression` and `bpe_json_compression`; this module runs them on a corpus.
 """
 
 from __future__ import annotations
