@@ -20,6 +20,7 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -104,7 +105,7 @@ def peak_rss_bytes() -> int:
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -119,63 +120,43 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    model_config, train_config, opt_config = load_configs(args.gin_file, args.gin_param)
-    multipliers = lr_multipliers(
-        opt_config, train_config.num_steps, args.steps + args.warmup_steps + 1
-    )
 
-    from transformers import LlamaForCausalLM
-
-    start = time.perf_counter()
-    model = LlamaForCausalLM(llama_config(model_config, args.attn)).float().train()
-    optimizer = make_optimizer(model, opt_config, fused=args.optimizer == "fused")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: multipliers[min(i, len(multipliers) - 1)]
-    )
-    B, L, V = train_config.batch_size, train_config.seq_len, model_config.vocab_size
-    generator = np.random.default_rng(args.seed)
-    tokens = torch.from_numpy(generator.integers(0, V, (B, L + 1), dtype=np.int64))
-    inputs, targets = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
-    positions = torch.arange(L).expand(B, L)
-    weights = torch.ones(B, L)
-    init_s = time.perf_counter() - start
-
-    forward = model
+def time_steps(
+    step: Callable[[], float], compile_first: bool, warmup_steps: int, steps: int
+) -> tuple[float, list[float], float]:
+    """(compile seconds, the clock before and after each of `steps` timed steps, last loss)."""
     compile_s = 0.0
-    if args.compile:
-        forward = torch.compile(model)
-
-    def step() -> float:
-        logits = forward(input_ids=inputs, position_ids=positions).logits.float()
-        losses = F.cross_entropy(logits.view(-1, V), targets.view(-1), reduction="none")
-        loss = (losses * weights.view(-1)).sum() / weights.sum().clamp(min=1.0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if opt_config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), opt_config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        return float(loss.detach())
-
-    if args.compile:  # the first step compiles; count it as compilation, like tinylm's
+    if compile_first:  # the first step compiles; count it as compilation, like tinylm's
         start = time.perf_counter()
         step()
         compile_s = time.perf_counter() - start
-    for _ in range(args.warmup_steps):
+    for _ in range(warmup_steps):
         step()
     times = [time.perf_counter()]
     loss = float("nan")
-    for _ in range(args.steps):
+    for _ in range(steps):
         loss = step()
         times.append(time.perf_counter())
+    return compile_s, times, loss
+
+
+def summarize(
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    times: list[float],
+    loss: float,
+    compile_s: float,
+    init_s: float,
+    B: int,
+    L: int,
+) -> dict:
+    """The JSON result, with the keys `tinylm bench` prints, of `args.steps` timed steps."""
     intervals = np.diff(times)
     elapsed = times[-1] - times[0]
     tokens_per_step = B * L
-    result = {
+    return {
         "tokens_per_second": args.steps * tokens_per_step / elapsed,
         "mfu": None,
         "step_time_s": elapsed / args.steps,
@@ -202,6 +183,49 @@ def main(argv: list[str] | None = None) -> dict:
             "threads": torch.get_num_threads(),
         },
     }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model_config, train_config, opt_config = load_configs(args.gin_file, args.gin_param)
+    multipliers = lr_multipliers(
+        opt_config, train_config.num_steps, args.steps + args.warmup_steps + 1
+    )
+
+    from transformers import LlamaForCausalLM
+
+    start = time.perf_counter()
+    model = LlamaForCausalLM(llama_config(model_config, args.attn)).float().train()
+    optimizer = make_optimizer(model, opt_config, fused=args.optimizer == "fused")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda i: multipliers[min(i, len(multipliers) - 1)]
+    )
+    B, L, V = train_config.batch_size, train_config.seq_len, model_config.vocab_size
+    generator = np.random.default_rng(args.seed)
+    tokens = torch.from_numpy(generator.integers(0, V, (B, L + 1), dtype=np.int64))
+    inputs, targets = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+    positions = torch.arange(L).expand(B, L)
+    weights = torch.ones(B, L)
+    init_s = time.perf_counter() - start
+
+    forward = torch.compile(model) if args.compile else model
+
+    def step() -> float:
+        logits = forward(input_ids=inputs, position_ids=positions).logits.float()
+        losses = F.cross_entropy(logits.view(-1, V), targets.view(-1), reduction="none")
+        loss = (losses * weights.view(-1)).sum() / weights.sum().clamp(min=1.0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if opt_config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), opt_config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        return float(loss.detach())
+
+    compile_s, times, loss = time_steps(step, args.compile, args.warmup_steps, args.steps)
+    result = summarize(args, model, times, loss, compile_s, init_s, B, L)
     print(
         f"peer torch: {result['params']:,} params | {result['tokens_per_second']:,.0f} tokens/s | "
         f"step mean {1e3 * result['step_time_s']:.1f} ms, "

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import TINY_DATA, write_byte_level_bpe
-from tinylm_jax.cli import main
+from tinylm_jax.cli.main import main
 from tinylm_jax.config.data import DataConfig, resolve_data_dir
 from tinylm_jax.data import corpus as corpus_lib
 from tinylm_jax.data.pipeline import train_tokenizer_for
@@ -18,8 +18,10 @@ from tinylm_jax.data.tokenizer import (
 )
 from tinylm_jax.errors import DataError
 from tinylm_jax.interop import hf_tokenizer
-from tinylm_jax.recipes.pangu import tokenizer_compression as tc
+from tinylm_jax.recipes.pangu import sentencepiece_compression as spc
 from tinylm_jax.recipes.pangu import vocab_mapping
+from tinylm_jax.recipes.pangu.bpe_json_compression import compress_bpe_json
+from tinylm_jax.recipes.pangu.token_counts import count_tokens
 
 BIG = 1500
 UNSEEN = [
@@ -42,7 +44,7 @@ def corpus(data_dir):
     raw = corpus_lib.load_raw_corpus(config, resolve_data_dir(config))
     texts = [t for t, _ in corpus_lib.iter_texts(raw.splits["train"], raw.text_key) if t]
     big = load_tokenizer(path)
-    counts = tc.count_tokens(big, ((t, None) for t in texts), num_threads=2)
+    counts = count_tokens(big, ((t, None) for t in texts), num_threads=2)
     return pathlib.Path(path).read_bytes(), texts, counts
 
 
@@ -51,12 +53,12 @@ def bpe(corpus):
     _, texts, _ = corpus
     model = train_tokenizer(texts, 1000, "bpe")
     big = SentencePieceTokenizer(model)
-    return model, tc.count_tokens(big, ((t, None) for t in texts), num_threads=2)
+    return model, count_tokens(big, ((t, None) for t in texts), num_threads=2)
 
 
 def _mandatory(model: bytes) -> int:
-    proto = tc.load_model_proto(model)
-    return sum(p.type in tc.MANDATORY_TYPES or p.piece == tc.SPACE for p in proto.pieces)
+    proto = spc.load_model_proto(model)
+    return sum(p.type in spc.MANDATORY_TYPES or p.piece == spc.SPACE for p in proto.pieces)
 
 
 def test_counts_match_encoding(corpus):
@@ -64,7 +66,7 @@ def test_counts_match_encoding(corpus):
     big = SentencePieceTokenizer(model)
     assert big.vocab_size == BIG
     ids = np.concatenate([big.encode(t) for t in texts[:10]])
-    head = tc.count_tokens(big, ((t, None) for t in texts[:10]), num_threads=1)
+    head = count_tokens(big, ((t, None) for t in texts[:10]), num_threads=1)
     np.testing.assert_array_equal(head.counts, np.bincount(ids, minlength=BIG))
     assert head.bytes == sum(len(t.encode()) for t in texts[:10])
     assert counts.documents == len(texts) and counts.tokens > head.tokens
@@ -75,22 +77,22 @@ def test_exact_size_and_monotone_coverage(corpus):
     sizes = [_mandatory(model), 300, 400, 700, 1000, 1300, BIG]
     coverages = []
     for size in sizes:
-        result = tc.compress(model, counts.counts, vocab_size=size)
+        result = spc.compress(model, counts.counts, vocab_size=size)
         assert result.vocab_size == size == SentencePieceTokenizer(result.model).vocab_size
-        assert tc.load_model_proto(result.model).trainer_spec.vocab_size == size
+        assert spc.load_model_proto(result.model).trainer_spec.vocab_size == size
         coverages.append(result.coverage)
     assert coverages == sorted(coverages) and coverages[0] < 0.5 < coverages[2]
     assert coverages[-1] == 1.0
     # --coverage picks the smallest frequency-ordered size that reaches the target.
-    result = tc.compress(model, counts.counts, coverage=0.9)
+    result = spc.compress(model, counts.counts, coverage=0.9)
     assert result.coverage >= 0.9
-    smaller = tc.compress(model, counts.counts, vocab_size=result.vocab_size - 1)
+    smaller = spc.compress(model, counts.counts, vocab_size=result.vocab_size - 1)
     assert smaller.coverage < 0.9
 
 
 def test_id_map_keeps_specials_bytes_and_order(corpus):
     model, _, counts = corpus
-    result = tc.compress(model, counts.counts, vocab_size=400)
+    result = spc.compress(model, counts.counts, vocab_size=400)
     id_map = result.id_map
     assert id_map.shape == (BIG,) and (id_map >= 0).sum() == 400
     np.testing.assert_array_equal(id_map[:260], np.arange(260))  # pad/bos/eos/unk + 256 bytes
@@ -100,8 +102,8 @@ def test_id_map_keeps_specials_bytes_and_order(corpus):
     for old in np.flatnonzero(id_map >= 0)[::37]:
         assert small.id_to_piece(id_map[old]) == big.id_to_piece(old)
     # The kept normal pieces are the most frequent ones.
-    proto = tc.load_model_proto(model)
-    normal = np.array([p.type == tc.Piece.NORMAL and p.piece != tc.SPACE for p in proto.pieces])
+    proto = spc.load_model_proto(model)
+    normal = np.array([p.type == spc.Piece.NORMAL and p.piece != spc.SPACE for p in proto.pieces])
     kept = counts.counts[normal & (id_map >= 0)]
     assert len(kept) == 400 - _mandatory(model)
     assert kept.min() >= counts.counts[id_map == -1].max()
@@ -114,7 +116,7 @@ def test_lossless_round_trip(corpus, bpe, model_type, size):
     if model_type == "bpe":
         model, counts = bpe
     size = _mandatory(model) if size == "mandatory" else size
-    small = SentencePieceTokenizer(tc.compress(model, counts.counts, vocab_size=size).model)
+    small = SentencePieceTokenizer(spc.compress(model, counts.counts, vocab_size=size).model)
     assert small.vocab_size == size
     for text, ids in zip(texts, small.encode_batch(texts, 2), strict=True):
         assert small.decode(ids) == text
@@ -127,7 +129,7 @@ def test_text_of_kept_pieces_maps_through_id_map(corpus, bpe, model_type):
     model, texts, counts = corpus
     if model_type == "bpe":
         model, counts = bpe
-    result = tc.compress(model, counts.counts, vocab_size=500)
+    result = spc.compress(model, counts.counts, vocab_size=500)
     big, small = SentencePieceTokenizer(model), SentencePieceTokenizer(result.model)
     checked = 0
     for text in texts:
@@ -143,27 +145,27 @@ def test_text_of_kept_pieces_maps_through_id_map(corpus, bpe, model_type):
 
 def test_bpe_keeps_merge_intermediates(bpe):
     model, counts = bpe
-    result = tc.compress(model, counts.counts, vocab_size=400)
+    result = spc.compress(model, counts.counts, vocab_size=400)
     assert result.bpe_intermediates > 0
     small = SentencePieceTokenizer(result.model)
-    proto = tc.load_model_proto(result.model)
+    proto = spc.load_model_proto(result.model)
     for i, piece in enumerate(proto.pieces):
-        if piece.type == tc.Piece.NORMAL:  # Every kept piece is reachable on its own text.
-            assert small.encode(piece.piece.replace(tc.SPACE, " ")) == [i], piece.piece
+        if piece.type == spc.Piece.NORMAL:  # Every kept piece is reachable on its own text.
+            assert small.encode(piece.piece.replace(spc.SPACE, " ")) == [i], piece.piece
 
 
 def test_errors(corpus):
     model, _, counts = corpus
     with pytest.raises(DataError, match="out of range.*choose a size in"):
-        tc.compress(model, counts.counts, vocab_size=BIG + 1)
+        spc.compress(model, counts.counts, vocab_size=BIG + 1)
     with pytest.raises(DataError, match="out of range"):
-        tc.compress(model, counts.counts, vocab_size=100)
+        spc.compress(model, counts.counts, vocab_size=100)
     with pytest.raises(DataError, match="coverage must be in"):
-        tc.compress(model, counts.counts, coverage=1.5)
+        spc.compress(model, counts.counts, coverage=1.5)
     with pytest.raises(DataError, match="exactly one"):
-        tc.compress(model, counts.counts, vocab_size=400, coverage=0.9)
+        spc.compress(model, counts.counts, vocab_size=400, coverage=0.9)
     with pytest.raises(DataError, match="no tokens"):
-        tc.compress(model, np.zeros_like(counts.counts), vocab_size=400)
+        spc.compress(model, np.zeros_like(counts.counts), vocab_size=400)
 
 
 def test_cli_compress(corpus, tmp_path, capsys, gin_clean):
@@ -213,14 +215,14 @@ def bpe_json(corpus, tmp_path_factory):
     _, texts, _ = corpus
     directory = write_byte_level_bpe(tmp_path_factory.mktemp("bpe_json"), texts, vocab_size=1000)
     big = load_tokenizer(directory)
-    return directory, big, tc.count_tokens(big, ((t, None) for t in texts), num_threads=2)
+    return directory, big, count_tokens(big, ((t, None) for t in texts), num_threads=2)
 
 
 @pytest.mark.parametrize("size", [300, 700])
 def test_byte_level_bpe_json_compression(bpe_json, corpus, size):
     _, big, counts = bpe_json
     _, texts, _ = corpus
-    result, small = tc.compress_bpe_json(big, counts.counts, vocab_size=size)
+    result, small = compress_bpe_json(big, counts.counts, vocab_size=size)
     assert result.vocab_size == small.vocab_size == size
     assert result.mandatory == 256 + 2  # byte tokens and the two special tokens
     id_map = result.id_map
@@ -250,14 +252,14 @@ def test_byte_level_bpe_json_compression(bpe_json, corpus, size):
 def test_byte_level_bpe_json_compression_errors(bpe_json, corpus, tmp_path):
     _, big, counts = bpe_json
     with pytest.raises(DataError, match="out of range.*choose a size in \\[258, 1000\\]"):
-        tc.compress_bpe_json(big, counts.counts, vocab_size=257)
+        compress_bpe_json(big, counts.counts, vocab_size=257)
     model, _, _ = corpus
     sp = SentencePieceTokenizer(model, "big.model")
     (tmp_path / "tokenizer.json").write_text(json.dumps(hf_tokenizer.tokenizer_json(sp)))
     (tmp_path / "tokenizer_config.json").write_text('{"eos_token": "</s>"}')
     unigram = load_tokenizer(tmp_path)
     with pytest.raises(DataError, match="only byte-level BPE tokenizer.json files"):
-        tc.compress_bpe_json(unigram, np.ones(unigram.vocab_size, np.int64), vocab_size=300)
+        compress_bpe_json(unigram, np.ones(unigram.vocab_size, np.int64), vocab_size=300)
 
 
 def test_cli_compress_bpe_json(bpe_json, tmp_path, capsys, gin_clean):

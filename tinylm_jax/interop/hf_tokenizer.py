@@ -48,7 +48,7 @@ def _proto(tokenizer: SentencePieceTokenizer) -> sp_pb2.ModelProto:
 def tokenizer_json(tokenizer: SentencePieceTokenizer) -> dict:
     """The `tokenizers` library's serialization of `tokenizer` (a SentencePiece model)."""
     proto = _proto(tokenizer)
-    spec, norm = proto.trainer_spec, proto.normalizer_spec
+    norm = proto.normalizer_spec
     if norm.precompiled_charsmap or norm.remove_extra_whitespaces:
         raise DataError(
             f"{tokenizer.path}: SentencePiece normalization {norm.name!r} (whitespace folding: "
@@ -56,34 +56,7 @@ def tokenizer_json(tokenizer: SentencePieceTokenizer) -> dict:
             "identity-normalized tokenizers (as `tinylm tokenizer train` makes, and Llama's) export"
         )
     pieces = list(proto.pieces)
-    matchable = (_NORMAL, _USER_DEFINED)
-    if spec.model_type == _UNIGRAM:
-        model = {
-            "type": "Unigram",
-            "unk_id": spec.unk_id,
-            "vocab": [
-                [p.piece, p.score if p.type in matchable else _UNMATCHABLE_SCORE] for p in pieces
-            ],
-            "byte_fallback": spec.byte_fallback,
-        }
-    elif spec.model_type == _BPE:
-        model = {
-            "type": "BPE",
-            "dropout": None,
-            "unk_token": spec.unk_piece,
-            "continuing_subword_prefix": None,
-            "end_of_word_suffix": None,
-            "fuse_unk": True,
-            "byte_fallback": spec.byte_fallback,
-            "ignore_merges": False,
-            "vocab": {p.piece: i for i, p in enumerate(pieces)},
-            "merges": _bpe_merges(pieces),
-        }
-    else:
-        raise DataError(
-            f"{tokenizer.path}: SentencePiece model type {spec.model_type} "
-            "(not unigram or BPE) cannot be exported"
-        )
+    model = _model(tokenizer, proto.trainer_spec, pieces)
     special = [
         {
             "id": i,
@@ -97,7 +70,6 @@ def tokenizer_json(tokenizer: SentencePieceTokenizer) -> dict:
         for i, p in enumerate(pieces)
         if p.type in (_CONTROL, _UNKNOWN, _USER_DEFINED)
     ]
-    bos = tokenizer.id_to_piece(tokenizer.bos_id)
     return {
         "version": "1.0",
         "truncation": None,
@@ -112,20 +84,7 @@ def tokenizer_json(tokenizer: SentencePieceTokenizer) -> dict:
             "prepend_scheme": "never",
             "split": False,
         },
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [
-                {"SpecialToken": {"id": bos, "type_id": 0}},
-                {"Sequence": {"id": "A", "type_id": 0}},
-            ],
-            "pair": [
-                {"SpecialToken": {"id": bos, "type_id": 0}},
-                {"Sequence": {"id": "A", "type_id": 0}},
-                {"SpecialToken": {"id": bos, "type_id": 1}},
-                {"Sequence": {"id": "B", "type_id": 1}},
-            ],
-            "special_tokens": {bos: {"id": bos, "ids": [tokenizer.bos_id], "tokens": [bos]}},
-        },
+        "post_processor": _bos_post_processor(tokenizer),
         "decoder": {
             "type": "Sequence",
             "decoders": [
@@ -140,6 +99,56 @@ def tokenizer_json(tokenizer: SentencePieceTokenizer) -> dict:
             ),
         },
         "model": model,
+    }
+
+
+def _model(tokenizer: SentencePieceTokenizer, spec: sp_pb2.TrainerSpec, pieces: list) -> dict:
+    """tokenizer.json's `model`: the SentencePiece model's Unigram or BPE pieces."""
+    matchable = (_NORMAL, _USER_DEFINED)
+    if spec.model_type == _UNIGRAM:
+        return {
+            "type": "Unigram",
+            "unk_id": spec.unk_id,
+            "vocab": [
+                [p.piece, p.score if p.type in matchable else _UNMATCHABLE_SCORE] for p in pieces
+            ],
+            "byte_fallback": spec.byte_fallback,
+        }
+    if spec.model_type == _BPE:
+        return {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": spec.unk_piece,
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": True,
+            "byte_fallback": spec.byte_fallback,
+            "ignore_merges": False,
+            "vocab": {p.piece: i for i, p in enumerate(pieces)},
+            "merges": _bpe_merges(pieces),
+        }
+    raise DataError(
+        f"{tokenizer.path}: SentencePiece model type {spec.model_type} "
+        "(not unigram or BPE) cannot be exported"
+    )
+
+
+def _bos_post_processor(tokenizer: SentencePieceTokenizer) -> dict:
+    """A post-processor that starts every sequence with BOS, as Llama's tokenizer does."""
+    bos = tokenizer.id_to_piece(tokenizer.bos_id)
+    return {
+        "type": "TemplateProcessing",
+        "single": [
+            {"SpecialToken": {"id": bos, "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}},
+        ],
+        "pair": [
+            {"SpecialToken": {"id": bos, "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}},
+            {"SpecialToken": {"id": bos, "type_id": 1}},
+            {"Sequence": {"id": "B", "type_id": 1}},
+        ],
+        "special_tokens": {bos: {"id": bos, "ids": [tokenizer.bos_id], "tokens": [bos]}},
     }
 
 

@@ -79,61 +79,13 @@ class Transformer(nn.Module):
             raise ValueError("kv_valid_BS masks cache slots; it needs a kv_cache")
         mask_B1LS = None if kv_cache is None else decode_mask(segment_ids_BL, kv_valid_BS)
 
-        if cfg.uses_bytes and self.token_bytes is None:
-            raise ConfigError(
-                f"ModelConfig.input_embedding={cfg.input_embedding!r} / output_head="
-                f"{cfg.output_head!r} need the run's token byte table; build the model with "
-                "Transformer(config, token_bytes=data.token_bytes.build_token_bytes(...))"
-            )
-        if cfg.input_embedding == "byte_pooled":
-            bytes_BLT = jnp.asarray(self.token_bytes.table_VT)[tokens_BL]
-            x_BLD = ByteEmbedder(cfg, name="byte_embedder")(bytes_BLT, bytes_BLT != BYTE_PAD)
-        else:
-            embedding_VD = self.param(
-                "token_embed",
-                _normal(cfg.init_std, ("vocab", "embed")),
-                (cfg.vocab_size, cfg.d_model),
-                cfg.weight_dtype,
-            )
-            x_BLD = jnp.take(embedding_VD, tokens_BL, axis=0).astype(cfg.compute_dtype)
-        x_BLD = nn.with_logical_constraint(x_BLD, ("act_batch", "act_length", "act_embed"))
+        x_BLD, embedding_VD = self._embed(tokens_BL)
         # One FFN for all layers: its kernels are declared here and broadcast into every block,
         # so the shared weights get the sum of all layers' gradients.
         shared_mlp = MlpKernels(cfg, name="shared_mlp")() if cfg.ffn_sharing == "all" else None
-
-        block = Block
-        if cfg.remat != "none":
-            block = nn.remat(
-                Block, policy=_remat_policy(cfg.remat), prevent_cse=not cfg.scan_layers
-            )
-        if cfg.scan_layers:
-            stack = nn.scan(
-                block,
-                variable_axes={"params": 0},
-                split_rngs={"params": True},
-                in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, 0, nn.broadcast, nn.broadcast),
-                length=cfg.n_layers,
-                metadata_params={nn.PARTITION_NAME: "layers"},
-            )(cfg, name="layers")
-            x_BLD, kv_cache = stack(
-                x_BLD, positions_BL, segment_ids_BL, mask_B1LS, kv_cache, cache_index, shared_mlp
-            )
-        else:
-            new_cache = []
-            for i in range(cfg.n_layers):
-                layer_cache = None if kv_cache is None else (kv_cache[0][i], kv_cache[1][i])
-                x_BLD, layer_cache = block(cfg, name=f"layers_{i}")(
-                    x_BLD,
-                    positions_BL,
-                    segment_ids_BL,
-                    mask_B1LS,
-                    layer_cache,
-                    cache_index,
-                    shared_mlp,
-                )
-                new_cache.append(layer_cache)
-            if kv_cache is not None:
-                kv_cache = tuple(jnp.stack([c[j] for c in new_cache]) for j in range(2))
+        x_BLD, kv_cache = self._blocks(
+            x_BLD, positions_BL, segment_ids_BL, mask_B1LS, kv_cache, cache_index, shared_mlp
+        )
         if kv_cache is not None:
             kv_cache = tuple(nn.with_logical_constraint(c, KV_CACHE_AXES) for c in kv_cache)
 
@@ -152,6 +104,78 @@ class Transformer(nn.Module):
         if return_hidden:
             return (x_BLD, head_DV), kv_cache
         return head_logits(x_BLD, head_DV), kv_cache
+
+    def _embed(self, tokens_BL: Array) -> tuple[Array, Array | None]:
+        """(x_BLD in compute dtype, the token embedding [V, D], or None for byte-pooled
+        inputs). Called from `__call__`, so its params are the model's own."""
+        cfg = self.config
+        if cfg.uses_bytes and self.token_bytes is None:
+            raise ConfigError(
+                f"ModelConfig.input_embedding={cfg.input_embedding!r} / output_head="
+                f"{cfg.output_head!r} need the run's token byte table; build the model with "
+                "Transformer(config, token_bytes=data.token_bytes.build_token_bytes(...))"
+            )
+        embedding_VD = None
+        if cfg.input_embedding == "byte_pooled":
+            bytes_BLT = jnp.asarray(self.token_bytes.table_VT)[tokens_BL]
+            x_BLD = ByteEmbedder(cfg, name="byte_embedder")(bytes_BLT, bytes_BLT != BYTE_PAD)
+        else:
+            embedding_VD = self.param(
+                "token_embed",
+                _normal(cfg.init_std, ("vocab", "embed")),
+                (cfg.vocab_size, cfg.d_model),
+                cfg.weight_dtype,
+            )
+            x_BLD = jnp.take(embedding_VD, tokens_BL, axis=0).astype(cfg.compute_dtype)
+        x_BLD = nn.with_logical_constraint(x_BLD, ("act_batch", "act_length", "act_embed"))
+        return x_BLD, embedding_VD
+
+    def _blocks(
+        self,
+        x_BLD: Array,
+        positions_BL: Array,
+        segment_ids_BL: Array | None,
+        mask_B1LS: Array | None,
+        kv_cache: KVCache | None,
+        cache_index: Array | None,
+        shared_mlp: dict[str, Array] | None,
+    ) -> tuple[Array, KVCache | None]:
+        """The block stack, scanned (`layers`) or unrolled (`layers_{i}`), and the updated
+        stacked KV cache (None when not decoding)."""
+        cfg = self.config
+        block = Block
+        if cfg.remat != "none":
+            block = nn.remat(
+                Block, policy=_remat_policy(cfg.remat), prevent_cse=not cfg.scan_layers
+            )
+        if cfg.scan_layers:
+            stack = nn.scan(
+                block,
+                variable_axes={"params": 0},
+                split_rngs={"params": True},
+                in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, 0, nn.broadcast, nn.broadcast),
+                length=cfg.n_layers,
+                metadata_params={nn.PARTITION_NAME: "layers"},
+            )(cfg, name="layers")
+            return stack(
+                x_BLD, positions_BL, segment_ids_BL, mask_B1LS, kv_cache, cache_index, shared_mlp
+            )
+        new_cache = []
+        for i in range(cfg.n_layers):
+            layer_cache = None if kv_cache is None else (kv_cache[0][i], kv_cache[1][i])
+            x_BLD, layer_cache = block(cfg, name=f"layers_{i}")(
+                x_BLD,
+                positions_BL,
+                segment_ids_BL,
+                mask_B1LS,
+                layer_cache,
+                cache_index,
+                shared_mlp,
+            )
+            new_cache.append(layer_cache)
+        if kv_cache is not None:
+            kv_cache = tuple(jnp.stack([c[j] for c in new_cache]) for j in range(2))
+        return x_BLD, kv_cache
 
 
 def head_logits(x_BLD: Array, head_DV: Array) -> Array:

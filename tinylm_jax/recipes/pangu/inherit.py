@@ -204,24 +204,12 @@ def inherit(
     host_params, parent_step = ckpt.load_params(parent_workdir)
     host_params = pruning.unstack_layers(host_params, parent.n_layers)
     parent_params = jax.device_put(host_params, parent_run.shardings.params)
-    parent_data, batches = None, None
-    if ic.needs_data or tc.eval_steps:
-        parent_data = pipeline.prepare_data(
-            dataclasses.replace(config.data, tokenizer=tokenizers.parent.path), tc.seq_len
-        )
-        pipeline.check_vocab(parent_data.tokenizer, parent.vocab_size)
-        if len(parent_data.train) == 0 and ic.needs_data:
-            raise DataError(f"the training split of {parent_data.stats['dataset']} is empty")
-        batches = calibration_batches(parent_run, parent_data, ic.seed)
+    parent_data, batches = _parent_data(config, parent, parent_run, tokenizers.parent)
     report: dict = {}
     if ic.layer_selection == "block_influence":
-        influence_L = importance_lib.block_influence(
-            parent_run, parent_params, list(itertools.islice(batches, ic.calibration_batches))
+        layers, report["block_influence"] = _block_influence_layers(
+            config, parent, parent_run, parent_params, batches
         )
-        layers = pruning.select_layers(
-            ic.layer_selection, parent.n_layers, child.n_layers, influence_L=influence_L
-        )
-        report["block_influence"] = influence_L.round(6).tolist()
 
     cut = parent_flat.replace(n_layers=child.n_layers)
     cut_run = build_run(config.replace(model=cut)) if cut != parent_flat else parent_run
@@ -267,8 +255,49 @@ def inherit(
             **extra,
         }
     )
+    inherited_from = {"inherited_from": str(parent_workdir), "inherited_step": parent_step}
+    _write_child(child_run, child_params, workdir, tokenizers.child, inherited_from, report)
+    return report
 
-    child_tokenizer = epath.Path(workdir) / tokenizers.child.file_name
+
+def _parent_data(
+    config: RunConfig, parent: ModelConfig, parent_run: Run, tokenizer: Tokenizer
+) -> tuple[pipeline.PreparedData | None, Iterator[dict] | None]:
+    """The parent's data and calibration batches, or (None, None) when neither the width
+    metric nor the held-out report needs data."""
+    ic, tc = config.inherit, config.train
+    if not (ic.needs_data or tc.eval_steps):
+        return None, None
+    parent_data = pipeline.prepare_data(
+        dataclasses.replace(config.data, tokenizer=tokenizer.path), tc.seq_len
+    )
+    pipeline.check_vocab(parent_data.tokenizer, parent.vocab_size)
+    if len(parent_data.train) == 0 and ic.needs_data:
+        raise DataError(f"the training split of {parent_data.stats['dataset']} is empty")
+    return parent_data, calibration_batches(parent_run, parent_data, ic.seed)
+
+
+def _block_influence_layers(
+    config: RunConfig, parent: ModelConfig, parent_run: Run, parent_params, batches
+) -> tuple[tuple[int, ...], list]:
+    """(the parent layers with the highest block influence, the influence [L] for the report)."""
+    ic = config.inherit
+    influence_L = importance_lib.block_influence(
+        parent_run, parent_params, list(itertools.islice(batches, ic.calibration_batches))
+    )
+    layers = pruning.select_layers(
+        ic.layer_selection, parent.n_layers, config.model.n_layers, influence_L=influence_L
+    )
+    return layers, influence_L.round(6).tolist()
+
+
+def _write_child(
+    child_run: Run, child_params, workdir, tokenizer: Tokenizer, inherited_from: dict, report: dict
+) -> None:
+    """The step-0 child workdir: its config.gin pointing at the child's own tokenizer copy,
+    the tokenizer, the checkpoint (metadata: `inherited_from`) and the report."""
+    config = child_run.config
+    child_tokenizer = epath.Path(workdir) / tokenizer.file_name
     if "://" not in str(child_tokenizer):
         child_tokenizer = child_tokenizer.absolute()
     gin_config = (
@@ -277,11 +306,6 @@ def inherit(
         f"'{child_tokenizer}'\n"
     )
     written = dataclasses.replace(child_run, config=config.replace(gin_config=gin_config))
-    metadata = {
-        "tokenizer_fingerprint": tokenizers.child.fingerprint,
-        "inherited_from": str(parent_workdir),
-        "inherited_step": parent_step,
-    }
-    write_initial_workdir(written, child_params, workdir, tokenizers.child, metadata)
+    metadata = {"tokenizer_fingerprint": tokenizer.fingerprint, **inherited_from}
+    write_initial_workdir(written, child_params, workdir, tokenizer, metadata)
     write_atomically(layout.inheritance_file(workdir), json.dumps(report, indent=1) + "\n")
-    return report

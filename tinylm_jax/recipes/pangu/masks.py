@@ -21,7 +21,7 @@ targets exactly; the report lists the final expected sizes next to them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -69,36 +69,27 @@ def _sizes(cfg: ModelConfig) -> dict[str, int]:
     return {"hidden": cfg.d_model, "heads": cfg.n_heads, "ffn": cfg.resolved_ffn_dim}
 
 
-def learn_masks(
-    run: Run,
-    params: dict,
-    batches: Iterator[dict],
-    child: ModelConfig,
-    steps: int,
-    learning_rate: float,
+def _init_state(
+    cfg: ModelConfig,
     seed: int,
-) -> tuple[Importance, dict]:
-    """Trains the gates of `run`'s (depth-pruned) parent for `steps` batches, parent frozen.
-
-    Returns the importance (keep probabilities; kv heads own nothing; head_dim is not gated
-    and falls back to l2) and a report: final expected sizes against the targets.
-    """
-    cfg = run.config.model
-    full, target = _sizes(cfg), _sizes(child)
+    tx_mask: optax.GradientTransformation,
+    tx_lambda: optax.GradientTransformation,
+    replicated: jax.sharding.Sharding,
+) -> dict:
+    """Gates' log_alpha (LOG_ALPHA_INIT plus a little noise), zero Lagrange multipliers
+    [2, ...] per kind, and both Adam states, replicated."""
     rng = np.random.default_rng(seed)
     shapes = {
         "hidden": (cfg.d_model,),
         "heads": (cfg.n_layers, cfg.n_heads),
         "ffn": (cfg.n_layers, cfg.resolved_ffn_dim),
     }
-    replicated = rules_lib.replicated(run.mesh)
     log_alpha = {
         k: jnp.asarray(LOG_ALPHA_INIT + 0.01 * rng.standard_normal(s), jnp.float32)
         for k, s in shapes.items()
     }
     lambdas = {k: jnp.zeros((2,) + s[:-1], jnp.float32) for k, s in shapes.items()}
-    tx_mask, tx_lambda = optax.adam(learning_rate), optax.adam(learning_rate)
-    state = jax.device_put(
+    return jax.device_put(
         {
             "log_alpha": log_alpha,
             "lambdas": lambdas,
@@ -107,6 +98,21 @@ def learn_masks(
         },
         replicated,
     )
+
+
+def _mask_step_fn(
+    run: Run,
+    child: ModelConfig,
+    steps: int,
+    seed: int,
+    tx_mask: optax.GradientTransformation,
+    tx_lambda: optax.GradientTransformation,
+) -> Callable:
+    """`(state, params, batch, step) -> (state, masked lm loss)`: one Adam step down on
+    log_alpha and up on the lambdas of loss + Lagrangian, the target ramping over the first
+    half of `steps`."""
+    cfg = run.config.model
+    full, target = _sizes(cfg), _sizes(child)
     ramp = max(steps // 2, 1)
 
     def objective(log_alpha, lambdas, params, batch, step, key):
@@ -139,6 +145,28 @@ def learn_masks(
         }
         return new, lm_loss
 
+    return mask_step
+
+
+def learn_masks(
+    run: Run,
+    params: dict,
+    batches: Iterator[dict],
+    child: ModelConfig,
+    steps: int,
+    learning_rate: float,
+    seed: int,
+) -> tuple[Importance, dict]:
+    """Trains the gates of `run`'s (depth-pruned) parent for `steps` batches, parent frozen.
+
+    Returns the importance (keep probabilities; kv heads own nothing; head_dim is not gated
+    and falls back to l2) and a report: final expected sizes against the targets.
+    """
+    cfg = run.config.model
+    replicated = rules_lib.replicated(run.mesh)
+    tx_mask, tx_lambda = optax.adam(learning_rate), optax.adam(learning_rate)
+    state = _init_state(cfg, seed, tx_mask, tx_lambda, replicated)
+    mask_step = _mask_step_fn(run, child, steps, seed, tx_mask, tx_lambda)
     step_fn = jax.jit(mask_step, out_shardings=(replicated, replicated), donate_argnums=0)
     losses = []
     with run_context(run):
@@ -152,7 +180,7 @@ def learn_masks(
     shift = BETA * np.log(-LIMIT_L / LIMIT_R)
     keep = {k: 1.0 / (1.0 + np.exp(shift - v)) for k, v in log_alpha.items()}
     report = {
-        "target_sizes": target,
+        "target_sizes": _sizes(child),
         "expected_sizes": {k: np.sum(v, axis=-1).round(3).tolist() for k, v in keep.items()},
         "masked_loss_first_last": [float(losses[0]), float(losses[-1])],
     }
