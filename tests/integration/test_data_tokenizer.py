@@ -7,17 +7,12 @@ import inspect
 import pytest
 
 from tests.helpers import write_byte_level_bpe
+from tests.support.texts import UNICODE
 from tinylm_jax.config.data import DataConfig
 from tinylm_jax.data import pipeline
 from tinylm_jax.data.tokenizer import (
     HFTokenizer,
 )
-
-UNICODE = [
-    "naïve café — 東京 🙂 Ωμέγα 𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
-    "def f(x):\n\treturn  x  # two  spaces\n\n\n",
-    "  \x00 \r\n tabs\t\t<|endoftext|> 日本語のテキスト 😀🐍 ",
-]
 
 
 @pytest.fixture(scope="module")

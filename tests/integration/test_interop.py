@@ -3,7 +3,6 @@ checkpoints whose tokenizer is a byte-level BPE tokenizer.json, end to end."""
 
 import inspect
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 import tokenizers
 
 from tests.helpers import tiny_run, write_byte_level_bpe
+from tests.support.hf import TEXTS, torch, transformers
 from tinylm_jax.cli import main as cli
 from tinylm_jax.config import gin as config_lib
 from tinylm_jax.config.model import ModelConfig
@@ -22,18 +22,6 @@ from tinylm_jax.engine import checkpoint as ckpt
 from tinylm_jax.interop import llama, safetensors_io
 from tinylm_jax.model.transformer import Transformer
 from tinylm_jax.workdir.load import load_workdir
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-TEXTS = [
-    "def main(argv):\n    return len(argv)  # ok\n",
-    "  leading and trailing spaces  ",
-    "naïve café — 日本語のテキスト 😀 ∑",
-    "<s> literal control pieces </s>",
-]
 
 
 def _gin(params: list[str]) -> list[str]:

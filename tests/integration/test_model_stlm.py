@@ -6,21 +6,11 @@ import numpy as np
 import pytest
 
 from tinylm_jax.config.data import DataConfig
-from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.data import pipeline
 from tinylm_jax.data.tokenizer import Tokenizer, load_tokenizer
 from tinylm_jax.engine.token_bytes import build_token_bytes, token_symbols
 from tinylm_jax.model.byte_level import (
     BYTE_PAD,
-)
-
-V, D, T = 61, 32, 6
-BASE = ModelConfig(
-    vocab_size=V, d_model=D, n_layers=3, n_heads=4, ffn_dim=64, max_seq_len=64, init_std=0.2
-)
-# Byte-level tests: one transformer layer is enough to see token-level causality.
-BYTES = dict(
-    n_layers=1, byte_embed_dim=16, max_token_bytes=T, byte_encoder_layers=2, byte_decoder_layers=1
 )
 
 

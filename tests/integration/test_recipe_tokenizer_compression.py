@@ -6,7 +6,8 @@ import pathlib
 import numpy as np
 import pytest
 
-from tests.helpers import TINY_DATA, write_byte_level_bpe
+from tests.helpers import write_byte_level_bpe
+from tests.support.compression import BIG, DATA, DATA_CONFIG, UNSEEN
 from tinylm_jax.cli.main import main
 from tinylm_jax.config.data import DataConfig, resolve_data_dir
 from tinylm_jax.data import corpus as corpus_lib
@@ -22,18 +23,6 @@ from tinylm_jax.recipes.pangu import sentencepiece_compression as spc
 from tinylm_jax.recipes.pangu import vocab_mapping
 from tinylm_jax.recipes.pangu.bpe_json_compression import compress_bpe_json
 from tinylm_jax.recipes.pangu.token_counts import count_tokens
-
-BIG = 1500
-UNSEEN = [
-    "naïve café — 東京 🙂 Ωμέγα 𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
-    "  два  пробела\t\ttabs\r\n\x00 end ",
-    "Ünïcödé ∮ E⋅da = Q, n → ∞, ∑ f(i) = ∏ g(i) 🐍🐍",
-]
-# The tiny stdlib corpus of tests/helpers.py, with a big tokenizer of BIG pieces.
-DATA = TINY_DATA + [f"DataConfig.vocab_size = {BIG}"]
-DATA_CONFIG = dict(
-    dataset="python_stdlib", max_documents=60, validation_fraction=0.05, vocab_size=BIG
-)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from tests.helpers import read_metrics, tiny_run, train_losses
+from tests.support.rounds import ROUND_FLAGS
 from tinylm_jax.cli import main as cli
 from tinylm_jax.config import gin as config_lib
 from tinylm_jax.data import pipeline
@@ -86,19 +87,6 @@ def test_batch_units_select_whole_groups_of_records(tmp_path, data_dir, gin_clea
     assert set(sizes[groups < units - 1]) == {8}  # only the last group may be short
 
 
-ROUND_FLAGS = [
-    f"--gin_param={p}"
-    for p in [
-        "TrainConfig.num_steps = 8",
-        "DataConfig.max_documents = 12",
-        "RoundsConfig.num_rounds = 2",
-        "RoundsConfig.partitions = 2",
-        "RoundsConfig.score_batch_size = 64",
-        # Losses of an untrained model differ by hundredths of a nat: a low τ makes the
-        # preference for hard units plain to see.
-        "RoundsConfig.temperature = 0.01",
-    ]
-]
 
 
 @pytest.fixture(scope="module")

@@ -128,16 +128,3 @@ def test_bad_round_settings_are_config_errors(params, message, gin_clean):
         config_lib.parse(["models/tiny_test.gin"], tiny_run(steps=4) + params)
 
 
-ROUND_FLAGS = [
-    f"--gin_param={p}"
-    for p in [
-        "TrainConfig.num_steps = 8",
-        "DataConfig.max_documents = 12",
-        "RoundsConfig.num_rounds = 2",
-        "RoundsConfig.partitions = 2",
-        "RoundsConfig.score_batch_size = 64",
-        # Losses of an untrained model differ by hundredths of a nat: a low τ makes the
-        # preference for hard units plain to see.
-        "RoundsConfig.temperature = 0.01",
-    ]
-]

@@ -12,6 +12,7 @@ from tokenizers import pre_tokenizers
 
 from tests._data_corpus_util import make_text
 from tests.helpers import write_byte_level_bpe
+from tests.support.texts import UNICODE
 from tinylm_jax.data import tokenizer as tokenizer_lib
 from tinylm_jax.data.tokenizer import (
     BYTE_LEVEL_CHARS,
@@ -24,12 +25,6 @@ from tinylm_jax.data.tokenizer import (
 from tinylm_jax.errors import DataError
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.interop import hf_tokenizer
-
-UNICODE = [
-    "naïve café — 東京 🙂 Ωμέγα 𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
-    "def f(x):\n\treturn  x  # two  spaces\n\n\n",
-    "  \x00 \r\n tabs\t\t<|endoftext|> 日本語のテキスト 😀🐍 ",
-]
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ checkpoints whose tokenizer is a byte-level BPE tokenizer.json, end to end."""
 
 import inspect
 import io
-import os
 from pathlib import Path
 
 import jax
@@ -12,22 +11,11 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
+from tests.support.hf import TEXTS, transformers
 from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.data.tokenizer import load_tokenizer
 from tinylm_jax.interop import hf_tokenizer, llama, safetensors_io
 from tinylm_jax.model.transformer import Transformer
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-TEXTS = [
-    "def main(argv):\n    return len(argv)  # ok\n",
-    "  leading and trailing spaces  ",
-    "naïve café — 日本語のテキスト 😀 ∑",
-    "<s> literal control pieces </s>",
-]
 
 
 @pytest.mark.parametrize("model_type, dummy_prefix", [("bpe", False), ("unigram", True)])

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.support.byte_models import BASE, BYTES, D, T, V
 from tinylm_jax.config import gin as config_lib
 from tinylm_jax.config.mesh import MeshConfig
 from tinylm_jax.config.model import ModelConfig
@@ -33,15 +34,6 @@ from tinylm_jax.model.byte_level import (
 from tinylm_jax.model.counting import flops_per_token, model_stats
 from tinylm_jax.model.transformer import Transformer
 from tinylm_jax.train.bench import synthetic_batch
-
-V, D, T = 61, 32, 6
-BASE = ModelConfig(
-    vocab_size=V, d_model=D, n_layers=3, n_heads=4, ffn_dim=64, max_seq_len=64, init_std=0.2
-)
-# Byte-level tests: one transformer layer is enough to see token-level causality.
-BYTES = dict(
-    n_layers=1, byte_embed_dim=16, max_token_bytes=T, byte_encoder_layers=2, byte_decoder_layers=1
-)
 
 
 def random_token_bytes(seed: int = 0) -> TokenBytes:

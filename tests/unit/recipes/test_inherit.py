@@ -8,33 +8,17 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+from tests.support.inherit import CHILD, ONE_DEVICE, PARENT, TRAIN
 from tinylm_jax.config.inherit import WIDTH_METRICS, InheritConfig
 from tinylm_jax.config.mesh import MeshConfig
 from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.config.run import RunConfig
-from tinylm_jax.config.train import TrainConfig
 from tinylm_jax.engine.run import build_run
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.model.transformer import Transformer
 from tinylm_jax.parallel.batch import global_batch_to_devices
 from tinylm_jax.recipes.pangu import inherit as inherit_lib
 from tinylm_jax.recipes.pangu import pruning
-
-PARENT = ModelConfig(
-    vocab_size=64,
-    d_model=32,
-    n_layers=3,
-    n_heads=8,
-    n_kv_heads=4,
-    head_dim=8,
-    ffn_dim=64,
-    max_seq_len=32,
-    tie_embeddings=False,
-    norm_eps=1e-10,
-)
-CHILD = PARENT.replace(d_model=16, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=32)
-ONE_DEVICE = MeshConfig(num_devices=1)
-TRAIN = TrainConfig(batch_size=8, seq_len=16, eval_steps=0)
 
 
 def run_for(model: ModelConfig, mesh: MeshConfig = ONE_DEVICE, **inherit) -> RunConfig:
