@@ -231,20 +231,21 @@ def dry_run(ladder: Ladder, launcher: Sequence[str] = (), info: Info | None = No
 
 
 def gains(rows: dict[str, dict]) -> dict[str, dict]:
-    """Each arm's step against the previous arm: the change of held-out bits per byte (lower
-    is better) beside the paper's average-accuracy gain (higher is better)."""
-    out, previous = {}, None
+    """Each arm's step against the arm before it: the change of held-out bits per byte
+    (lower is better; none while the arm before is not trained) beside the paper's
+    average-accuracy gain (higher is better)."""
+    out = {}
     for name in sorted(rows):
-        bits = rows[name]["eval_bits_per_byte"]
-        paper_gain = (
-            None if name == "A" else PAPER_AVERAGES[name] - PAPER_AVERAGES[chr(ord(name) - 1)]
-        )
+        before = chr(ord(name) - 1)
+        change = None
+        if before in rows:
+            change = rows[name]["eval_bits_per_byte"] - rows[before]["eval_bits_per_byte"]
+        paper_gain = None if name == "A" else PAPER_AVERAGES[name] - PAPER_AVERAGES[before]
         out[name] = {
-            "bits_per_byte_change": None if previous is None else bits - previous,
+            "bits_per_byte_change": change,
             "paper_average": PAPER_AVERAGES[name],
             "paper_gain": None if paper_gain is None else round(paper_gain, 2),
         }
-        previous = bits
     return out
 
 
@@ -368,11 +369,17 @@ def collect_row(ladder: Ladder, key: str, eval_steps: int | None, info: Info = a
 
 
 def collect_rows(ladder: Ladder, eval_steps: int | None) -> tuple[dict[str, dict], dict | None]:
-    """Rows of the trained arms A..E, and the parent's params and tokens (if the recipe
-    trained it)."""
-    rows = {key: collect_row(ladder, key, eval_steps) for key in "ABCDE"}
+    """Rows of the arms A..E trained so far (a ladder midway reports its first rungs), and
+    the parent's params and tokens (if the recipe trained it)."""
+    trained = [key for key in ladder.arms if layout.is_trained(ladder.workdir(key))]
+    rows = {key: collect_row(ladder, key, eval_steps) for key in "ABCDE" if key in trained}
+    if not rows:
+        raise ConfigError(
+            f"no arm of the ladder in {ladder.root} is trained yet; run `tinylm recipe run` "
+            "with the same --root, --scale and gin first"
+        )
     parent = None
-    if "parent" in ladder.arms:
+    if "parent" in trained:
         row = collect_row(ladder, "parent", eval_steps)
         parent = {k: row[k] for k in ("params", "train_tokens")}
     return rows, parent

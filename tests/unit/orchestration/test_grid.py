@@ -79,3 +79,11 @@ def test_specs_are_found_like_gin_files_and_old_paths_still_work(tmp_path, monke
     assert sweep.resolve_spec("sweeps/pangu_rounds.py") == Path("sweeps/pangu_rounds.py")
     with pytest.raises(ConfigError, match="defines no get_config"):
         sweep.load_spec("sweeps/pangu_rounds.py")
+
+
+def test_an_inheriting_arm_is_one_job_of_inherit_then_train(tmp_path):
+    spec = sweep.load_spec(write_spec(tmp_path))
+    spec.inherit_from = "runs/parent"
+    deep, _ = sweep.jobs(sweep.expand(spec), tmp_path)
+    assert [c[3] for c in deep.commands] == ["inherit", "train"]
+    assert " inherit --parent=runs/parent " in deep.line() and " && " in deep.line()
