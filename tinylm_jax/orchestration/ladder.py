@@ -30,7 +30,6 @@ from tinylm_jax.orchestration import report as report_lib
 from tinylm_jax.orchestration import runner
 from tinylm_jax.orchestration.arm import Arm, gin_flags, tinylm
 
-RECIPES = ("pangu_ladder",)
 SCALES = ("tiny", "1b")
 
 # The paper's ladder (average accuracy over its benchmarks) and each step's gain.
@@ -127,7 +126,14 @@ def pangu_ladder(
     return dataclasses.replace(ladder, steps=tuple(steps))
 
 
-def _arms(folder, user, big, compact, settings: Scale, with_parent: bool) -> dict[str, Arm]:
+def _arms(
+    folder: str,
+    user: tuple[tuple[str, ...], tuple[str, ...]],
+    big: str,
+    compact: str,
+    settings: Scale,
+    with_parent: bool,
+) -> dict[str, Arm]:
     """The five arms (and the recipe's parent): common.gin, the body's gin and the user's
     gin, on the big or the compact tokenizer."""
 
@@ -149,7 +155,9 @@ def _arms(folder, user, big, compact, settings: Scale, with_parent: bool) -> dic
     return arms
 
 
-def _tokenizer_steps(big, compact, settings: Scale, common, train_big: bool) -> list[Step]:
+def _tokenizer_steps(
+    big: str, compact: str, settings: Scale, common: tuple[str, ...], train_big: bool
+) -> list[Step]:
     """The big tokenizer trained on the corpus (unless given), then its compressed copy."""
     steps = []
     if train_big:
@@ -213,21 +221,6 @@ def run(ladder: Ladder, launcher: Sequence[str] = ()) -> int:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(line + "\n")
     return 0
-
-
-def dry_run(ladder: Ladder, launcher: Sequence[str] = (), info: Info | None = None) -> None:
-    """Prints every arm's size and training tokens (checked by `check_plan`), then every
-    step's command; runs nothing."""
-    for name, shape in check_plan(ladder, info or arm_info).items():
-        print(
-            f"{name:>6}: {shape['total_params']:>15,} params "
-            f"({shape['non_embedding_params']:,} non-embedding), "
-            f"{shape['train_tokens']:,} training tokens"
-        )
-    for number, step in enumerate(ladder.steps, 1):
-        print(
-            f"[{number}/{len(ladder.steps)}] {step.name}\n  {shlex.join(command(step, launcher))}"
-        )
 
 
 def gains(rows: dict[str, dict]) -> dict[str, dict]:
@@ -337,6 +330,21 @@ def check_plan(ladder: Ladder, info: Info = arm_info) -> dict[str, dict]:
                 "the recipe's deep_narrow.gin or enlarge its parent.gin"
             )
     return shapes
+
+
+def dry_run(ladder: Ladder, launcher: Sequence[str] = (), info: Info = arm_info) -> None:
+    """Prints every arm's size and training tokens (checked by `check_plan`), then every
+    step's command; runs nothing."""
+    for name, shape in check_plan(ladder, info).items():
+        print(
+            f"{name:>6}: {shape['total_params']:>15,} params "
+            f"({shape['non_embedding_params']:,} non-embedding), "
+            f"{shape['train_tokens']:,} training tokens"
+        )
+    for number, step in enumerate(ladder.steps, 1):
+        print(
+            f"[{number}/{len(ladder.steps)}] {step.name}\n  {shlex.join(command(step, launcher))}"
+        )
 
 
 def trained_tokens(workdir: epath.PathLike) -> int:
