@@ -2,22 +2,25 @@
 width metric and layer selection rule against random init, same child, data and steps.
 
   python benchmarks/inheritance_table.py --root=runs/inheritance [--parent_steps 300]
-      [--child_steps 100]
+      [--child_steps 100] [--parallel 1]
 
 Trains a parent (or reuses ROOT/parent), then for each arm runs `tinylm inherit` (step 0) and
 `tinylm train` for --child_steps steps; the random-init arm trains the same child from
-scratch. Prints a Markdown table of held-out loss and bits per byte at step 0 and at the end
-(the same TrainConfig.eval_steps validation batches), and writes ROOT/table.json.
+scratch. Every run is a `tinylm` subprocess (tinylm_jax.orchestration), so a rerun resumes.
+Prints a Markdown table of held-out loss and bits per byte at step 0 and at the end (the same
+TrainConfig.eval_steps validation batches), also written to ROOT/report.md and report.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from tinylm_jax import layout
-from tinylm_jax.cli import main as cli
+from tinylm_jax.orchestration import report, runner
+from tinylm_jax.orchestration.arm import Arm
 
 COMMON = [
     "DataConfig.dataset = 'python_stdlib'",
@@ -58,10 +61,6 @@ ARMS = {
 }
 
 
-def flags(params: list[str]) -> list[str]:
-    return [f"--gin_param={p}" for p in params]
-
-
 def last_eval(workdir: Path) -> dict:
     records = layout.read_metrics(workdir)
     final = [r for r in records if "eval_loss" in r][-1]
@@ -72,57 +71,69 @@ def last_eval(workdir: Path) -> dict:
     }
 
 
+def train(arms: dict[str, Arm], root: Path, parallel: int) -> None:
+    """Each arm in ROOT/FOLDER (inherited from its parent once, when it has one); exits if
+    one fails."""
+    jobs = [runner.job(folder, arm.commands(root / folder)) for folder, arm in arms.items()]
+    if any(runner.run(jobs, parallel).values()):
+        sys.exit("a run failed; rerun to resume it")
+
+
+def collect(root: Path, arms: dict[str, Arm]) -> dict:
+    """Step-0 results from each child's inheritance report (which also measured the parent
+    and a random-init child), final ones from the metrics logs."""
+    rows = {}
+    for folder, arm in arms.items():
+        inherited = json.loads(layout.inheritance_file(root / folder).read_text())
+        rows[arm.name] = {
+            "layers": ", ".join(str(i) for i in inherited["parent_layers"]),
+            "step0": inherited["heldout"]["child_inherited"],
+            "final": last_eval(root / folder),
+        }
+    heldout = inherited["heldout"]  # the same parent and random init in every report
+    rows["parent"] = {"layers": "", "step0": heldout["parent"], "final": None}
+    rows["random init"] = {
+        "layers": "",
+        "step0": heldout["child_random_init"],
+        "final": last_eval(root / "random_init"),
+    }
+    return rows
+
+
+def table(rows: dict, child_steps: int) -> list[str]:
+    columns = ["arm (metric/layers)", "parent layers", "step-0 loss", "step-0 bits/byte"]
+    columns += [f"step-{child_steps} loss", f"step-{child_steps} bits/byte"]
+    cells = []
+    for name in ["parent", "random init", *ARMS]:
+        row = rows[name]
+        final = row["final"] or {"loss": "–", "bits_per_byte": "–"}
+        cells.append([name, row["layers"], row["step0"]["loss"], row["step0"]["bits_per_byte"]])
+        cells[-1] += [final["loss"], final["bits_per_byte"]]
+    return report.table(columns, cells)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", required=True)
     parser.add_argument("--parent_steps", type=int, default=300)
     parser.add_argument("--child_steps", type=int, default=100)
+    parser.add_argument("--parallel", type=int, default=1, help="children trained at once")
     args = parser.parse_args()
     root = Path(args.root)
-    parent = root / "parent"
-    if not layout.checkpoints_dir(parent).exists():
-        steps = [f"TrainConfig.num_steps = {args.parent_steps}"]
-        assert cli.main(["train", f"--workdir={parent}", *flags(COMMON + PARENT + steps)]) == 0
-    child = COMMON + CHILD + [f"TrainConfig.num_steps = {args.child_steps}"]
-    rows = {}
+    steps = [f"TrainConfig.num_steps = {args.parent_steps}"]
+    train({"parent": Arm("parent", gin_params=tuple(COMMON + PARENT + steps))}, root, 1)
+    child = tuple(COMMON + CHILD + [f"TrainConfig.num_steps = {args.child_steps}"])
+    arms = {}
     for name, (metric, rule) in ARMS.items():
-        workdir = root / name.replace("/", "_")
-        inherit = [
+        inherit = (
             f"InheritConfig.width_metric = '{metric}'",
             f"InheritConfig.layer_selection = '{rule}'",
             "InheritConfig.mask_steps = 100",
-        ]
-        if not layout.inheritance_file(workdir).exists():
-            argv = ["inherit", f"--parent={parent}", f"--workdir={workdir}"]
-            assert cli.main(argv + flags(child + inherit)) == 0
-        report = json.loads(layout.inheritance_file(workdir).read_text())
-        assert cli.main(["train", f"--workdir={workdir}"]) == 0
-        rows[name] = {
-            "layers": report["parent_layers"],
-            "step0": report["heldout"]["child_inherited"],
-            "final": last_eval(workdir),
-        }
-        rows.setdefault(
-            "random init", {"layers": None, "step0": report["heldout"]["child_random_init"]}
         )
-        rows["parent"] = {"layers": None, "step0": report["heldout"]["parent"]}
-    scratch = root / "random_init"
-    assert cli.main(["train", f"--workdir={scratch}", *flags(child)]) == 0
-    rows["random init"]["final"] = last_eval(scratch)
-    (root / "table.json").write_text(json.dumps(rows, indent=1) + "\n")
-    print(
-        f"| arm (metric/layers) | parent layers | step-0 loss | step-0 bits/byte | "
-        f"step-{args.child_steps} loss | step-{args.child_steps} bits/byte |"
-    )
-    print("|---|---|---|---|---|---|")
-    order = ["parent", "random init", *ARMS]
-    for name, row in ((n, rows[n]) for n in order):
-        final = row.get("final")
-        end = f"{final['loss']:.3f} | {final['bits_per_byte']:.3f}" if final else "– | –"
-        print(
-            f"| {name} | {row['layers'] or ''} | {row['step0']['loss']:.3f} | "
-            f"{row['step0']['bits_per_byte']:.3f} | {end} |"
-        )
+        arms[name.replace("/", "_")] = Arm(name, (), child + inherit, str(root / "parent"))
+    train({**arms, "random_init": Arm("random init", (), child)}, root, args.parallel)
+    rows = collect(root, arms)
+    print(report.write(root, rows, table(rows, args.child_steps)), end="")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import time
 
 from tinylm_jax.cli import main as cli
 from tinylm_jax.orchestration import grid as sweep
+from tinylm_jax.orchestration import runner
 
 SPEC = """
 import ml_collections
@@ -81,11 +82,11 @@ def test_grid_runs_arms_in_parallel(tmp_path, monkeypatch, capsys):
             running[0] -= 1
         return subprocess.CompletedProcess(command, 3 if "/deep" in command[4] else 0)
 
-    monkeypatch.setattr(sweep.subprocess, "run", fake_train)
+    monkeypatch.setattr(runner.subprocess, "run", fake_train)
     arms = sweep.expand(sweep.load_spec(write_spec(tmp_path)))
     assert sweep.run(arms, tmp_path, parallel=2) == {"deep": 3, "shallow": 0}
     assert most[0] == 2
-    assert "arm deep failed with exit code 3" in capsys.readouterr().out
+    assert "deep failed with exit status 3" in capsys.readouterr().out
     most[0] = 0
     sweep.run(arms, tmp_path)  # one at a time by default
     assert most[0] == 1

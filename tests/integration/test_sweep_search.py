@@ -11,12 +11,11 @@ import ml_collections
 import pytest
 
 from tinylm_jax.cli import main as cli
+from tinylm_jax.config.gin import CONFIGS_DIR
 from tinylm_jax.orchestration import budget as sweep_budget
 from tinylm_jax.orchestration import grid as sweep
+from tinylm_jax.orchestration import sweep_state
 from tinylm_jax.train.loop import TrainHooks
-
-REPO = Path(__file__).resolve().parents[2]
-
 
 ARM_OFFSETS = {"small": 2.0, "medium": 1.6, "large": 1.8}
 
@@ -35,7 +34,7 @@ def spec_dict(**changes) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({**spec, **changes})
 
 
-def synthetic_bits(trial: sweep_budget.Trial) -> float:
+def synthetic_bits(trial: sweep_state.Trial) -> float:
     lr = trial.values["OptimizerConfig.learning_rate"]
     return ARM_OFFSETS[trial.arm] + 0.1 * math.log10(lr / 3e-3) ** 2
 
@@ -61,7 +60,7 @@ def test_emitted_waves_step_the_bandit_between_slurm_arrays(tmp_path, capsys):
     assert cli.main([*argv, "--emit=slurm"]) == 0
     script = capsys.readouterr().out
     assert "#SBATCH --array=0-2" in script and script.count("--workdir=") == 3
-    state = sweep_budget.SweepState.from_json((root / sweep_budget.STATE_FILE).read_text())
+    state = sweep_state.SweepState.from_json((root / sweep_state.STATE_FILE).read_text())
     # The array has not run: emitting again hands back the same wave.
     assert cli.main([*argv, "--emit=commands"]) == 0
     assert capsys.readouterr().out.splitlines() == [
@@ -71,19 +70,28 @@ def test_emitted_waves_step_the_bandit_between_slurm_arrays(tmp_path, capsys):
         write_metrics(root / trial.workdir, 4, synthetic_bits(trial))
     assert cli.main([*argv, "--emit=slurm"]) == 0
     assert "#SBATCH --array=0-0" in capsys.readouterr().out  # 16 steps: one rung left
-    state = sweep_budget.SweepState.from_json((root / sweep_budget.STATE_FILE).read_text())
+    state = sweep_state.SweepState.from_json((root / sweep_state.STATE_FILE).read_text())
     assert [t.status for t in state.trials] == ["done"] * 3 + ["running"]
     write_metrics(root / state.trials[3].workdir, 4, synthetic_bits(state.trials[3]))
     assert cli.main([*argv, "--emit=slurm"]) == 0
     assert "budget spent (16/16 steps)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("spec", sorted((REPO / "launch" / "sweeps").glob("*.py")), ids=str)
+@pytest.mark.parametrize("spec", sorted(p.name for p in (CONFIGS_DIR / "sweeps").glob("*.py")))
 def test_shipped_specs_dry_run(spec, tmp_path, capsys):
-    assert cli.main(["sweep", "run", f"--spec={spec}", f"--root={tmp_path}", "--dry_run"]) == 0
+    argv = ["sweep", "run", f"--spec=sweeps/{spec}", f"--root={tmp_path}", "--dry_run"]
+    assert cli.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines and all(line.startswith(sys.executable) for line in lines)
     assert not list(tmp_path.iterdir())  # a dry run writes nothing
+
+
+def test_specs_at_their_old_path_still_run(tmp_path, capsys):
+    argv = ["sweep", "run", f"--root={tmp_path}", "--dry_run"]
+    assert cli.main([*argv, "--spec=launch/sweeps/pangu_rounds.py"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4  # its four arms
+    assert cli.main([*argv, "--spec=launch/sweeps/gone.py"]) == 2
+    assert "pass --spec=sweeps/NAME.py" in capsys.readouterr().err
 
 
 TINY = {
@@ -143,7 +151,7 @@ def test_real_trial_killed_mid_training_resumes_from_its_checkpoint_and_reports(
     resumed = [json.loads(line) for line in metrics]
     # Steps 1-2 were logged before the kill and not again: the trial resumed at step 2.
     assert [r["step"] for r in resumed if "loss" in r] == [1, 2, 3]
-    state = json.loads((root / sweep_budget.STATE_FILE).read_text())
+    state = json.loads((root / sweep_state.STATE_FILE).read_text())
     assert [t["status"] for t in state["trials"]] == ["done"]
     assert state["trials"][0]["bits_per_byte"] == resumed[-1]["eval_bits_per_byte"] > 0
 

@@ -4,6 +4,7 @@ checkpoint or plotting library imported)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from tinylm_jax.cli import common
@@ -22,7 +23,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     from tinylm_jax.model.counting import model_stats
 
     stats = model_stats(config.model, args.seq_len or config.train.seq_len).as_dict()
-    print(json.dumps(stats) if args.json else format_stats(stats))
+    if not args.json:
+        print(format_stats(stats))
+        return 0
+    # The config's shape and token budget too: orchestration plans runs from these.
+    train_tokens = config.train.num_steps * config.train.tokens_per_step
+    model = dataclasses.asdict(config.model)
+    print(json.dumps({**stats, "train_tokens": train_tokens, "model": model}))
     return 0
 
 

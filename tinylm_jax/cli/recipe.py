@@ -62,22 +62,12 @@ def cmd_recipe(args: argparse.Namespace) -> int:
         args.compact_vocab,
     )
     launcher = shlex.split(args.launcher) if args.launcher else ()
+    if args.recipe_command == "run" and args.dry_run:
+        ladder_lib.dry_run(ladder, launcher)
+        return 0
     if args.recipe_command == "run":
-        if args.dry_run:
-            for name, shape in ladder_lib.check_plan(ladder).items():
-                print(
-                    f"{name:>6}: {shape['params']:>15,} params "
-                    f"({shape['non_embedding_params']:,} non-embedding), "
-                    f"{shape['train_tokens']:,} training tokens"
-                )
-        code = ladder_lib.run(ladder, dry_run=args.dry_run, launcher=launcher)
-        if code or args.dry_run:
+        code = ladder_lib.run(ladder, launcher)
+        if code:
             return code
-    from tinylm_jax.orchestration import plot
-
-    rows, parent = ladder_lib.collect_rows(ladder, args.eval_steps)
-    runs = {f"{name} {ladder_lib.FORMULAS[name]}": rows[name]["workdir"] for name in rows}
-    plot.save(plot.curves_figure(runs), ladder.root / "ladder.png")
-    ladder_lib.write_report(ladder.root, rows, parent, plot_name="ladder.png")
-    print((ladder.root / "report.md").read_text(), end="")
+    print(ladder_lib.report(ladder, args.eval_steps), end="")
     return 0

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from tinylm_jax.errors import ConfigError
 
@@ -61,61 +60,8 @@ def add_sweep(commands) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from tinylm_jax.orchestration import budget as sweep_budget
-    from tinylm_jax.orchestration import grid as sweep
+    from tinylm_jax.orchestration import sweep
 
-    spec = sweep.load_spec(args.spec)
-    arms = sweep.expand(spec)
-    if args.arm:
-        unknown = set(args.arm) - {a.name for a in arms}
-        if unknown:
-            raise ConfigError(f"no arm named {sorted(unknown)}; arms: {[a.name for a in arms]}")
-        arms = [a for a in arms if a.name in args.arm]
-    root = Path(args.root) / spec.name
-    if sweep_budget.strategy(spec) == "er_ucb":
-        return _budgeted_sweep(args, spec, arms, root)
-    if args.sweep_command == "run" and args.emit:
-        if any(arm.parent for arm in arms):
-            raise ConfigError(
-                "--emit writes one job per arm and cannot order an arm's `tinylm inherit` "
-                "before its training: run the inherit commands `--dry_run` prints first"
-            )
-        commands = [arm.command(root / arm.name) for arm in arms]
-        print(sweep.emit_script(commands, args.emit, spec.name, root), end="")
-        return 0
     if args.sweep_command == "run":
-        codes = sweep.run(arms, root, dry_run=args.dry_run, parallel=args.parallel)
-        return 1 if any(codes.values()) else 0
-    root.mkdir(parents=True, exist_ok=True)
-    rows = sweep.report(arms, root)
-    print((root / "report.md").read_text(), end="")
-    return 0 if rows else 1
-
-
-def _budgeted_sweep(args: argparse.Namespace, spec, arms, root: Path) -> int:
-    import shlex
-
-    from tinylm_jax.orchestration import budget as sweep_budget
-    from tinylm_jax.orchestration import grid as sweep
-
-    plan = sweep_budget.parse_budgeted(spec)
-    if args.sweep_command == "report":
-        state = sweep_budget.load_state(root, spec.name, arms, plan)
-        sweep_budget.report(root, state)
-        print((root / "report.md").read_text(), end="")
-        return 0 if state.trials else 1
-    if args.dry_run:
-        for command in sweep_budget.dry_run(root, spec.name, arms, plan, args.parallel):
-            print(shlex.join(command))
-        return 0
-    if args.emit:
-        state, wave = sweep_budget.emit_wave(root, spec.name, arms, plan, args.parallel)
-        if not wave:
-            print(f"budget spent ({state.spent}/{state.budget} steps): run `tinylm sweep report`")
-            return 0
-        commands = [t.command(root) for t in wave]
-        print(sweep.emit_script(commands, args.emit, spec.name, root), end="")
-        return 0
-    runner = sweep_budget.local_runner(root, args.parallel)
-    state = sweep_budget.run(root, spec.name, arms, plan, runner, args.parallel)
-    return 1 if any(t.status == "failed" for t in state.trials) else 0
+        return sweep.run(args.spec, args.root, args.arm, args.dry_run, args.parallel, args.emit)
+    return sweep.report(args.spec, args.root, args.arm)

@@ -1,16 +1,16 @@
 """Budgeted sweeps (`strategy = 'er_ucb'`): ER-UCB spends a budget of training steps over the
 spec's arms, each arm searching its own hyper-parameters with ZOOpt.
 
-Spec fields beyond sweep.py's:
+Spec fields beyond grid.py's:
 
-    strategy:   'er_ucb' ('grid', the default, trains every arm once; see sweep.py)
+    strategy:   'er_ucb' ('grid', the default, trains every arm once; see grid.py)
     budget:     training steps for the whole sweep, all arms and trials together
     rung_steps: the unit of allocation: every trial is `tinylm train` for this many steps
                 (TrainConfig.num_steps) in its own workdir ROOT/NAME/ARM/tNNN, so a trial cut
                 short resumes from its checkpoint
-    search:     {Configurable: {field: range}} searched per arm (see sweep_search.py)
+    search:     {Configurable: {field: range}} searched per arm (see search.py)
     seed:       seeds the arms' searches (default 0); training seeds stay the gin ones
-    er_ucb:     optional {beta, theta, gamma} (see sweep_bandit.py)
+    er_ucb:     optional {beta, theta, gamma, init_pulls} (see bandit.py)
 
 Each pull of an arm asks its searcher for a point, trains one trial there and feeds back the
 trial's final held-out bits per byte (lower is better; the bandit's reward is its negative).
@@ -21,12 +21,8 @@ are rebuilt exactly on a rerun, so a killed sweep continues where it stopped.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
-import json
-import math
 import shlex
-import subprocess
 from collections.abc import Callable, Sequence
 
 import ml_collections
@@ -34,14 +30,20 @@ from etils import epath
 
 from tinylm_jax import layout
 from tinylm_jax.errors import ConfigError
-from tinylm_jax.files import write_atomically
 from tinylm_jax.orchestration import bandit as sweep_bandit
+from tinylm_jax.orchestration import report as report_lib
+from tinylm_jax.orchestration import runner as runner_lib
 from tinylm_jax.orchestration import search as sweep_search
-from tinylm_jax.orchestration.grid import Arm, gin_value
-
-STATE_FILE = "sweep_state.json"
-# What SRacos is told for a trial that failed (e.g. diverged): worse than any real result.
-FAILED_VALUE = 1e9
+from tinylm_jax.orchestration.arm import Arm
+from tinylm_jax.orchestration.grid import gin_value
+from tinylm_jax.orchestration.sweep_state import (
+    STATE_FILE,
+    SweepState,
+    Trial,
+    finish,
+    rebuild_searchers,
+    save_state,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,80 +96,6 @@ def parse_budgeted(spec: ml_collections.ConfigDict) -> Budgeted:
     return Budgeted(budget, rung, search, int(spec.get("seed") or 0), bandit)
 
 
-@dataclasses.dataclass(frozen=True)
-class Trial:
-    """One point of one arm's search, trained for `steps` steps in ROOT/NAME/`workdir`.
-
-    `status` is 'running' (started, no result yet), 'done' or 'failed'.
-    """
-
-    id: int
-    arm: str
-    workdir: str
-    point: tuple[float, ...]
-    values: dict
-    gin_files: tuple[str, ...]
-    gin_params: tuple[str, ...]
-    steps: int
-    status: str = "running"
-    bits_per_byte: float | None = None
-
-    def command(self, root: epath.Path) -> list[str]:
-        return Arm(self.arm, self.gin_files, self.gin_params).command(root / self.workdir)
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepState:
-    """Everything a rerun needs: trials, the searchers' ask/tell order, the budget spent.
-
-    `events` are ('ask', trial id), ('tell', trial id) or ('exhausted', arm name): an ask
-    that found no new point in the arm's space (the arm is then left out). `search_trials`
-    sized the searchers when the sweep started (a rerun may raise `budget`, not this).
-    """
-
-    name: str
-    arms: tuple[str, ...]
-    budget: int
-    rung_steps: int
-    search: tuple[str, ...]
-    seed: int
-    search_trials: int
-    trials: tuple[Trial, ...] = ()
-    events: tuple[tuple[str, int | str], ...] = ()
-
-    @property
-    def spent(self) -> int:
-        """Steps of the finished (done or failed) trials."""
-        return sum(t.steps for t in self.trials if t.status != "running")
-
-    @property
-    def committed(self) -> int:
-        """Steps of every trial started, finished or not."""
-        return sum(t.steps for t in self.trials)
-
-    @property
-    def exhausted(self) -> frozenset[str]:
-        return frozenset(arm for kind, arm in self.events if kind == "exhausted")
-
-    def best(self) -> Trial | None:
-        done = [t for t in self.trials if t.status == "done"]
-        return min(done, key=lambda t: t.bits_per_byte) if done else None
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> SweepState:
-        raw = json.loads(text)
-        trials = []
-        for t in raw.pop("trials"):
-            tuples = {k: tuple(t[k]) for k in ("point", "gin_files", "gin_params")}
-            trials.append(Trial(**{**t, **tuples}))
-        events = tuple((kind, ref) for kind, ref in raw.pop("events"))
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-        return cls(**fields, trials=tuple(trials), events=events)
-
-
 def new_state(name: str, arms: Sequence[Arm], plan: Budgeted) -> SweepState:
     return SweepState(
         name=name,
@@ -198,43 +126,6 @@ def load_state(root: epath.PathLike, name: str, arms: Sequence[Arm], plan: Budge
     if plan.budget < state.committed:
         raise ConfigError(f"budget {plan.budget} is below the {state.committed} steps {path} spent")
     return dataclasses.replace(state, budget=plan.budget)
-
-
-def save_state(root: epath.PathLike, state: SweepState) -> None:
-    epath.Path(root).mkdir(parents=True, exist_ok=True)
-    write_atomically(epath.Path(root) / STATE_FILE, state.to_json())
-
-
-def _told_value(trial: Trial) -> float:
-    return trial.bits_per_byte if trial.status == "done" else FAILED_VALUE
-
-
-def rebuild_searchers(state: SweepState, dims: int) -> dict[str, sweep_search.Searcher]:
-    """Every arm's searcher as it stood after the state's asks and tells (replayed in order)."""
-    searchers = {
-        arm: sweep_search.Searcher(dims, state.search_trials, state.seed + i)
-        for i, arm in enumerate(state.arms)
-    }
-    trials = {t.id: t for t in state.trials}
-    for kind, ref in state.events:
-        if kind == "exhausted":
-            if searchers[ref].ask() is not None:
-                raise ConfigError(f"{STATE_FILE}: arm {ref}'s search no longer replays")
-            continue
-        trial = trials[ref]
-        if kind == "ask":
-            point = searchers[trial.arm].ask()
-            if point is None or not all(
-                math.isclose(a, b, abs_tol=sweep_search.PRECISION)
-                for a, b in zip(point, trial.point, strict=True)
-            ):
-                raise ConfigError(
-                    f"{STATE_FILE}: trial {trial.id} of arm {trial.arm} does not replay (another "
-                    "zoopt version?); continue with that version or start a new --root"
-                )
-        else:
-            searchers[trial.arm].tell(trial.point, _told_value(trial))
-    return searchers
 
 
 def plan_wave(
@@ -294,23 +185,6 @@ def _make_trial(state: SweepState, arm: Arm, point: tuple[float, ...], plan: Bud
     )
 
 
-def finish(
-    state: SweepState,
-    searchers: dict[str, sweep_search.Searcher],
-    trial_id: int,
-    bits_per_byte: float | None,
-) -> SweepState:
-    """Records a trial's result (None: it failed) and tells its arm's searcher."""
-    trial = state.trials[trial_id]
-    ok = bits_per_byte is not None and math.isfinite(bits_per_byte)
-    trial = dataclasses.replace(
-        trial, status="done" if ok else "failed", bits_per_byte=bits_per_byte if ok else None
-    )
-    searchers[trial.arm].tell(trial.point, _told_value(trial))
-    trials = state.trials[:trial_id] + (trial,) + state.trials[trial_id + 1 :]
-    return dataclasses.replace(state, trials=trials, events=state.events + (("tell", trial.id),))
-
-
 def progress_line(state: SweepState, trial: Trial) -> str:
     best = state.best()
     result = "failed" if trial.bits_per_byte is None else f"{trial.bits_per_byte:.4f} bits/byte"
@@ -336,34 +210,24 @@ Runner = Callable[[Sequence[Trial]], list[float | None]]
 
 def final_bits_per_byte(workdir: epath.PathLike, steps: int) -> float | None:
     """The held-out bits per byte that `tinylm train` logged at its last step, if it did."""
-    path = layout.metrics_file(workdir)
-    if not path.exists():
-        return None
-    result = None
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        if "eval_bits_per_byte" in record and record.get("step") == steps:
-            result = record["eval_bits_per_byte"]
-    return result
+    return layout.last_values(layout.read_metrics(workdir), "eval_bits_per_byte").get(steps)
 
 
-def local_runner(root: epath.Path, parallel: int = 1) -> Runner:
+def local_runner(root: epath.PathLike, parallel: int = 1) -> Runner:
     """Trains each trial as a `tinylm train` subprocess, `parallel` at a time (the process
     environment passes through); output goes to the trial's train.log."""
-
-    def train(trial: Trial) -> float | None:
-        workdir = root / trial.workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        # A local file: the subprocess writes straight to its descriptor.
-        with open(workdir / "train.log", "a") as log:
-            code = subprocess.run(
-                trial.command(root), stdout=log, stderr=subprocess.STDOUT, check=False
-            ).returncode
-        return final_bits_per_byte(workdir, trial.steps) if code == 0 else None
+    root = epath.Path(root)
 
     def runner(trials: Sequence[Trial]) -> list[float | None]:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(parallel, 1)) as pool:
-            return list(pool.map(train, trials))
+        jobs = [
+            runner_lib.job(t.workdir, [t.command(root)], root / t.workdir / "train.log")
+            for t in trials
+        ]
+        codes = runner_lib.run(jobs, parallel)
+        return [
+            None if codes[t.workdir] else final_bits_per_byte(root / t.workdir, t.steps)
+            for t in trials
+        ]
 
     return runner
 
@@ -430,18 +294,13 @@ def emit_wave(
     return state, wave
 
 
-def report(root: epath.PathLike, state: SweepState) -> dict:
-    """Writes ROOT/report.json, ROOT/report.md and its figures: curves.png (every trial),
-    best.png (best result per arm), budget.png (steps each arm received over the sweep)."""
-    from tinylm_jax.orchestration import plot
-
-    root = epath.Path(root)
-    arms = []
+def _arm_rows(state: SweepState) -> list[dict]:
+    rows = []
     for arm in state.arms:
         trials = [t for t in state.trials if t.arm == arm]
         done = [t for t in trials if t.status == "done"]
         best = min(done, key=lambda t: t.bits_per_byte) if done else None
-        arms.append(
+        rows.append(
             {
                 "arm": arm,
                 "trials": len(trials),
@@ -451,7 +310,39 @@ def report(root: epath.PathLike, state: SweepState) -> dict:
                 "best_values": best.values if best else None,
             }
         )
-    best = state.best()
+    return rows
+
+
+def _figures(root: epath.Path, state: SweepState, arms: list[dict]) -> list[str]:
+    from tinylm_jax.orchestration import plot
+
+    lines = []
+    started = {
+        t.workdir: root / t.workdir for t in state.trials if layout.is_trained(root / t.workdir)
+    }
+    if started:
+        figure = plot.curves_figure(started)
+        lines += report_lib.figure(
+            root, "curves.png", figure, "loss and held-out bits per byte of every trial"
+        )
+    best = {r["arm"]: r["best_bits_per_byte"] for r in arms if r["best_bits_per_byte"]}
+    if best:
+        figure = plot.best_figure(best)
+        lines += report_lib.figure(
+            root, "best.png", figure, "best held-out bits per byte of every arm"
+        )
+    if state.trials:
+        figure = plot.budget_figure([(t.arm, t.steps) for t in state.trials], state.arms)
+        alt = "training steps each arm received as the budget was spent"
+        lines += report_lib.figure(root, "budget.png", figure, alt)
+    return lines
+
+
+def report(root: epath.PathLike, state: SweepState) -> dict:
+    """Writes ROOT/report.json, ROOT/report.md and its figures: curves.png (every trial),
+    best.png (best result per arm), budget.png (steps each arm received over the sweep)."""
+    root = epath.Path(root)
+    arms, best = _arm_rows(state), state.best()
     summary = {
         "name": state.name,
         "strategy": "er_ucb",
@@ -461,44 +352,40 @@ def report(root: epath.PathLike, state: SweepState) -> dict:
         "arms": arms,
         "trials": [dataclasses.asdict(t) for t in state.trials],
     }
-    write_atomically(root / "report.json", json.dumps(summary, indent=1))
+    best_text = f"{best.bits_per_byte:.4f} bits/byte, {best.workdir}" if best else "none yet"
     lines = [
         f"# Sweep {state.name} (ER-UCB + ZOOpt)",
         "",
         f"Budget {state.spent}/{state.budget} training steps in {len(state.trials)} trials of "
-        f"{state.rung_steps} steps. Best: "
-        + (f"{best.bits_per_byte:.4f} bits/byte, {best.workdir}" if best else "none yet"),
+        f"{state.rung_steps} steps. Best: {best_text}",
         "",
-        "| arm | trials | steps | best bits/byte | best trial | best values |",
-        "|---|---|---|---|---|---|",
     ]
-    for row in arms:
-        values = _values_text(row["best_values"] or {})
-        bpb = row["best_bits_per_byte"]
-        lines.append(
-            f"| {row['arm']} | {row['trials']} | {row['steps']} | "
-            f"{'' if bpb is None else f'{bpb:.4f}'} | {row['best_trial'] or ''} | {values} |"
-        )
-    lines += ["", "| trial | arm | status | bits/byte | values |", "|---|---|---|---|---|"]
-    for t in state.trials:
-        values = _values_text(t.values)
-        bpb = "" if t.bits_per_byte is None else f"{t.bits_per_byte:.4f}"
-        lines.append(f"| {t.workdir} | {t.arm} | {t.status} | {bpb} | {values} |")
-    started = {
-        t.workdir: root / t.workdir
-        for t in state.trials
-        if layout.is_trained(root / t.workdir)
-    }
-    if started:
-        plot.save(plot.curves_figure(started), root / "curves.png")
-        lines += ["", "![loss and held-out bits per byte of every trial](curves.png)"]
-    best_per_arm = {r["arm"]: r["best_bits_per_byte"] for r in arms if r["best_bits_per_byte"]}
-    if best_per_arm:
-        plot.save(plot.best_figure(best_per_arm), root / "best.png")
-        lines += ["", "![best held-out bits per byte of every arm](best.png)"]
-    if state.trials:
-        pulls = [(t.arm, t.steps) for t in state.trials]
-        plot.save(plot.budget_figure(pulls, state.arms), root / "budget.png")
-        lines += ["", "![training steps each arm received as the budget was spent](budget.png)"]
-    write_atomically(root / "report.md", "\n".join(lines) + "\n")
+    columns = ["arm", "trials", "steps", "best bits/byte", "best trial", "best values"]
+    lines += report_lib.table(
+        columns,
+        [
+            [
+                r["arm"],
+                r["trials"],
+                r["steps"],
+                _bits(r["best_bits_per_byte"]),
+                r["best_trial"],
+                _values_text(r["best_values"] or {}),
+            ]
+            for r in arms
+        ],
+    )
+    lines.append("")
+    lines += report_lib.table(
+        ["trial", "arm", "status", "bits/byte", "values"],
+        [
+            [t.workdir, t.arm, t.status, _bits(t.bits_per_byte), _values_text(t.values)]
+            for t in state.trials
+        ],
+    )
+    report_lib.write(root, summary, lines + _figures(root, state, arms))
     return summary
+
+
+def _bits(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"

@@ -1,4 +1,4 @@
-"""Ablation sweeps: an ml_collections spec expands into runs, each a list of gin overrides.
+"""Grid sweeps: an ml_collections spec expands into arms, each a list of gin overrides.
 
 A spec is a Python file whose `get_config()` returns a ConfigDict:
 
@@ -10,73 +10,69 @@ A spec is a Python file whose `get_config()` returns a ConfigDict:
     grid:       optional {Configurable: {field: [values]}}: crossed with the arms (and with
                 each other) as a full grid
     inherit_from: optional parent workdir: each arm first runs `tinylm inherit --parent=...`
-                with its gin overrides (once: skipped when the arm has `inheritance.json`)
+                with its gin overrides (once: skipped when the arm's workdir has its report)
 
-Every arm is `tinylm train --workdir=ROOT/NAME/ARM --gin_file=... --gin_param=...`, so an arm
-can be rerun or resumed by hand with the command `tinylm sweep run --dry_run` prints, run
-`parallel` at a time, or written out as a SLURM job array (`emit_script`). A spec with
-`strategy = 'er_ucb'` spends a step budget over the arms instead (sweep_budget.py).
+Specs ship in `configs/sweeps/` and are named like gin files (`--spec=sweeps/X.py`). Every
+arm trains in ROOT/NAME/ARM (arm.py), `parallel` at a time, or as one task of a SLURM job
+array (runner.py). A spec with `strategy = 'er_ucb'` spends a step budget over the arms
+instead (budget.py).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import dataclasses
 import importlib.util
 import itertools
-import json
-import math
+import logging
 import shlex
-import subprocess
-import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import ml_collections
+from etils import epath
 
 from tinylm_jax import layout
+from tinylm_jax.config.gin import CONFIGS_DIR
 from tinylm_jax.errors import ConfigError
+from tinylm_jax.orchestration import report as report_lib
+from tinylm_jax.orchestration import runner
+from tinylm_jax.orchestration.arm import Arm
 
 REPORT_FIELDS = ("step", "loss", "eval_loss", "eval_bits_per_byte", "tokens_per_second", "mfu")
+# Where specs lived before they moved to configs/sweeps/ (still accepted).
+OLD_SPEC_DIR = "launch/sweeps/"
 
 
-@dataclasses.dataclass(frozen=True)
-class Arm:
-    name: str
-    gin_files: tuple[str, ...]
-    gin_params: tuple[str, ...]
-    parent: str | None = None
-
-    def command(self, workdir: Path, subcommand: str = "train") -> list[str]:
-        parent = [f"--parent={self.parent}"] if subcommand == "inherit" else []
-        return [
-            sys.executable,
-            "-m",
-            "tinylm_jax.cli",
-            subcommand,
-            *parent,
-            f"--workdir={workdir}",
-            *(f"--gin_file={f}" for f in self.gin_files),
-            *(f"--gin_param={p}" for p in self.gin_params),
-        ]
-
-    def commands(self, workdir: Path) -> list[list[str]]:
-        """The arm's commands still to run: inheritance (once), then training."""
-        train = [self.command(workdir)]
-        if self.parent is None or layout.inheritance_file(workdir).exists():
-            return train
-        return [self.command(workdir, "inherit"), *train]
+def resolve_spec(path: str | Path) -> Path:
+    """The spec file `path` names: as given, then under the package's configs/ (as gin
+    files are found); an old `launch/sweeps/X.py` finds `configs/sweeps/X.py`."""
+    given = Path(path)
+    if given.is_file():
+        return given
+    name = given.as_posix()
+    if name.startswith(OLD_SPEC_DIR):
+        new = "sweeps/" + name[len(OLD_SPEC_DIR) :]
+        if not (CONFIGS_DIR / new).is_file():
+            raise ConfigError(
+                f"sweep spec {name} not found: specs moved to configs/sweeps/, and {new} is not "
+                f"there either (looked in {CONFIGS_DIR / 'sweeps'}); pass --spec=sweeps/NAME.py"
+            )
+        logging.warning("--spec=%s: specs moved to configs/sweeps/; pass --spec=%s", name, new)
+        name = new
+    if (CONFIGS_DIR / name).is_file():
+        return CONFIGS_DIR / name
+    raise ConfigError(
+        f"sweep spec {name} not found (looked in {Path.cwd()} and {CONFIGS_DIR}); pass a "
+        "Python file with get_config(), e.g. --spec=sweeps/pangu_depth_width.py"
+    )
 
 
 def load_spec(path: str | Path) -> ml_collections.ConfigDict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep spec {path} not found; pass a Python file with get_config()")
+    path = resolve_spec(path)
     module_spec = importlib.util.spec_from_file_location(f"tinylm_sweep_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
-        raise ConfigError(f"sweep spec {path} defines no get_config()")
+        raise ConfigError(f"sweep spec {path} defines no get_config(); add one")
     return module.get_config()
 
 
@@ -131,88 +127,55 @@ def expand(spec: ml_collections.ConfigDict) -> list[Arm]:
     return arms
 
 
+def jobs(arms: Iterable[Arm], root: epath.PathLike) -> list[runner.Job]:
+    """Each arm's commands still to run (inheritance once, then training) in ROOT/ARM."""
+    root = epath.Path(root)
+    return [runner.job(arm.name, arm.commands(root / arm.name)) for arm in arms]
+
+
 def run(
-    arms: Iterable[Arm], root: Path, dry_run: bool = False, parallel: int = 1
+    arms: Iterable[Arm], root: epath.PathLike, dry_run: bool = False, parallel: int = 1
 ) -> dict[str, int]:
-    """Runs arms, `parallel` at a time (each resumes if already started); returns exit codes."""
-    arms = list(arms)
-    for arm in arms:
-        for command in arm.commands(root / arm.name):
+    """Trains the arms, `parallel` at a time (each resumes if already started); prints the
+    commands first; {arm: exit status} ({} for a dry run)."""
+    todo = jobs(arms, root)
+    for job in todo:
+        for command in job.commands:
             print(shlex.join(command), flush=True)
-    if dry_run:
-        return {}
-
-    def train(arm: Arm) -> int:
-        for command in arm.commands(root / arm.name):  # inheritance (once), then training
-            code = subprocess.run(command, check=False).returncode
-            if code:
-                print(f"arm {arm.name} failed with exit code {code}", flush=True)
-                return code
-        return 0
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(parallel, 1)) as pool:
-        return dict(zip((a.name for a in arms), pool.map(train, arms), strict=True))
+    return {} if dry_run else runner.run(todo, parallel)
 
 
-def emit_script(commands: Iterable[Sequence[str]], kind: str, name: str, root: Path) -> str:
-    """The commands as a plain list (`kind='commands'`, one a line) or a SLURM job array
-    script (`kind='slurm'`, one array task per command; logs in ROOT/slurm-JOB_TASK.out)."""
-    lines = [shlex.join(c) for c in commands]
-    if kind == "commands":
-        return "".join(line + "\n" for line in lines)
-    if kind != "slurm":
-        raise ConfigError(f"--emit must be 'slurm' or 'commands', got {kind!r}")
-    if not lines:
-        raise ConfigError("nothing to emit: no trial is left to run")
-    quoted = "\n".join(f"  {shlex.quote(line)}" for line in lines)
-    return (
-        "#!/bin/bash\n"
-        f"#SBATCH --job-name={name}\n"
-        f"#SBATCH --array=0-{len(lines) - 1}\n"
-        f"#SBATCH --output={root}/slurm-%A_%a.out\n"
-        "# One array task per run; add --gres, --time, --partition as your cluster needs.\n"
-        "set -euo pipefail\n"
-        f"COMMANDS=(\n{quoted}\n)\n"
-        'eval "${COMMANDS[$SLURM_ARRAY_TASK_ID]}"\n'
-    )
-
-
-def summarize(workdir: Path) -> dict[str, float | str]:
-    """Final training and eval metrics of one arm, from its metrics.jsonl."""
-    path = layout.metrics_file(workdir)
-    row: dict[str, float | str] = {"arm": workdir.name}
-    if not path.exists():
+def summarize(workdir: epath.PathLike) -> dict[str, float | str]:
+    """Final training and eval metrics of one arm, from its metrics log."""
+    row: dict[str, float | str] = {"arm": epath.Path(workdir).name}
+    records = layout.read_metrics(workdir)
+    if not records:
         return {**row, "status": "not started"}
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
+    for record in records:
         row.update({k: record[k] for k in REPORT_FIELDS if k in record})
     return {**row, "status": "ok"}
 
 
-def report(arms: Iterable[Arm], root: Path) -> list[dict]:
-    """One row per arm; also written to ROOT/report.json and ROOT/report.md, with the started
-    arms' curves in ROOT/curves.png."""
+def report(arms: Iterable[Arm], root: epath.PathLike) -> list[dict]:
+    """One row per arm; written to ROOT/report.json and ROOT/report.md, with the started
+    arms' curves (curves.png) and final bits per byte (best.png)."""
+    from tinylm_jax.orchestration import plot
+
+    root = epath.Path(root)
     rows = [summarize(root / arm.name) for arm in arms]
-    (root / "report.json").write_text(json.dumps(rows, indent=2))
     columns = ["arm", "status", *REPORT_FIELDS]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
+    lines = report_lib.table(columns, [[row.get(c) for c in columns] for row in rows])
     started = {row["arm"]: root / row["arm"] for row in rows if row["status"] == "ok"}
     if started:
-        from tinylm_jax.orchestration import plot
-
-        plot.save(plot.curves_figure(started), root / "curves.png")
-        lines += ["", "![training curves of every started arm](curves.png)"]
-        best = {r["arm"]: r["eval_bits_per_byte"] for r in rows if "eval_bits_per_byte" in r}
-        if best:
-            plot.save(plot.best_figure(best, "final held-out bits per byte"), root / "best.png")
-            lines += ["", "![final held-out bits per byte of every arm](best.png)"]
-    (root / "report.md").write_text("\n".join(lines) + "\n")
+        figure = plot.curves_figure(started)
+        lines += report_lib.figure(
+            root, "curves.png", figure, "training curves of every started arm"
+        )
+    best = {r["arm"]: r["eval_bits_per_byte"] for r in rows if "eval_bits_per_byte" in r}
+    if best:
+        figure = plot.best_figure(best, "final held-out bits per byte")
+        lines += report_lib.figure(
+            root, "best.png", figure, "final held-out bits per byte of every arm"
+        )
+    report_lib.write(root, rows, lines)
     return rows
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    return "" if value is None else str(value)

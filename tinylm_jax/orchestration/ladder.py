@@ -20,19 +20,27 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
-import subprocess
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from etils import epath
 
+from tinylm_jax import layout
 from tinylm_jax.errors import ConfigError
+from tinylm_jax.orchestration import report as report_lib
+from tinylm_jax.orchestration import runner
+from tinylm_jax.orchestration.arm import Arm, gin_flags, tinylm
 
-RECIPES = ("pangu_ladder",)
 SCALES = ("tiny", "1b")
 
 # The paper's ladder (average accuracy over its benchmarks) and each step's gain.
 PAPER_AVERAGES = {"A": 42.41, "B": 44.11, "C": 46.53, "D": 49.79, "E": 51.28}
+FORMULAS = {
+    "A": "baseline (wide-shallow, big tokenizer, random init)",
+    "B": "+ compact tokenizer",
+    "C": "+ architecture (deeper, narrower)",
+    "D": "+ parameter inheritance",
+    "E": "+ multiple-round training",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,35 +59,42 @@ SCALE_SETTINGS = {
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-    """One `tinylm` command of the recipe."""
+    """One `tinylm` command of the recipe (its arguments after `tinylm`)."""
 
     name: str
     args: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True)
-class Arm:
-    """A trained run of the ladder: its workdir and the gin that configures it."""
-
-    name: str  # 'A'..'E', or 'parent'
-    workdir: str
-    gin_files: tuple[str, ...]
-    gin_params: tuple[str, ...]
-
-    def gin_flags(self) -> tuple[str, ...]:
-        return _gin_flags(self.gin_files, self.gin_params)
-
-
-@dataclasses.dataclass(frozen=True)
 class Ladder:
+    """The recipe's steps and its arms ('A'..'E' and, unless given, 'parent'); an arm trains
+    in ROOT/ARM_NAME."""
+
     root: epath.Path
     scale: str
     steps: tuple[Step, ...]
-    arms: dict[str, Arm]  # 'A'..'E' and, unless given, 'parent'
+    arms: dict[str, Arm]
+
+    def workdir(self, key: str) -> epath.Path:
+        return self.root / self.arms[key].name
 
 
-def _gin_flags(files: Sequence[str], params: Sequence[str]) -> tuple[str, ...]:
-    return (*(f"--gin_file={f}" for f in files), *(f"--gin_param={p}" for p in params))
+def scale_settings(scale: str, big_vocab: int | None, compact_vocab: int | None) -> Scale:
+    """The scale's settings with the tokenizer sizes the user gave."""
+    if scale not in SCALES:
+        raise ConfigError(f"--scale={scale!r} is not one of {SCALES}")
+    settings = SCALE_SETTINGS[scale]
+    settings = dataclasses.replace(
+        settings,
+        big_vocab=big_vocab or settings.big_vocab,
+        compact_vocab=compact_vocab or settings.compact_vocab,
+    )
+    if not 0 < settings.compact_vocab < settings.big_vocab:
+        raise ConfigError(
+            f"the compact vocabulary ({settings.compact_vocab}) must be smaller than the big "
+            f"one ({settings.big_vocab}); set --compact_vocab / --big_vocab accordingly"
+        )
+    return settings
 
 
 def pangu_ladder(
@@ -97,114 +112,111 @@ def pangu_ladder(
     `tokenizer` (a `.model`) replaces the big tokenizer trained on the corpus; `big_vocab` /
     `compact_vocab` replace the scale's tokenizer sizes (a small corpus cannot fill 16k
     pieces). The user's `gin_files` / `gin_params` come last in every step."""
-    if scale not in SCALES:
-        raise ConfigError(f"--scale={scale!r} is not one of {SCALES}")
-    settings = SCALE_SETTINGS[scale]
-    settings = dataclasses.replace(
-        settings,
-        big_vocab=big_vocab or settings.big_vocab,
-        compact_vocab=compact_vocab or settings.compact_vocab,
-    )
-    if not 0 < settings.compact_vocab < settings.big_vocab:
-        raise ConfigError(
-            f"the compact vocabulary ({settings.compact_vocab}) must be smaller than the big "
-            f"one ({settings.big_vocab}); set --compact_vocab / --big_vocab accordingly"
-        )
+    settings = scale_settings(scale, big_vocab, compact_vocab)
     root = epath.Path(root)
     folder = f"recipes/pangu_ladder/{scale}"
-    common = f"{folder}/common.gin"
+    user = (tuple(gin_files), tuple(gin_params))
     big = tokenizer or str(root / "tokenizers" / "big" / "tokenizer.model")
-    compact_dir = root / "tokenizers" / "compact"
-    compact = str(compact_dir / "tokenizer.model")
-    user_files, user_params = tuple(gin_files), tuple(gin_params)
+    compact = str(root / "tokenizers" / "compact" / "tokenizer.model")
+    arms = _arms(folder, user, big, compact, settings, with_parent=parent is None)
+    ladder = Ladder(root, scale, (), arms)
+    common = gin_flags((f"{folder}/common.gin", *user[0]), user[1])
+    steps = _tokenizer_steps(big, compact, settings, common, train_big=tokenizer is None)
+    steps += _arm_steps(ladder, settings, str(parent or ladder.workdir("parent")))
+    return dataclasses.replace(ladder, steps=tuple(steps))
 
-    def arm(name: str, folder_name: str, body: str, tokenizer_path: str, vocab: int) -> Arm:
+
+def _arms(
+    folder: str,
+    user: tuple[tuple[str, ...], tuple[str, ...]],
+    big: str,
+    compact: str,
+    settings: Scale,
+    with_parent: bool,
+) -> dict[str, Arm]:
+    """The five arms (and the recipe's parent): common.gin, the body's gin and the user's
+    gin, on the big or the compact tokenizer."""
+
+    def arm(folder_name: str, body: str, tokenizer_path: str, vocab: int) -> Arm:
+        files = (f"{folder}/common.gin", f"{folder}/{body}.gin", *user[0])
         params = (f"DataConfig.tokenizer = '{tokenizer_path}'", f"ModelConfig.vocab_size = {vocab}")
-        return Arm(
-            name,
-            str(root / folder_name),
-            (common, f"{folder}/{body}.gin", *user_files),
-            (*params, *user_params),
-        )
+        return Arm(folder_name, files, (*params, *user[1]))
 
+    compact_vocab = settings.compact_vocab
     arms = {
-        "A": arm("A", "arm_a_baseline", "wide_shallow", big, settings.big_vocab),
-        "B": arm("B", "arm_b_compact_tokenizer", "wide_shallow", compact, settings.compact_vocab),
-        "C": arm("C", "arm_c_deep_narrow", "deep_narrow", compact, settings.compact_vocab),
-        "D": arm("D", "arm_d_inherited", "deep_narrow", compact, settings.compact_vocab),
-        "E": arm("E", "arm_e_rounds", "deep_narrow", compact, settings.compact_vocab),
+        "A": arm("arm_a_baseline", "wide_shallow", big, settings.big_vocab),
+        "B": arm("arm_b_compact_tokenizer", "wide_shallow", compact, compact_vocab),
+        "C": arm("arm_c_deep_narrow", "deep_narrow", compact, compact_vocab),
+        "D": arm("arm_d_inherited", "deep_narrow", compact, compact_vocab),
+        "E": arm("arm_e_rounds", "deep_narrow", compact, compact_vocab),
     }
-    if parent is None:
-        arms["parent"] = arm("parent", "parent", "parent", compact, settings.compact_vocab)
-    parent_dir = parent or arms["parent"].workdir
-    common_flags = _gin_flags((common, *user_files), user_params)
+    if with_parent:
+        arms["parent"] = arm("parent", "parent", compact, compact_vocab)
+    return arms
+
+
+def _tokenizer_steps(
+    big: str, compact: str, settings: Scale, common: tuple[str, ...], train_big: bool
+) -> list[Step]:
+    """The big tokenizer trained on the corpus (unless given), then its compressed copy."""
     steps = []
-    if tokenizer is None:
-        big_vocab = f"--gin_param=DataConfig.vocab_size = {settings.big_vocab}"
-        steps.append(
-            Step("big_tokenizer", ("tokenizer", "train", f"--out={big}", *common_flags, big_vocab))
-        )
-    steps.append(
-        Step(
-            "compact_tokenizer",
-            (
-                "tokenizer",
-                "compress",
-                f"--tokenizer={big}",
-                f"--vocab_size={settings.compact_vocab}",
-                f"--out={compact_dir}",
-                *common_flags,
-            ),
-        )
+    if train_big:
+        size = f"--gin_param=DataConfig.vocab_size = {settings.big_vocab}"
+        steps.append(Step("big_tokenizer", ("tokenizer", "train", f"--out={big}", *common, size)))
+    compress = (
+        "tokenizer",
+        "compress",
+        f"--tokenizer={big}",
+        f"--vocab_size={settings.compact_vocab}",
+        f"--out={epath.Path(compact).parent}",
     )
-    for name in "ABC":
-        steps.append(Step(f"arm_{name.lower()}", _train(arms[name])))
-    if parent is None:
-        steps.append(Step("parent", _train(arms["parent"])))
-    metric = f"--gin_param=InheritConfig.width_metric = '{settings.width_metric}'"
-    for name in "DE":
-        inherit = ("inherit", f"--parent={parent_dir}", f"--workdir={arms[name].workdir}")
+    return [*steps, Step("compact_tokenizer", (*compress, *common))]
+
+
+def _arm_steps(ladder: Ladder, settings: Scale, parent: str) -> list[Step]:
+    """A, B, C (and the parent) from scratch; D and E inherited from the parent, then D
+    trained and E trained in rounds."""
+    scratch = {"A": "arm_a", "B": "arm_b", "C": "arm_c", "parent": "parent"}
+    steps = [
+        Step(name, ladder.arms[key].train_args(ladder.workdir(key)))
+        for key, name in scratch.items()
+        if key in ladder.arms
+    ]
+    metric = f"InheritConfig.width_metric = '{settings.width_metric}'"
+    for key in "DE":
+        arm = ladder.arms[key]
+        arm = dataclasses.replace(arm, gin_params=(metric, *arm.gin_params))
         steps.append(
-            Step(f"arm_{name.lower()}_inherit", (*inherit, metric, *arms[name].gin_flags()))
+            Step(f"arm_{key.lower()}_inherit", arm.inherit_args(ladder.workdir(key), parent))
         )
-    steps.append(Step("arm_d", ("train", f"--workdir={arms['D'].workdir}")))
+    steps.append(Step("arm_d", ("train", f"--workdir={ladder.workdir('D')}")))
     rounds = f"--gin_param=RoundsConfig.num_rounds = {settings.rounds}"
-    steps.append(Step("arm_e", ("train", f"--workdir={arms['E'].workdir}", rounds)))
-    return Ladder(root, scale, tuple(steps), arms)
-
-
-def _train(arm: Arm) -> tuple[str, ...]:
-    return ("train", f"--workdir={arm.workdir}", *arm.gin_flags())
+    steps.append(Step("arm_e", ("train", f"--workdir={ladder.workdir('E')}", rounds)))
+    return steps
 
 
 def command(step: Step, launcher: Sequence[str] = ()) -> list[str]:
-    """The command line of `step`: `python -m tinylm_jax.cli ...`, or after `launcher` (e.g.
-    `launch/tpu_pod.sh TPU ZONE --`) the bare `tinylm` arguments."""
-    if launcher:
-        return [*launcher, *step.args]
-    return [sys.executable, "-m", "tinylm_jax.cli", *step.args]
+    """The command line of `step`, after `launcher` when given (see arm.tinylm)."""
+    return tinylm(step.args, launcher)
 
 
 def done_marker(root: epath.Path, step: Step) -> epath.Path:
     return epath.Path(root) / "steps" / f"{step.name}.done"
 
 
-def run(ladder: Ladder, dry_run: bool = False, launcher: Sequence[str] = ()) -> int:
+def run(ladder: Ladder, launcher: Sequence[str] = ()) -> int:
     """Runs the steps not yet done, in order; returns 0, or the failing step's exit status."""
     for number, step in enumerate(ladder.steps, 1):
-        line = shlex.join(command(step, launcher))
         head = f"[{number}/{len(ladder.steps)}] {step.name}"
-        if dry_run:
-            print(f"{head}\n  {line}", flush=True)
-            continue
+        line = shlex.join(command(step, launcher))
         marker = done_marker(ladder.root, step)
         if marker.exists():
             print(f"{head}: done, skipped", flush=True)
             continue
         print(f"{head}: {line}", flush=True)
-        code = subprocess.run(command(step, launcher)).returncode
+        code = runner.run_job(runner.job(head, [command(step, launcher)]))
         if code:
-            print(f"{head} failed with exit status {code}; rerun to continue", flush=True)
+            print(f"{head}: rerun to continue", flush=True)
             return code
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(line + "\n")
@@ -212,39 +224,38 @@ def run(ladder: Ladder, dry_run: bool = False, launcher: Sequence[str] = ()) -> 
 
 
 def gains(rows: dict[str, dict]) -> dict[str, dict]:
-    """Each arm's step against the previous arm: the change of held-out bits per byte (lower
-    is better) beside the paper's average-accuracy gain (higher is better)."""
-    out, previous = {}, None
+    """Each arm's step against the arm before it: the change of held-out bits per byte
+    (lower is better; none while the arm before is not trained) beside the paper's
+    average-accuracy gain (higher is better)."""
+    out = {}
     for name in sorted(rows):
-        bits = rows[name]["eval_bits_per_byte"]
-        paper_gain = (
-            None if name == "A" else PAPER_AVERAGES[name] - PAPER_AVERAGES[chr(ord(name) - 1)]
-        )
+        before = chr(ord(name) - 1)
+        change = None
+        if before in rows:
+            change = rows[name]["eval_bits_per_byte"] - rows[before]["eval_bits_per_byte"]
+        paper_gain = None if name == "A" else PAPER_AVERAGES[name] - PAPER_AVERAGES[before]
         out[name] = {
-            "bits_per_byte_change": None if previous is None else bits - previous,
+            "bits_per_byte_change": change,
             "paper_average": PAPER_AVERAGES[name],
             "paper_gain": None if paper_gain is None else round(paper_gain, 2),
         }
-        previous = bits
     return out
-
-
-FORMULAS = {
-    "A": "baseline (wide-shallow, big tokenizer, random init)",
-    "B": "+ compact tokenizer",
-    "C": "+ architecture (deeper, narrower)",
-    "D": "+ parameter inheritance",
-    "E": "+ multiple-round training",
-}
 
 
 def check_same_tokens(rows: dict[str, dict]) -> None:
     tokens = {name: row["train_tokens"] for name, row in rows.items()}
     if len(set(tokens.values())) > 1:
-        raise ConfigError(f"the ladder's arms must train on the same tokens; got {tokens}")
+        raise ConfigError(
+            f"the ladder's arms must train on the same tokens; got {tokens}: give every arm "
+            "the same TrainConfig.num_steps, batch_size and seq_len"
+        )
 
 
-def report_markdown(rows: dict[str, dict], plot_name: str | None, parent: dict | None) -> str:
+def _signed(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:+.{digits}f}"
+
+
+def report_lines(rows: dict[str, dict], plot_name: str | None, parent: dict | None) -> list[str]:
     step_gains = gains(rows)
     lines = [
         "# PanGu-π Pro ladder",
@@ -253,18 +264,22 @@ def report_markdown(rows: dict[str, dict], plot_name: str | None, parent: dict |
         "each trained on the same tokens, beside the paper's average accuracy "
         "(arXiv 2402.02791, Fig. 1; higher is better).",
         "",
-        "| arm | formula | params | train tokens | bits/byte | change | paper avg | paper gain |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for name in sorted(rows):
-        row, gain = rows[name], step_gains[name]
-        change, paper_gain = gain["bits_per_byte_change"], gain["paper_gain"]
-        lines.append(
-            f"| {name} | {FORMULAS[name]} | {row['params']:,} | {row['train_tokens']:,} | "
-            f"{row['eval_bits_per_byte']:.4f} | {'—' if change is None else f'{change:+.4f}'} | "
-            f"{gain['paper_average']:.2f} | "
-            f"{'—' if paper_gain is None else f'{paper_gain:+.2f}'} |"
-        )
+    columns = ["arm", "formula", "params", "train tokens", "bits/byte", "change", "paper avg"]
+    table = [
+        [
+            name,
+            FORMULAS[name],
+            f"{rows[name]['params']:,}",
+            f"{rows[name]['train_tokens']:,}",
+            f"{rows[name]['eval_bits_per_byte']:.4f}",
+            _signed(step_gains[name]["bits_per_byte_change"], 4),
+            f"{step_gains[name]['paper_average']:.2f}",
+            _signed(step_gains[name]["paper_gain"], 2),
+        ]
+        for name in sorted(rows)
+    ]
+    lines += report_lib.table([*columns, "paper gain"], table)
     if parent:
         lines += [
             "",
@@ -273,7 +288,7 @@ def report_markdown(rows: dict[str, dict], plot_name: str | None, parent: dict |
         ]
     if plot_name:
         lines += ["", f"![training curves]({plot_name})"]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def write_report(
@@ -283,61 +298,108 @@ def write_report(
     train_tokens, eval_bits_per_byte and eval_loss."""
     check_same_tokens(rows)
     report = {"arms": rows, "gains": gains(rows), "formulas": FORMULAS, "parent": parent}
-    (root / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    (root / "report.md").write_text(report_markdown(rows, plot_name, parent))
+    report_lib.write(root, report, report_lines(rows, plot_name, parent))
     return report
 
 
-def arm_shape(arm: Arm) -> dict:
-    """Parameter counts and training tokens of an arm, from its gin (`tinylm info`'s figures,
-    computed without allocating)."""
-    from tinylm_jax.config import gin as config_lib
-    from tinylm_jax.model.counting import model_stats
-
-    config = config_lib.parse(arm.gin_files, arm.gin_params)
-    stats = model_stats(config.model, config.train.seq_len)
-    return {
-        "params": stats.total_params,
-        "non_embedding_params": stats.non_embedding_params,
-        "train_tokens": config.train.num_steps * config.train.tokens_per_step,
-        "model": dataclasses.asdict(config.model),
-    }
+def _json_line(text: str) -> dict:
+    """The JSON object a `tinylm ... --json` command printed last."""
+    return json.loads(text.strip().splitlines()[-1])
 
 
-def check_plan(ladder: Ladder) -> dict[str, dict]:
-    """Shapes of every arm; fails if the arms' training tokens differ or arm D's shape does
-    not fit inside the recipe's parent."""
-    shapes = {name: arm_shape(arm) for name, arm in ladder.arms.items()}
+def arm_info(arm: Arm) -> dict:
+    """`tinylm info --json` of the arm's gin: parameter counts, the model's shape and the
+    training tokens, computed without allocating."""
+    return _json_line(runner.output(tinylm(("info", "--json", *arm.gin_flags()))))
+
+
+Info = Callable[[Arm], dict]
+
+
+def check_plan(ladder: Ladder, info: Info = arm_info) -> dict[str, dict]:
+    """`info` of every arm; fails if the arms' training tokens differ or arm D's shape does
+    not fit inside the recipe's parent (before any step spends time training)."""
+    shapes = {name: info(arm) for name, arm in ladder.arms.items()}
     check_same_tokens({k: v for k, v in shapes.items() if k != "parent"})
     if "parent" in shapes:
         child, parent = shapes["D"]["model"], shapes["parent"]["model"]
         larger = [f for f in ("d_model", "n_layers", "n_heads") if child[f] > parent[f]]
         if larger:
-            raise ConfigError(f"arm D is larger than the parent in {larger}: {child} vs {parent}")
+            raise ConfigError(
+                f"arm D is larger than the parent in {larger}: {child} vs {parent}; shrink "
+                "the recipe's deep_narrow.gin or enlarge its parent.gin"
+            )
     return shapes
 
 
-def collect_rows(ladder: Ladder, eval_steps: int | None) -> tuple[dict[str, dict], dict | None]:
-    """Each trained arm's params, training tokens and held-out metrics (`tinylm eval`)."""
-    from tinylm_jax.config import gin as config_lib
-    from tinylm_jax.workdir.load import config_path, evaluate_workdir
+def dry_run(ladder: Ladder, launcher: Sequence[str] = (), info: Info = arm_info) -> None:
+    """Prints every arm's size and training tokens (checked by `check_plan`), then every
+    step's command; runs nothing."""
+    for name, shape in check_plan(ladder, info).items():
+        print(
+            f"{name:>6}: {shape['total_params']:>15,} params "
+            f"({shape['non_embedding_params']:,} non-embedding), "
+            f"{shape['train_tokens']:,} training tokens"
+        )
+    for number, step in enumerate(ladder.steps, 1):
+        print(
+            f"[{number}/{len(ladder.steps)}] {step.name}\n  {shlex.join(command(step, launcher))}"
+        )
 
-    rows = {}
-    for name in "ABCDE":
-        arm = ladder.arms[name]
-        config = config_lib.parse(workdir_config=config_path(arm.workdir))
-        result = evaluate_workdir(config, arm.workdir, eval_steps)
-        shape = arm_shape(arm)
-        rows[name] = {
-            "params": shape["params"],
-            "non_embedding_params": shape["non_embedding_params"],
-            "train_tokens": config.train.num_steps * config.train.tokens_per_step,
-            "eval_bits_per_byte": result["eval_bits_per_byte"],
-            "eval_loss": result["eval_loss"],
-            "workdir": arm.workdir,
-        }
+
+def trained_tokens(workdir: epath.PathLike) -> int:
+    """Tokens the run in `workdir` trained on: its last logged step × its tokens per step."""
+    from tinylm_jax.workdir.load import tokens_per_step
+
+    steps = layout.last_values(layout.read_metrics(workdir), "loss")
+    return max(steps, default=0) * tokens_per_step(workdir)
+
+
+def evaluate(workdir: epath.PathLike, eval_steps: int | None) -> dict:
+    """`tinylm eval` of a trained workdir: held-out loss and bits per byte."""
+    steps = () if eval_steps is None else (f"--eval_steps={eval_steps}",)
+    return _json_line(runner.output(tinylm(("eval", f"--workdir={workdir}", *steps))))
+
+
+def collect_row(ladder: Ladder, key: str, eval_steps: int | None, info: Info = arm_info) -> dict:
+    """One trained arm's params, training tokens and held-out metrics."""
+    workdir = ladder.workdir(key)
+    shape = info(ladder.arms[key])
+    row = {
+        "params": shape["total_params"],
+        "non_embedding_params": shape["non_embedding_params"],
+        "train_tokens": trained_tokens(workdir),
+    }
+    if key != "parent":
+        result = evaluate(workdir, eval_steps)
+        row.update({k: result[k] for k in ("eval_bits_per_byte", "eval_loss")})
+    return {**row, "workdir": str(workdir)}
+
+
+def collect_rows(ladder: Ladder, eval_steps: int | None) -> tuple[dict[str, dict], dict | None]:
+    """Rows of the arms A..E trained so far (a ladder midway reports its first rungs), and
+    the parent's params and tokens (if the recipe trained it)."""
+    trained = [key for key in ladder.arms if layout.is_trained(ladder.workdir(key))]
+    rows = {key: collect_row(ladder, key, eval_steps) for key in "ABCDE" if key in trained}
+    if not rows:
+        raise ConfigError(
+            f"no arm of the ladder in {ladder.root} is trained yet; run `tinylm recipe run` "
+            "with the same --root, --scale and gin first"
+        )
     parent = None
-    if "parent" in ladder.arms:
-        shape = arm_shape(ladder.arms["parent"])
-        parent = {k: shape[k] for k in ("params", "train_tokens")}
+    if "parent" in trained:
+        row = collect_row(ladder, "parent", eval_steps)
+        parent = {k: row[k] for k in ("params", "train_tokens")}
     return rows, parent
+
+
+def report(ladder: Ladder, eval_steps: int | None) -> str:
+    """Evaluates the trained arms, writes ROOT/report.json, report.md and ladder.png (every
+    arm's curves); returns the Markdown."""
+    from tinylm_jax.orchestration import plot
+
+    rows, parent = collect_rows(ladder, eval_steps)
+    runs = {f"{name} {FORMULAS[name]}": rows[name]["workdir"] for name in rows}
+    plot.save(plot.curves_figure(runs), ladder.root / "ladder.png")
+    write_report(ladder.root, rows, parent, plot_name="ladder.png")
+    return (ladder.root / report_lib.MARKDOWN_FILE).read_text()

@@ -1,21 +1,21 @@
 """The project's figures: training curves of one or several runs (`tinylm plot`, sweep and
 recipe reports), the best result per sweep arm, and the budget a sweep gave each arm.
 
-Every curve is read from a workdir's `metrics.jsonl` and drawn against tokens seen (step ×
-the run's tokens per step, from its `config.gin`), so runs with other batch shapes line up.
+Every curve is read from a workdir's metrics log and drawn against tokens seen (step × the
+run's tokens per step, from its saved config), so runs with other batch shapes line up.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
-import json
 from collections.abc import Mapping, Sequence
 
 from etils import epath
 
 from tinylm_jax import layout
 from tinylm_jax.errors import ConfigError
+from tinylm_jax.workdir.load import tokens_per_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,26 +28,14 @@ class Curves:
     eval_bits_per_byte: tuple[float, ...]
 
 
-def tokens_per_step(workdir: epath.PathLike) -> int:
-    """Global batch × sequence length of the run in `workdir`, from its saved config."""
-    from tinylm_jax.config import gin as config_lib
-    from tinylm_jax.workdir.load import config_path
-
-    return config_lib.parse(workdir_config=config_path(workdir)).train.tokens_per_step
-
-
 def read_curves(workdir: epath.PathLike) -> Curves:
     """The curves of one run; a step logged twice (a resumed run) keeps its last value."""
     path = layout.metrics_file(workdir)
     if not path.exists():
         raise ConfigError(f"{path} does not exist: is {workdir} a `tinylm train` workdir?")
-    train, evals = {}, {}
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        if "loss" in record:
-            train[record["step"]] = record["loss"]
-        if "eval_bits_per_byte" in record:
-            evals[record["step"]] = record["eval_bits_per_byte"]
+    records = layout.read_metrics(workdir)
+    train = layout.last_values(records, "loss")
+    evals = layout.last_values(records, "eval_bits_per_byte")
     per_step = tokens_per_step(workdir)
     train_steps, eval_steps = sorted(train), sorted(evals)
     return Curves(

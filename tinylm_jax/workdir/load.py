@@ -14,6 +14,7 @@ import jax
 from etils import epath
 
 from tinylm_jax import layout
+from tinylm_jax.config import gin as config_lib
 from tinylm_jax.config.run import RunConfig
 from tinylm_jax.config.sampling import SamplingConfig
 from tinylm_jax.data import pipeline
@@ -40,6 +41,12 @@ def config_path(workdir: epath.PathLike) -> epath.Path:
             "`tinylm import-hf` or `tinylm inherit`"
         )
     return path
+
+
+def tokens_per_step(workdir: epath.PathLike) -> int:
+    """Global batch × sequence length of the run in `workdir`, from its saved config (the
+    metrics log counts steps; this turns them into tokens seen)."""
+    return config_lib.parse(workdir_config=config_path(workdir)).train.tokens_per_step
 
 
 def tokenizer_of(workdir: epath.PathLike) -> Tokenizer:

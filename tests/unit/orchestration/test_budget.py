@@ -1,9 +1,8 @@
 """Budgeted sweeps: the ER-UCB allocator on synthetic arms, ZOOpt on synthetic objectives, sweep
-state and resume with an injected trainer, emitted waves, shipped specs, and one real run."""
+state and resume with an injected trainer."""
 
 import json
 import math
-from pathlib import Path
 
 import ml_collections
 import numpy as np
@@ -14,8 +13,7 @@ from tinylm_jax.orchestration import bandit as sweep_bandit
 from tinylm_jax.orchestration import budget as sweep_budget
 from tinylm_jax.orchestration import grid as sweep
 from tinylm_jax.orchestration import search as sweep_search
-
-REPO = Path(__file__).resolve().parents[3]
+from tinylm_jax.orchestration import sweep_state
 
 
 def draw(rng: np.random.Generator, kind: str) -> float:
@@ -126,7 +124,7 @@ def spec_dict(**changes) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({**spec, **changes})
 
 
-def synthetic_bits(trial: sweep_budget.Trial) -> float:
+def synthetic_bits(trial: sweep_state.Trial) -> float:
     lr = trial.values["OptimizerConfig.learning_rate"]
     return ARM_OFFSETS[trial.arm] + 0.1 * math.log10(lr / 3e-3) ** 2
 
@@ -178,12 +176,12 @@ def test_budget_accounting_is_exact(tmp_path):
 @pytest.mark.parametrize("width", [1, 2])
 def test_killed_sweep_resumes_and_ends_like_an_uninterrupted_one(tmp_path, width):
     synthetic_sweep(tmp_path / "whole", fake_runner([]), width)
-    whole = (tmp_path / "whole" / sweep_budget.STATE_FILE).read_text()
+    whole = (tmp_path / "whole" / sweep_state.STATE_FILE).read_text()
 
     first = []
     with pytest.raises(Killed):
         synthetic_sweep(tmp_path / "cut", fake_runner(first, kill_at=5), width)
-    saved = json.loads((tmp_path / "cut" / sweep_budget.STATE_FILE).read_text())
+    saved = json.loads((tmp_path / "cut" / sweep_state.STATE_FILE).read_text())
     assert [t["status"] for t in saved["trials"] if t["id"] < 4] == ["done"] * 4
     killed = next(t for t in saved["trials"] if t["id"] == 5)
     assert killed["status"] == "running"
@@ -193,7 +191,7 @@ def test_killed_sweep_resumes_and_ends_like_an_uninterrupted_one(tmp_path, width
     assert 5 in second[0]  # the unfinished wave runs first (each trial resumes its workdir)
     done_before = {i for wave in first[:-1] for i in wave}
     assert not done_before & {i for wave in second for i in wave}  # nothing trained twice
-    assert (tmp_path / "cut" / sweep_budget.STATE_FILE).read_text() == whole
+    assert (tmp_path / "cut" / sweep_state.STATE_FILE).read_text() == whole
 
 
 def test_failed_trials_spend_budget_and_lose_ground(tmp_path):
@@ -211,15 +209,3 @@ def test_state_of_another_sweep_is_refused(tmp_path):
     synthetic_sweep(tmp_path, fake_runner([]), budget=8)
     with pytest.raises(ConfigError, match="belongs to another sweep"):
         synthetic_sweep(tmp_path, fake_runner([]), budget=8, seed=2)
-
-
-TINY = {
-    "DataConfig": {
-        "dataset": "python_stdlib",
-        "max_documents": 60,
-        "vocab_size": 512,
-        "validation_fraction": 0.05,
-    },
-    "TrainConfig": {"batch_size": 8, "seq_len": 32, "log_every": 1, "eval_steps": 1},
-    "CheckpointConfig": {"async_save": False, "every_steps": 1},
-}

@@ -1,8 +1,11 @@
-"""Sweeps: spec expansion into gin overrides, dry runs, and a real two-arm run with a report."""
+"""Grid sweeps: spec lookup and expansion into arms of gin overrides."""
 
+import logging
+from pathlib import Path
 
 import pytest
 
+from tinylm_jax.config.gin import CONFIGS_DIR
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.orchestration import grid as sweep
 
@@ -19,22 +22,6 @@ def get_config():
         "grid": {grid},
     }})
 """
-TINY_PARAMS = {
-    "DataConfig": {
-        "dataset": "python_stdlib",
-        "max_documents": 60,
-        "vocab_size": 512,
-        "validation_fraction": 0.05,
-    },
-    "TrainConfig": {
-        "num_steps": 2,
-        "batch_size": 8,
-        "seq_len": 32,
-        "log_every": 1,
-        "eval_steps": 1,
-    },
-    "CheckpointConfig": {"async_save": False},
-}
 
 
 def write_spec(tmp_path, params=None, grid=None):
@@ -72,3 +59,31 @@ def test_bad_specs_are_explained(tmp_path):
     spec = sweep.load_spec(write_spec(tmp_path, grid={"ModelConfig": {"d_model": []}}))
     with pytest.raises(ConfigError, match="non-empty list"):
         sweep.expand(spec)
+
+
+def test_specs_are_found_like_gin_files_and_old_paths_still_work(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    shipped = CONFIGS_DIR / "sweeps" / "pangu_rounds.py"
+    assert sweep.resolve_spec("sweeps/pangu_rounds.py") == shipped
+    assert sweep.load_spec("sweeps/pangu_rounds.py").name == "pangu_rounds"
+    with caplog.at_level(logging.WARNING):
+        assert sweep.resolve_spec("launch/sweeps/pangu_rounds.py") == shipped
+    assert "pass --spec=sweeps/pangu_rounds.py" in caplog.text
+    with pytest.raises(ConfigError, match="moved to configs/sweeps/, and sweeps/gone.py is not"):
+        sweep.resolve_spec("launch/sweeps/gone.py")
+    with pytest.raises(ConfigError, match="e.g. --spec=sweeps/pangu_depth_width.py"):
+        sweep.resolve_spec("sweeps/gone.py")
+    mine = tmp_path / "sweeps" / "pangu_rounds.py"  # a path as given comes first
+    mine.parent.mkdir()
+    mine.write_text("")
+    assert sweep.resolve_spec("sweeps/pangu_rounds.py") == Path("sweeps/pangu_rounds.py")
+    with pytest.raises(ConfigError, match="defines no get_config"):
+        sweep.load_spec("sweeps/pangu_rounds.py")
+
+
+def test_an_inheriting_arm_is_one_job_of_inherit_then_train(tmp_path):
+    spec = sweep.load_spec(write_spec(tmp_path))
+    spec.inherit_from = "runs/parent"
+    deep, _ = sweep.jobs(sweep.expand(spec), tmp_path)
+    assert [c[3] for c in deep.commands] == ["inherit", "train"]
+    assert " inherit --parent=runs/parent " in deep.line() and " && " in deep.line()
