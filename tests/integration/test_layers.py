@@ -11,9 +11,15 @@ REPO = Path(__file__).resolve().parents[2]
 def _lint_imports(root: Path) -> subprocess.CompletedProcess:
     """`lint-imports` on the package under `root`, with the repository's contract."""
     return subprocess.run(
-        [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command;"
-         " sys.exit(lint_imports_command())", "--config", str(root / "setup.cfg"),
-         "--no-cache"],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from importlinter.cli import lint_imports_command;"
+            " sys.exit(lint_imports_command())",
+            "--config",
+            str(root / "setup.cfg"),
+            "--no-cache",
+        ],
         cwd=root,
         env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
         capture_output=True,

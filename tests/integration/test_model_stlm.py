@@ -1,7 +1,6 @@
 """Super Tiny Language Models levers (arXiv 2405.14159): FFN sharing, byte-pooled input, byte
 head — parameters, masking, causality, losses, sampling, sharding and the token byte table."""
 
-
 import numpy as np
 import pytest
 

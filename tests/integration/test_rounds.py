@@ -87,8 +87,6 @@ def test_batch_units_select_whole_groups_of_records(tmp_path, data_dir, gin_clea
     assert set(sizes[groups < units - 1]) == {8}  # only the last group may be short
 
 
-
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("xla_cache")

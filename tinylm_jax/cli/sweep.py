@@ -42,7 +42,12 @@ def add_sweep(commands) -> None:
         ("report", "final metrics of every arm as a table"),
     ]:
         sub = sweep_commands.add_parser(name, help=text)
-        sub.add_argument("--spec", required=True, help="Python file with get_config()")
+        sub.add_argument(
+            "--spec",
+            required=True,
+            help="Python file with get_config(); looked up as given, then in configs/ "
+            "(sweeps/NAME.py)",
+        )
         sub.add_argument("--root", default="runs/sweeps", help="arms go to ROOT/NAME/ARM")
         sub.add_argument("--arm", action="append", default=[], help="only these arms")
         if name == "run":

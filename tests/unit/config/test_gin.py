@@ -1,6 +1,5 @@
 """The configuration boundary: gin parsed once into an explicit RunConfig."""
 
-
 import gin
 import pytest
 

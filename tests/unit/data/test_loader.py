@@ -1,6 +1,5 @@
 """Grain loaders: determinism, checkpoint/restore, sharding, subsets, eval padding."""
 
-
 import numpy as np
 import pytest
 

@@ -1,6 +1,5 @@
 """Packing: no lost tokens, segments/positions, padding only at the end, stable ids."""
 
-
 import numpy as np
 
 from tinylm_jax.config.data import DataConfig

@@ -126,5 +126,3 @@ def test_round_schedule():
 def test_bad_round_settings_are_config_errors(params, message, gin_clean):
     with pytest.raises(ConfigError, match=message):
         config_lib.parse(["models/tiny_test.gin"], tiny_run(steps=4) + params)
-
-

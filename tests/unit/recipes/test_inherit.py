@@ -1,6 +1,5 @@
 """Parameter inheritance: identity, planted units, GQA grouping, learnable masks, end to end."""
 
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -1,6 +1,5 @@
 """Tokenizer compression: exact sizes, coverage, lossless round trips, id maps, the CLI."""
 
-
 import pytest
 
 
