@@ -14,7 +14,16 @@ from tinylm_jax.errors import ConfigError
 
 CLI_DIR = Path(tinylm_jax.cli.__file__).parent
 # What a command module may import at module level: `tinylm --help` must not import JAX.
-LIGHT_IMPORTS = ("__future__", "argparse", "collections", "importlib", "json", "logging", "sys")
+LIGHT_IMPORTS = (
+    "__future__",
+    "argparse",
+    "collections",
+    "dataclasses",
+    "importlib",
+    "json",
+    "logging",
+)
+LIGHT_IMPORTS += ("sys",)
 LIGHT_IMPORTS += ("pathlib", "tinylm_jax.cli", "tinylm_jax.errors")
 
 
