@@ -278,6 +278,10 @@ class Saver:
         parts, extras = self.hooks.save()
         metadata = {**checkpoint_metadata(self.base, info.step, self.run.config), **parts}
         ckpt.save(self.manager, info.state, self.batches, metadata, force=True, extras=extras)
+        if info.save:
+            # A save a hook asked for (a round switch) holds work a rerun would have to redo
+            # (the scoring pass): it is made durable on every process before training goes on.
+            self.manager.wait_until_finished()
         self.saved_step = info.step
         if self.after_save:
             self.after_save(info.step)
