@@ -22,6 +22,7 @@ from tinylm_jax.data import loader as loader_lib
 from tinylm_jax.engine.run import Run, run_context
 from tinylm_jax.files import write_atomically
 from tinylm_jax.parallel import rules as rules_lib
+from tinylm_jax.parallel.dispatch import DispatchWindow
 from tinylm_jax.parallel.batch import to_global
 
 
@@ -67,13 +68,16 @@ def score_records(
     )
     start = time.perf_counter()
     outputs = []
+    # A few batches in flight, never the whole split: see `tinylm_jax.parallel.dispatch`.
+    window = DispatchWindow()
     with run_context(run):
         for index, host_batch in enumerate(batches, start=1):
             batch = to_global(host_batch, run.mesh, run.rules)
             outputs.append((run.score_step(params, batch), *gather(batch["ids"], batch["weights"])))
+            window.push(outputs[-1])
             if after_batch:
                 after_batch(index)
-        # One transfer at the end, so the host never waits on the devices batch by batch.
+        # One transfer at the end, so the host never waits on a copy batch by batch.
         outputs = jax.device_get(outputs)
     nll_N = np.zeros(len(source), np.float64)
     tokens_N = np.zeros(len(source), np.int64)

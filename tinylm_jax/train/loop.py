@@ -34,6 +34,7 @@ from tinylm_jax.eval.heldout import evaluate
 from tinylm_jax.files import write_atomically
 from tinylm_jax.model.counting import flops_per_token
 from tinylm_jax.parallel.batch import global_batch_to_devices, to_global
+from tinylm_jax.parallel.dispatch import DispatchWindow
 from tinylm_jax.parallel.distributed import PreemptionWatcher
 from tinylm_jax.train import rounds as rounds_part
 from tinylm_jax.train.hooks import Hook, Hooks, StepInfo, SwitchableIterator, on_step
@@ -444,6 +445,7 @@ def _run_steps(
 ) -> TrainState:
     """Steps `start_step + 1` to `TrainConfig.num_steps`, each followed by the hooks."""
     step_fn = None
+    window = DispatchWindow()  # a few steps in flight: see `tinylm_jax.parallel.dispatch`
     for step in range(start_step, run.config.train.num_steps):
         batch = next(batches)
         if step_fn is None:  # compile ahead of the first step so step times exclude it
@@ -451,6 +453,7 @@ def _run_steps(
             throughput.reset()
         state, metrics = step_fn(state, batch)
         guard.update(step + 1, metrics)
+        window.push(metrics)
         throughput.add_step()
         info = hooks.run(StepInfo(step + 1, state, metrics))
         if info.paused:  # keep eval and checkpoint time out of the next throughput figure
