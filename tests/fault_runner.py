@@ -2,21 +2,41 @@
 
 FAULT is `KILL@5` (SIGKILL right after step 5 is dispatched), `KILL@4:save` (right after step
 4's checkpoint save started, while an async save is still being written), `KILL@2:score`
-(right after batch 2 of a multi-round scoring pass is dispatched) or `TERM@3` (SIGTERM after
-step 3). The fault is a `TrainHooks` callback, so production code has no test switch.
+(right after batch 2 of a multi-round scoring pass is dispatched), `TERM@3` (SIGTERM after
+step 3) or `NAN@5` (the params turn NaN after step 5, once per process: a loss spike).
+The fault is a `TrainHooks` callback, so production code has no test switch.
 """
 
 import os
 import signal
 import sys
 
+import jax
+import jax.numpy as jnp
+
 from tinylm_jax.cli import main as cli
 from tinylm_jax.train.loop import TrainHooks
+
+
+def nan_after(step: int):
+    """A `TrainHooks.edit_state` that makes the params NaN after `step`, the first time only
+    (a rolled-back run passes that step again)."""
+    fired = []
+
+    def edit(done: int, state):
+        if done != step or fired:
+            return state
+        fired.append(done)
+        return state.replace(params=jax.tree_util.tree_map(lambda x: x * jnp.nan, state.params))
+
+    return edit
 
 
 def hooks_for(spec: str) -> TrainHooks:
     signame, _, rest = spec.partition("@")
     step_text, _, phase = rest.partition(":")
+    if signame == "NAN":
+        return TrainHooks(edit_state=nan_after(int(step_text)))
     step, sig = int(step_text), getattr(signal, "SIG" + signame)
 
     def fire(done: int) -> None:

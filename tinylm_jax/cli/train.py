@@ -29,7 +29,8 @@ def cmd_train(args: argparse.Namespace, hooks=None) -> int:
     saved = layout.config_file(args.workdir)
     # Resuming: the saved operative config first, so the run continues as it was configured.
     config = common.run_config(args, workdir_config=saved if saved.exists() else None)
-    from tinylm_jax.train.loop import PREEMPTED_EXIT_CODE, Preempted, train
+    from tinylm_jax.train.faults import PREEMPTED_EXIT_CODE, Preempted
+    from tinylm_jax.train.loop import train
 
     if config.data.tokenizer is not None:
         from tinylm_jax.data.tokenizer import load_tokenizer

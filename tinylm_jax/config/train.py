@@ -22,6 +22,11 @@ class TrainConfig:
     `eval_batch_size` is the global batch of held-out eval and task scoring (None:
     `batch_size // microbatches`, the largest batch a train step runs at once).
     `prefetch_batches` batches are read and put on the devices ahead of the step by a thread.
+
+    `on_nonfinite`: what a non-finite loss or gradient does — 'stop' (raise, nothing saved) or
+    'rollback' (restore the last good checkpoint, skip the next `rollback_skip_batches`
+    batches of the data order, go on; at most `max_rollbacks` times per run, recorded in the
+    checkpoint), as PaLM (arXiv 2204.02311, section 5.1) does on loss spikes.
     """
 
     num_steps: int = 1000
@@ -36,6 +41,10 @@ class TrainConfig:
     data_seed: int | None = None
     eval_batch_size: int | None = None
     prefetch_batches: int = 2
+    # Fault handling (tinylm_jax.train.rollback).
+    on_nonfinite: str = "stop"
+    rollback_skip_batches: int = 200
+    max_rollbacks: int = 3
 
     def __post_init__(self) -> None:
         if self.data_sharding not in ("global", "process"):
@@ -53,6 +62,15 @@ class TrainConfig:
         if self.prefetch_batches < 1:
             raise ConfigError(
                 f"TrainConfig.prefetch_batches must be at least 1; got {self.prefetch_batches}"
+            )
+        if self.on_nonfinite not in ("stop", "rollback"):
+            raise ConfigError(
+                f"TrainConfig.on_nonfinite must be 'stop' or 'rollback'; got {self.on_nonfinite!r}"
+            )
+        if self.rollback_skip_batches < 0 or self.max_rollbacks < 0:
+            raise ConfigError(
+                "TrainConfig.rollback_skip_batches and .max_rollbacks must be >= 0; got "
+                f"{self.rollback_skip_batches} and {self.max_rollbacks}"
             )
         if self.eval_batch_size is not None and self.eval_batch_size <= 0:
             raise ConfigError(

@@ -22,8 +22,8 @@ from tinylm_jax.data import loader as loader_lib
 from tinylm_jax.engine.run import Run, run_context
 from tinylm_jax.files import write_atomically
 from tinylm_jax.parallel import rules as rules_lib
-from tinylm_jax.parallel.dispatch import DispatchWindow
 from tinylm_jax.parallel.batch import to_global
+from tinylm_jax.parallel.dispatch import DispatchWindow
 
 
 @dataclasses.dataclass(frozen=True)

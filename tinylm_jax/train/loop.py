@@ -36,7 +36,13 @@ from tinylm_jax.model.counting import flops_per_token
 from tinylm_jax.parallel.batch import global_batch_to_devices, to_global
 from tinylm_jax.parallel.dispatch import DispatchWindow
 from tinylm_jax.parallel.distributed import PreemptionWatcher
+from tinylm_jax.train import rollback as rollback_lib
 from tinylm_jax.train import rounds as rounds_part
+from tinylm_jax.train.faults import (  # noqa: F401 - Preempted, the exit code: re-exported
+    PREEMPTED_EXIT_CODE,
+    Preempted,
+    preemption_hooks,
+)
 from tinylm_jax.train.hooks import Hook, Hooks, StepInfo, SwitchableIterator, on_step
 from tinylm_jax.train.metrics import (
     FiniteGuard,
@@ -50,16 +56,6 @@ from tinylm_jax.train.metrics import (
 )
 from tinylm_jax.train.prefetch import DevicePrefetcher
 
-PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: `tinylm train` saved a checkpoint and stopped early
-
-
-class Preempted(Exception):
-    """Training stopped on SIGTERM after saving a checkpoint at `step`."""
-
-    def __init__(self, step: int, directory):
-        super().__init__(f"preempted: saved step {step} in {directory}; rerun to resume")
-        self.step = step
-
 
 @dataclasses.dataclass(frozen=True)
 class TrainHooks:
@@ -68,12 +64,15 @@ class TrainHooks:
 
     `after_step(step)` runs right after step `step` is dispatched; `after_save(step)` right
     after its checkpoint save has started (an async save is then still being written);
-    `after_score_batch(i)` after batch i of a multi-round scoring pass is dispatched.
+    `after_score_batch(i)` after batch i of a multi-round scoring pass is dispatched;
+    `edit_state(step, state)` returns the state training goes on from after step `step` (a
+    test makes it non-finite).
     """
 
     after_step: Callable[[int], None] | None = None
     after_save: Callable[[int], None] | None = None
     after_score_batch: Callable[[int], None] | None = None
+    edit_state: Callable[[int, TrainState], TrainState] | None = None
 
 
 def train(
@@ -99,9 +98,14 @@ def train(
     )
     hooks = Hooks()
     hooks.add_part("rounds", schedule)
+    rollbacks = rollback_lib.Rollbacks(config.train)
+    if config.train.on_nonfinite == "rollback":
+        hooks.add_part("rollbacks", rollbacks)
     manager = ckpt.make_manager(workdir, config.checkpoint, extras=hooks.part_names)
     try:
-        return _train_loop(workdir, run, data, schedule, hooks, manager, faults or TrainHooks())
+        return _train_loop(
+            workdir, run, data, schedule, hooks, manager, faults or TrainHooks(), rollbacks
+        )
     finally:
         manager.wait_until_finished()  # an interrupted run still completes its last good save
         manager.close()
@@ -262,8 +266,11 @@ class Saver:
     def __init__(self, run: Run, manager, batches, hooks: Hooks, base: dict, after_save=None):
         self.run, self.manager, self.batches, self.hooks = run, manager, batches, hooks
         self.base, self.after_save = base, after_save
-        self.saved_step: int | None = base["step"]
-        self.guard = FiniteGuard(run)
+        self.reset(base)
+
+    def reset(self, base: dict) -> None:
+        """Starts afresh from the restored checkpoint `base` describes (after a rollback)."""
+        self.base, self.saved_step, self.guard = base, base["step"], FiniteGuard(self.run)
 
     def check(self, info: StepInfo, params: bool = True) -> None:
         """Raises FloatingPointError if a step so far (or, with `params`, the params) is
@@ -341,26 +348,6 @@ def eval_hook(run: Run, evaluate_at: Callable[[int, object], None]) -> Hook:
     return periodic_eval
 
 
-def preemption_hooks(watcher: PreemptionWatcher, manager, workdir: epath.Path) -> tuple[Hook, Hook]:
-    """(ask, stop): `ask` (before the save hook) asks for a checkpoint when SIGTERM arrived;
-    `stop` (after it) waits for that save and raises `Preempted`."""
-
-    def ask(info: StepInfo) -> StepInfo:
-        if not watcher.should_stop(info.step):  # every process calls it after every step
-            return info
-        return dataclasses.replace(info, save=True, preempted=True)
-
-    def stop(info: StepInfo) -> StepInfo:
-        if not info.preempted:
-            return info
-        manager.wait_until_finished()
-        if jax.process_index() == 0:
-            print(f"SIGTERM: saved step {info.step}; stopping", flush=True)
-        raise Preempted(info.step, ckpt.checkpoint_dir(workdir))
-
-    return ask, stop
-
-
 def _train_loop(
     workdir: epath.Path,
     run: Run,
@@ -369,6 +356,7 @@ def _train_loop(
     hooks: Hooks,
     manager,
     faults: TrainHooks,
+    rollbacks: rollback_lib.Rollbacks,
 ) -> dict[str, float]:
     tc, primary = run.config.train, jax.process_index() == 0
     source = SwitchableIterator(schedule.iterator)
@@ -399,6 +387,9 @@ def _train_loop(
         ask, stop = preemption_hooks(preemption, manager, workdir)
         if faults.after_step:
             hooks.add(on_step(faults.after_step))
+        if faults.edit_state:
+            edit = faults.edit_state
+            hooks.add(lambda info: dataclasses.replace(info, state=edit(info.step, info.state)))
         hooks.add(log_hook(run, saver, writer, throughput, schedule.tags, last))
         if tc.eval_every and tc.eval_steps:
             hooks.add(eval_hook(run, evaluate_at), every=tc.eval_every)
@@ -416,7 +407,25 @@ def _train_loop(
         hooks.add(ask)
         hooks.add(saver)
         hooks.add(stop)
-        state = _run_steps(run, state, batches, hooks, throughput, saver.guard, start_step)
+
+        restarter = rollback_lib.Restarter(
+            functools.partial(restore_or_init, run, data, source, hooks, manager),
+            manager,
+            source,
+            batches,
+            saver,
+            writer,
+            schedule.tags,
+        )
+        state = rollback_lib.run_with_rollbacks(
+            rollbacks,
+            lambda state, start: _run_steps(
+                run, state, batches, hooks, throughput, saver.guard, start
+            ),
+            restarter,
+            state,
+            start_step,
+        )
         if tc.eval_steps:
             evaluate_at(tc.num_steps, state.params)
     manager.wait_until_finished()
@@ -456,6 +465,7 @@ def _run_steps(
         window.push(metrics)
         throughput.add_step()
         info = hooks.run(StepInfo(step + 1, state, metrics))
+        state = info.state
         if info.paused:  # keep eval and checkpoint time out of the next throughput figure
             throughput.reset()
     return state

@@ -217,6 +217,14 @@ class Throughput:
         return self.tokens_per_step / max(self.step_time(), 1e-9)
 
 
+class NonFiniteError(FloatingPointError):
+    """A non-finite loss or gradient first seen at step `bad_step`, noticed at `step`."""
+
+    def __init__(self, message: str, bad_step: int, step: int):
+        super().__init__(message)
+        self.bad_step, self.step = bad_step, step
+
+
 class FiniteGuard:
     """The step of the first non-finite loss or gradient norm, tracked on device every step
     and read only at log and checkpoint steps, so the loop never waits on the device per step.
@@ -241,10 +249,13 @@ class FiniteGuard:
             return
         manager.wait_until_finished()
         kept = f"step {saved_step}" if saved_step is not None else "none"
-        raise FloatingPointError(
+        raise NonFiniteError(
             f"non-finite loss or gradients at step {bad} (detected at step {step}); stopped "
             f"without saving it. Last good checkpoint: {kept} in {manager.directory}. "
-            "Lower OptimizerConfig.learning_rate or set OptimizerConfig.grad_clip."
+            "Lower OptimizerConfig.learning_rate, set OptimizerConfig.grad_clip, or set "
+            "TrainConfig.on_nonfinite = 'rollback'.",
+            bad,
+            step,
         )
 
 
