@@ -64,8 +64,13 @@ def train_once(workdir: Path, cache: Path, fault=None, extra=()) -> tuple[int, s
     return proc.returncode, out
 
 
+# Only a guard against a hung test: runs end in 1-3 minutes, more on a loaded 2-core machine.
+DEADLINE_S = 900
+
+
 def train_two_processes(workdir: Path, cache: Path, faults=(None, None), extra=()):
-    """Runs 2 processes x 4 devices; returns [(returncode, output, exit time)] per process."""
+    """Runs 2 processes x 4 devices; returns [(returncode, output, exit time)] per process;
+    the exit time is None for a process still running at the deadline (killed here)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -86,7 +91,7 @@ def train_two_processes(workdir: Path, cache: Path, faults=(None, None), extra=(
         for i in range(2)
     ]
     exited = [None, None]
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + DEADLINE_S
     while None in exited and time.monotonic() < deadline:
         for i, proc in enumerate(procs):
             if exited[i] is None and proc.poll() is not None:
@@ -157,7 +162,7 @@ def test_two_processes_survive_a_dead_peer_and_preemption_and_match_one(referenc
     (code0, out0, exit0), (code1, out1, exit1) = train_two_processes(
         workdir, cache, faults=(None, "KILL@5")
     )
-    assert code1 == -signal.SIGKILL, out1[-3000:]
+    assert code1 == -signal.SIGKILL and "KILL@5 fires" in out1, out1[-3000:]
     # The survivor stops on its own (heartbeat timeout 10 s, or the broken collective) ...
     assert exit0 is not None and exit0 - exit1 < 60 and code0 != 0, out0[-3000:]
     assert steps_saved(workdir) in ([2], [2, 4]), steps_saved(workdir)

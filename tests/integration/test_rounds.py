@@ -171,11 +171,16 @@ def test_killed_while_scoring_saving_and_in_round_2_resumes_bit_exactly(referenc
 @pytest.mark.multiprocess
 def test_two_processes_killed_in_round_2_resume_and_match_one(reference, cache, tmp_path):
     workdir = tmp_path / "run"
-    (code0, out0, _), (code1, out1, _) = train_two_processes(
+    (code0, out0, exit0), (code1, out1, exit1) = train_two_processes(
         workdir, cache, faults=(None, "KILL@7"), extra=ROUND_FLAGS
     )
-    assert code1 == -signal.SIGKILL and code0 != 0, out1[-3000:]
-    assert 4 in steps_saved(workdir), out0[-3000:]  # step 6's save waited for step 4's
+    # Process 1 died of its fault after step 7, not of the harness's deadline (a run killed
+    # at the deadline before the round switch has only step 2: the old flaky failure) ...
+    assert code1 == -signal.SIGKILL and "KILL@7 fires" in out1, out1[-3000:]
+    assert exit0 is not None and code0 != 0, out0[-3000:]
+    # ... so step 4 is complete: process 1 passed step 6's save, which waits for step 4's
+    # commit, and Orbax commits (renames) a step only once every process has written it.
+    assert 4 in steps_saved(workdir), out0[-3000:]
     np.testing.assert_array_equal(selected_ids(workdir, 4), selected_ids(reference, 8))
 
     results = train_two_processes(workdir, cache, extra=ROUND_FLAGS)
