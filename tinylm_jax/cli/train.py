@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from tinylm_jax.cli import common
@@ -16,8 +17,8 @@ def add_train(commands) -> None:
     parser.add_argument(
         "--heartbeat_timeout_seconds",
         type=int,
-        default=None,
-        help="multi-process: exit this long after a peer process dies (default: JAX's, 100)",
+        default=15,
+        help="multi-process: a peer silent this long is dead; the others stop (exit 75)",
     )
     parser.set_defaults(fn=cmd_train)
 
@@ -29,7 +30,12 @@ def cmd_train(args: argparse.Namespace, hooks=None) -> int:
     saved = layout.config_file(args.workdir)
     # Resuming: the saved operative config first, so the run continues as it was configured.
     config = common.run_config(args, workdir_config=saved if saved.exists() else None)
-    from tinylm_jax.train.faults import PREEMPTED_EXIT_CODE, Preempted
+    from tinylm_jax.train.faults import (
+        PEER_LOST_EXIT_CODE,
+        PREEMPTED_EXIT_CODE,
+        PeerLost,
+        Preempted,
+    )
     from tinylm_jax.train.loop import train
 
     if config.data.tokenizer is not None:
@@ -41,4 +47,9 @@ def cmd_train(args: argparse.Namespace, hooks=None) -> int:
     except Preempted as preempted:
         print(f"tinylm train: {preempted}", file=sys.stderr)
         return PREEMPTED_EXIT_CODE
+    except PeerLost as lost:
+        print(f"tinylm train: {lost}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # The distributed runtime's shutdown waits for the dead peer (minutes): exit now.
+        os._exit(PEER_LOST_EXIT_CODE)
     return 0

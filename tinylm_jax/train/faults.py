@@ -2,12 +2,15 @@
 hooks that stop the loop on SIGTERM (a preemption notice) after saving.
 
 Exit codes (`tinylm train`): 0 done; 2 a user error (bad config or data, see
-`tinylm_jax.errors`); 143 (128 + SIGTERM) preempted, a checkpoint was saved: rerun to resume.
+`tinylm_jax.errors`); 143 (128 + SIGTERM) preempted, a checkpoint was saved: rerun to resume;
+75 (EX_TEMPFAIL) another process of a multi-process run died: relaunch every process to resume
+from the last good checkpoint (`launch/` scripts relaunch on it, a bounded number of times).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import jax
 from etils import epath
@@ -45,3 +48,49 @@ def preemption_hooks(watcher: PreemptionWatcher, manager, workdir: epath.Path) -
         raise Preempted(info.step, ckpt.checkpoint_dir(workdir))
 
     return ask, stop
+
+
+PEER_LOST_EXIT_CODE = 75  # EX_TEMPFAIL: another process of the run died; relaunch them all
+_TASK = re.compile(r"task[:/_ ]?(\d+)", re.IGNORECASE)
+
+
+class PeerLost(Exception):
+    """This process stopped at `step` because another process of the run stopped answering;
+    the message says which (when the runtime's error names it), the last good checkpoint and
+    how to relaunch."""
+
+    def __init__(self, step: int, directory: epath.Path, cause: BaseException):
+        found = _TASK.search(str(cause))
+        lost = f"process {found.group(1)}" if found else "another process"
+        saved = ckpt.complete_steps(directory)
+        last = f"step {saved[0]} in {directory}" if saved else f"none in {directory}"
+        first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]
+        super().__init__(
+            f"lost a peer: {lost} of the {jax.process_count()} stopped answering, so process "
+            f"{jax.process_index()} stopped at step {step} ({type(cause).__name__}: "
+            f"{first_line}). Last good checkpoint: {last}. Relaunch the same command on every "
+            "process to resume from it (launch/ scripts do this themselves, exit code "
+            f"{PEER_LOST_EXIT_CODE})."
+        )
+        self.step = step
+
+
+def is_peer_loss(error: BaseException) -> bool:
+    """Whether `error` (raised in a multi-process run) is the runtime failing on a dead peer:
+    a collective, barrier or key-value call of the distributed runtime that failed."""
+    if jax.process_count() == 1 or isinstance(error, (Preempted, FloatingPointError)):
+        return False
+    return isinstance(error, jax.errors.JaxRuntimeError) or (
+        isinstance(error, TimeoutError) and "barrier" in str(error)
+    )
+
+
+class Progress:
+    """The last step this process finished (a hook), for the message of a lost peer."""
+
+    def __init__(self, step: int = 0):
+        self.step = step
+
+    def __call__(self, info: StepInfo) -> StepInfo:
+        self.step = info.step
+        return info

@@ -36,6 +36,7 @@ from tinylm_jax.model.counting import flops_per_token
 from tinylm_jax.parallel.batch import global_batch_to_devices, to_global
 from tinylm_jax.parallel.dispatch import DispatchWindow
 from tinylm_jax.parallel.distributed import PreemptionWatcher
+from tinylm_jax.train import faults as faults_lib
 from tinylm_jax.train import rollback as rollback_lib
 from tinylm_jax.train import rounds as rounds_part
 from tinylm_jax.train.faults import (  # noqa: F401 - Preempted, the exit code: re-exported
@@ -102,13 +103,21 @@ def train(
     if config.train.on_nonfinite == "rollback":
         hooks.add_part("rollbacks", rollbacks)
     manager = ckpt.make_manager(workdir, config.checkpoint, extras=hooks.part_names)
+    progress = faults_lib.Progress()
+    hooks.add(progress)
     try:
-        return _train_loop(
+        result = _train_loop(
             workdir, run, data, schedule, hooks, manager, faults or TrainHooks(), rollbacks
         )
-    finally:
+    except Exception as error:
+        if faults_lib.is_peer_loss(error):  # a save in flight can never complete: no wait
+            raise faults_lib.PeerLost(progress.step, manager.directory, error) from error
         manager.wait_until_finished()  # an interrupted run still completes its last good save
         manager.close()
+        raise
+    manager.wait_until_finished()
+    manager.close()
+    return result
 
 
 def prepare_data_once(config: DataConfig, seq_len: int) -> pipeline.PreparedData:
