@@ -4,7 +4,10 @@ FAULT is `KILL@5` (SIGKILL right after step 5 is dispatched), `KILL@4:save` (rig
 4's checkpoint save started, while an async save is still being written), `KILL@2:score`
 (right after batch 2 of a multi-round scoring pass is dispatched), `TERM@3` (SIGTERM after
 step 3) or `NAN@5` (the params turn NaN after step 5, once per process: a loss spike).
-The fault is a `TrainHooks` callback, so production code has no test switch.
+The fault is a `TrainHooks` callback, so production code has no test switch. Under a launcher
+(`TINYLM='python -m tests.fault_runner KILL@5' launch/local_multiprocess.sh ...`),
+`TINYLM_FAULT_PROCESS=1` fires it in process 1 only and `TINYLM_FAULT_MARKER=FILE` only once
+(the file is made when it fires), so the relaunched processes run clean.
 """
 
 import os
@@ -16,6 +19,21 @@ import jax.numpy as jnp
 
 from tinylm_jax.cli import main as cli
 from tinylm_jax.train.loop import TrainHooks
+
+
+def _armed() -> bool:
+    """Whether this process fires its fault (see TINYLM_FAULT_PROCESS, TINYLM_FAULT_MARKER)."""
+    process = os.environ.get("TINYLM_FAULT_PROCESS")
+    if process is not None and f"--process_id={process}" not in sys.argv:
+        return False
+    marker = os.environ.get("TINYLM_FAULT_MARKER")
+    if marker is None:
+        return True
+    try:
+        with open(marker, "x"):
+            return True
+    except FileExistsError:
+        return False
 
 
 def nan_after(step: int):
@@ -40,7 +58,7 @@ def hooks_for(spec: str) -> TrainHooks:
     step, sig = int(step_text), getattr(signal, "SIG" + signame)
 
     def fire(done: int) -> None:
-        if done == step:
+        if done == step and _armed():
             # Tests tell a fault that fired from a run that never got there (a harness timeout).
             print(f"fault_runner: {spec} fires", file=sys.stderr, flush=True)
             os.kill(os.getpid(), sig)

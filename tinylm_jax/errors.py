@@ -10,3 +10,10 @@ class DataError(ValueError):
 
     Messages name the offending thing and say how to fix it.
     """
+
+
+class StorageError(OSError):
+    """Writing a run's files failed (disk full, permission denied, storage unavailable).
+
+    Messages name the path, the error and what is still intact.
+    """

@@ -35,6 +35,10 @@ FLAGS = ["--gin_file=models/tiny_test.gin"] + [
 ]
 
 
+# Only a guard against a hung test: runs end in 1-3 minutes, more on a loaded 2-core machine.
+DEADLINE_S = 900
+
+
 def env(devices: int, cache: Path) -> dict[str, str]:
     out = dict(os.environ)
     out.update(
@@ -60,12 +64,8 @@ def start(workdir: Path, cache: Path, devices: int, fault=None, extra=()) -> sub
 
 def train_once(workdir: Path, cache: Path, fault=None, extra=()) -> tuple[int, str]:
     proc = start(workdir, cache, 8, fault, extra)
-    out, _ = proc.communicate(timeout=300)
+    out, _ = proc.communicate(timeout=DEADLINE_S)
     return proc.returncode, out
-
-
-# Only a guard against a hung test: runs end in 1-3 minutes, more on a loaded 2-core machine.
-DEADLINE_S = 900
 
 
 def train_two_processes(workdir: Path, cache: Path, faults=(None, None), extra=()):

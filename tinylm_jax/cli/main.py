@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from tinylm_jax.errors import ConfigError, DataError
+from tinylm_jax.errors import ConfigError, DataError, StorageError
 
 # Each command, in `tinylm --help` order: the "module:function" that registers its flags and
 # handler on the subparsers (`function(commands)`, which calls `commands.add_parser(name, ...)`).
@@ -72,6 +72,6 @@ def main(argv: Sequence[str] | None = None, train_hooks=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args, train_hooks) if args.command == "train" else args.fn(args)
-    except (ConfigError, DataError, FloatingPointError) as error:
+    except (ConfigError, DataError, StorageError, FloatingPointError) as error:
         print(f"tinylm {args.command}: error: {error}", file=sys.stderr)
         return 2

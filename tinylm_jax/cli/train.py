@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from tinylm_jax.cli import common
@@ -48,6 +47,8 @@ def cmd_train(args: argparse.Namespace, hooks=None) -> int:
         print(f"tinylm train: {preempted}", file=sys.stderr)
         return PREEMPTED_EXIT_CODE
     except PeerLost as lost:
+        import os
+
         print(f"tinylm train: {lost}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         # The distributed runtime's shutdown waits for the dead peer (minutes): exit now.

@@ -30,7 +30,7 @@ from flax import traverse_util
 from tinylm_jax import layout
 from tinylm_jax.config.train import CheckpointConfig
 from tinylm_jax.engine.state import TrainState
-from tinylm_jax.errors import ConfigError
+from tinylm_jax.errors import ConfigError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,20 @@ def save(
     for name, arrays in (extras or {}).items():
         args[name] = ocp.args.StandardSave(dict(arrays))
     return manager.save(step, args=ocp.args.Composite(**args), force=force)
+
+
+def save_failed(directory: epath.PathLike, step: int, error: BaseException) -> StorageError:
+    """The error to raise when saving `step` in `directory` (or finishing an earlier async save)
+    failed: names the path, the error and the newest complete checkpoint, which is intact
+    (Orbax writes a step under a temporary name and renames it only once complete)."""
+    directory = epath.Path(directory)
+    saved = [s for s in complete_steps(directory) if s != step] or complete_steps(directory)
+    intact = f"step {saved[0]} is intact and a rerun resumes from it" if saved else "none exists"
+    return StorageError(
+        f"saving a checkpoint in {directory} failed at step {step}: {_first_line(error)}. The "
+        f"newest complete checkpoint: {intact}. Free space or fix the permissions of "
+        f"{directory}, then rerun the same command."
+    )
 
 
 def restore_latest(

@@ -28,7 +28,7 @@ from tinylm_jax.engine import checkpoint as ckpt
 from tinylm_jax.engine.run import Run, build_run, run_context
 from tinylm_jax.engine.state import TrainState, init_state
 from tinylm_jax.engine.token_bytes import check_token_bytes, token_bytes_for
-from tinylm_jax.errors import ConfigError, DataError
+from tinylm_jax.errors import ConfigError, DataError, StorageError
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.eval.heldout import evaluate
 from tinylm_jax.files import write_atomically
@@ -65,9 +65,8 @@ class TrainHooks:
 
     `after_step(step)` runs right after step `step` is dispatched; `after_save(step)` right
     after its checkpoint save has started (an async save is then still being written);
-    `after_score_batch(i)` after batch i of a multi-round scoring pass is dispatched;
-    `edit_state(step, state)` returns the state training goes on from after step `step` (a
-    test makes it non-finite).
+    `after_score_batch(i)` after batch i of a scoring pass is dispatched; `edit_state(step,
+    state)` returns the state to go on from after step `step` (a test makes it non-finite).
     """
 
     after_step: Callable[[int], None] | None = None
@@ -112,11 +111,11 @@ def train(
     except Exception as error:
         if faults_lib.is_peer_loss(error):  # a save in flight can never complete: no wait
             raise faults_lib.PeerLost(progress.step, manager.directory, error) from error
-        manager.wait_until_finished()  # an interrupted run still completes its last good save
-        manager.close()
+        if not isinstance(error, StorageError):  # else the failed save would raise again
+            manager.wait_until_finished()  # an interrupted run completes its last good save
+            manager.close()
         raise
-    manager.wait_until_finished()
-    manager.close()
+    manager.close()  # waits for the last save
     return result
 
 
@@ -294,11 +293,14 @@ class Saver:
         self.check(info)
         parts, extras = self.hooks.save()
         metadata = {**checkpoint_metadata(self.base, info.step, self.run.config), **parts}
-        ckpt.save(self.manager, info.state, self.batches, metadata, force=True, extras=extras)
-        if info.save:
-            # A save a hook asked for (a round switch) holds work a rerun would have to redo
-            # (the scoring pass): it is made durable on every process before training goes on.
-            self.manager.wait_until_finished()
+        try:
+            ckpt.save(self.manager, info.state, self.batches, metadata, force=True, extras=extras)
+            if info.save:
+                # A save a hook asked for (a round switch) holds work a rerun would redo (the
+                # scoring pass): it is made durable on every process before training goes on.
+                self.manager.wait_until_finished()
+        except OSError as error:  # this save, or an earlier async one, could not be written
+            raise ckpt.save_failed(self.manager.directory, info.step, error) from error
         self.saved_step = info.step
         if self.after_save:
             self.after_save(info.step)

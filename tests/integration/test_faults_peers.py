@@ -1,0 +1,62 @@
+"""Fault battery, dead peers: `launch/local_multiprocess.sh` runs 2 processes x 4 CPU devices;
+process 1 is SIGKILLed after step 5. The survivor stops within 30 s (heartbeat 10 s here, 15 s
+by default), the launcher names the lost process and the last good checkpoint, relaunches both
+once, and the relaunched run finishes with the losses and params of an uninterrupted run."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import train_losses
+
+from .test_multiprocess_resume import (  # noqa: F401 - fixtures
+    FLAGS,
+    STEPS,
+    cache,
+    env,
+    params_at,
+    reference,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_the_launcher_relaunches_after_a_lost_peer_and_resumes(reference, cache, tmp_path):  # noqa: F811
+    workdir = tmp_path / "run"
+    run_env = env(4, cache)
+    run_env.update(
+        TINYLM=f"{sys.executable} -m tests.fault_runner KILL@5",
+        TINYLM_FAULT_PROCESS="1",
+        TINYLM_FAULT_MARKER=str(tmp_path / "fired"),
+        PYTHONPATH=os.pathsep.join([str(REPO), run_env.get("PYTHONPATH", "")]),
+    )
+    launcher = [str(REPO / "launch" / "local_multiprocess.sh"), "2", "4", "--"]
+    proc = subprocess.run(
+        [*launcher, f"--workdir={workdir}", *FLAGS, "--heartbeat_timeout_seconds=10"],
+        env=run_env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    err = proc.stderr
+    assert proc.returncode == 0, (proc.stdout[-2000:], err[-4000:])
+    assert "KILL@5 fires" in err and "launch: process 1 exited 137" in err, err[-4000:]
+    stopped = re.search(r"process 0 stopped (\d+) s after process 1 \(exit (\d+)\)", err)
+    assert stopped and int(stopped[1]) <= 30 and stopped[2] in ("75", "134"), err[-4000:]
+    assert "last good checkpoint: step 4" in err and "relaunching all 2 processes (1/3)" in err
+    assert proc.stdout.count("training 16 steps from step 4") == 1, proc.stdout[-3000:]
+
+    losses, expected = train_losses(workdir), train_losses(reference)
+    assert sorted(losses) == list(range(1, STEPS + 1))
+    for step, loss in losses.items():
+        assert loss == pytest.approx(expected[step], rel=1e-6, abs=1e-6), step
+    for a, b in zip(params_at(workdir, STEPS), params_at(reference, STEPS), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

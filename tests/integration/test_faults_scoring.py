@@ -1,0 +1,56 @@
+"""Fault battery, the 8-device scoring hang: a two-round run on 8 virtual CPU devices whose
+scoring pass covers tens of thousands of sequences finishes.
+
+It used to abort after 40 s in an XLA:CPU all-gather rendezvous ("only 7 of them arrived"): the
+pass dispatched every batch without waiting, XLA:CPU blocked the launches past its 32 in-flight
+computations per device inside its client thread pool (8 threads here: one per device), and the
+all-gather ahead of them never got its 8th thread. See `tinylm_jax.parallel.dispatch`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import TINY_DATA
+
+FLAGS = [
+    "--gin_file=models/tiny_test.gin",
+    *(
+        f"--gin_param={p}"
+        for p in TINY_DATA
+        + [
+            "DataConfig.max_documents = 300",
+            "TrainConfig.num_steps = 2",
+            "TrainConfig.batch_size = 8",
+            "TrainConfig.seq_len = 16",
+            "TrainConfig.eval_steps = 0",
+            "TrainConfig.log_every = 1",
+            "RoundsConfig.num_rounds = 2",
+            "RoundsConfig.score_batch_size = 64",
+            "CheckpointConfig.async_save = False",
+        ]
+    ),
+]
+
+
+@pytest.mark.slow
+def test_a_two_round_run_on_8_devices_scores_tens_of_thousands_of_sequences(tmp_path, data_dir):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    workdir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tinylm_jax.cli", "train", f"--workdir={workdir}", *FLAGS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
+    assert "on 8 device(s)" in proc.stdout
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").open()]
+    (scoring,) = [r for r in records if "units_scored" in r]
+    assert scoring["units_scored"] >= 20_000, scoring
+    assert {r["step"] for r in records if "loss" in r} == {1, 2}
