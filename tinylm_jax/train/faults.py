@@ -51,6 +51,19 @@ def preemption_hooks(watcher: PreemptionWatcher, manager, workdir: epath.Path) -
 
 
 PEER_LOST_EXIT_CODE = 75  # EX_TEMPFAIL: another process of the run died; relaunch them all
+# What the distributed runtime (coordination service, gloo, barriers) says when a peer is gone;
+# other runtime errors (out of memory, a bad program) are not a lost peer.
+_PEER_MARKERS = (
+    "unavailable",
+    "deadline_exceeded",
+    "heartbeat",
+    "connection",
+    "gloo",
+    "barrier",
+    "coordination",
+    "task died",
+    "peer",
+)
 _TASK = re.compile(r"task[:/_ ]?(\d+)", re.IGNORECASE)
 
 
@@ -78,11 +91,12 @@ class PeerLost(Exception):
 def is_peer_loss(error: BaseException) -> bool:
     """Whether `error` (raised in a multi-process run) is the runtime failing on a dead peer:
     a collective, barrier or key-value call of the distributed runtime that failed."""
-    if jax.process_count() == 1 or isinstance(error, (Preempted, FloatingPointError)):
+    if jax.process_count() == 1 or not isinstance(
+        error, (jax.errors.JaxRuntimeError, TimeoutError)
+    ):
         return False
-    return isinstance(error, jax.errors.JaxRuntimeError) or (
-        isinstance(error, TimeoutError) and "barrier" in str(error)
-    )
+    text = str(error).lower()
+    return any(marker in text for marker in _PEER_MARKERS)
 
 
 class Progress:
