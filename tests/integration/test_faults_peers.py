@@ -51,8 +51,10 @@ def test_the_launcher_relaunches_after_a_lost_peer_and_resumes(reference, cache,
     assert "KILL@5 fires" in err and "launch: process 1 exited 137" in err, err[-4000:]
     stopped = re.search(r"process 0 stopped (\d+) s after process 1 \(exit (\d+)\)", err)
     assert stopped and int(stopped[1]) <= 30 and stopped[2] in ("75", "134"), err[-4000:]
-    assert "last good checkpoint: step 4" in err and "relaunching all 2 processes (1/3)" in err
-    assert proc.stdout.count("training 16 steps from step 4") == 1, proc.stdout[-3000:]
+    # Step 4's async save may have been cut short by the kill after step 5: then 2 is the last.
+    last = re.search(r"last good checkpoint: step (\d+)", err)
+    assert last and last[1] in ("2", "4") and "relaunching all 2 processes (1/3)" in err, err
+    assert proc.stdout.count(f"training {STEPS} steps from step {last[1]}") == 1, proc.stdout
 
     losses, expected = train_losses(workdir), train_losses(reference)
     assert sorted(losses) == list(range(1, STEPS + 1))
