@@ -72,6 +72,7 @@ def test_a_nan_rolls_back_to_the_last_checkpoint_skips_batches_and_finishes(roll
     assert all(np.isfinite(x).all() for x in params_at(rolled_back, 8))
 
 
+@pytest.mark.slow
 def test_rollbacks_are_bounded(tmp_path, data_dir, gin_clean):
     config = rollback_config("TrainConfig.max_rollbacks = 0")
     with pytest.raises(NonFiniteError, match="max_rollbacks=0 rollbacks were already made"):
