@@ -10,3 +10,16 @@ class DataError(ValueError):
 
     Messages name the offending thing and say how to fix it.
     """
+
+
+def require_extra(module: str, extra: str, purpose: str) -> None:
+    """Raises a ConfigError naming the pip command when optional `module` is not installed.
+
+    Called at a command's start, so a missing extra fails before any expensive work."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(
+            f"{purpose} needs {module}, which is not installed; install the [{extra}] extra: "
+            f"pip install 'tinylm_jax[{extra}]'"
+        )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from tinylm_jax.cli import common
+from tinylm_jax.errors import require_extra
 
 
 def add_recipe(commands) -> None:
@@ -62,6 +63,9 @@ def cmd_recipe(args: argparse.Namespace) -> int:
         args.compact_vocab,
     )
     launcher = shlex.split(args.launcher) if args.launcher else ()
+    if not (args.recipe_command == "run" and args.dry_run):
+        # Checked before any step trains: the report at the end draws the ladder's curves.
+        require_extra("matplotlib", "plot", "the recipe report")
     if args.recipe_command == "run" and args.dry_run:
         ladder_lib.dry_run(ladder, launcher)
         return 0

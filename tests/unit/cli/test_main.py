@@ -143,3 +143,19 @@ def test_command_modules_are_small_and_light(path):
             assert node.end_lineno - node.lineno + 1 <= 80, node.name
     for name in module_level_imports(path):
         assert any(name == ok or name.startswith(ok + ".") for ok in LIGHT_IMPORTS), name
+
+
+def test_plot_and_sweep_report_without_matplotlib_exit_2_with_the_pip_command(capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    assert cli.main(["plot", "--workdir=a", "--out=p.png"]) == 2
+    assert "pip install 'tinylm_jax[plot]'" in capsys.readouterr().err
+    assert cli.main(["sweep", "report", "--spec=sweeps/stlm_ablation.py"]) == 2
+    assert "pip install 'tinylm_jax[sweep]'" in capsys.readouterr().err
+
+
+def test_a_bare_word_gin_value_says_strings_need_quotes(capsys, gin_clean):
+    assert cli.main(["info", "--gin_param=ModelConfig.dtype=bfloat16"]) == 2
+    err = capsys.readouterr().err
+    assert "Strings need quotes: ModelConfig.dtype='bfloat16'" in err
