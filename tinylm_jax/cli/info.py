@@ -12,8 +12,13 @@ from tinylm_jax.cli import common
 
 def add_info(commands) -> None:
     parser = commands.add_parser("info", help="parameter counts, FLOPs and memory of a config")
-    parser.add_argument("--seq_len", type=int, default=None)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--seq_len",
+        type=int,
+        default=None,
+        help="tokens per sequence (default: TrainConfig.seq_len)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     common.add_gin_flags(parser)
     parser.set_defaults(fn=cmd_info)
 

@@ -13,7 +13,7 @@ def add_export_hf(commands) -> None:
     parser = commands.add_parser(
         "export-hf", help="write a workdir as a Hugging Face LlamaForCausalLM directory"
     )
-    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--workdir", required=True, help="the run to export")
     parser.add_argument("--out", required=True, help="new directory for the HF files")
     common.add_gin_flags(parser)
     parser.set_defaults(fn=cmd_export_hf)

@@ -19,7 +19,9 @@ def add_recipe(commands) -> None:
         ("report", "evaluate the trained arms and write report.md / report.json"),
     ]:
         sub = recipe_commands.add_parser(name, help=text)
-        sub.add_argument("--recipe", default="pangu_ladder", choices=["pangu_ladder"])
+        sub.add_argument(
+            "--recipe", default="pangu_ladder", choices=["pangu_ladder"], help="the recipe to run"
+        )
         sub.add_argument("--root", required=True, help="every step's output goes under ROOT")
         sub.add_argument(
             "--scale", default="tiny", choices=["tiny", "1b"], help="tiny: ~45 min on 2 CPU cores"

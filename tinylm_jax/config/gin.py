@@ -84,8 +84,23 @@ def from_gin(cls: type[T]) -> T:
     return cls(**{field.name: getattr(bound, field.name) for field in fields})
 
 
+def _bind_steps_to_token_budget() -> None:
+    """With `TrainConfig.train_tokens` bound and `num_steps` not, binds `num_steps = None` so
+    the budget sets it (and the operative config records it so: a resumed run agrees)."""
+    try:
+        if gin.query_parameter("TrainConfig.train_tokens") is None:
+            return
+    except ValueError:  # not bound
+        return
+    try:
+        gin.query_parameter("TrainConfig.num_steps")
+    except ValueError:
+        gin.bind_parameter("TrainConfig.num_steps", None)
+
+
 def _from_gin() -> RunConfig:
     """Builds every config of a run from the parsed bindings (the only place that does)."""
+    _bind_steps_to_token_budget()
     config = RunConfig(
         model=from_gin(ModelConfig),
         train=from_gin(TrainConfig),
