@@ -169,3 +169,9 @@ def test_optimizer_state_takes_the_boxes_of_param_shaped_leaves_only(name, gin_c
     boxes = [x for x in jax.tree.leaves(state.opt_state, is_leaf=is_box) if is_box(x)]
     # Adafactor's factored rows and columns have other shapes: they must not take the boxes.
     assert boxes and all(len(b.names) == b.value.ndim for b in boxes)
+
+
+def test_muon_without_optax_contrib_muon_names_the_upgrade(monkeypatch):
+    monkeypatch.delattr(optax.contrib, "muon")
+    with pytest.raises(ConfigError, match="needs optax.contrib.muon.*pip install -U optax"):
+        make_optimizer(OptimizerConfig(name="muon"), 10)
