@@ -104,7 +104,13 @@ def test_info_prints_json_and_a_table(capsys, gin_clean):
     assert cli.main(["info", "--gin_file=models/demo_5m.gin"]) == 0
     table = capsys.readouterr().out
     assert table.startswith("parameters ") and f"{stats['total_params']:,}" in table
-    assert "+ AdamW state" in table
+    assert "+ adamw state" in table
+    # The optimizer's own state: AdamW two moments, Lion one (plus a few step counters).
+    assert stats["optimizer_state_bytes"] == pytest.approx(stats["adam_state_bytes"], abs=64)
+    assert cli.main(["info", "--gin_file=models/demo_5m.gin", "--json",
+                     "--gin_param=OptimizerConfig.name = 'lion'"]) == 0  # fmt: skip
+    lion = json.loads(capsys.readouterr().out)
+    assert lion["optimizer_state_bytes"] == pytest.approx(stats["adam_state_bytes"] / 2, abs=64)
 
 
 def test_import_hf_binds_the_checkpoint_architecture_last(tmp_path):
