@@ -121,8 +121,13 @@ def _base(config: OptimizerConfig, schedule: optax.Schedule) -> optax.GradientTr
             schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay, mask=mask
         )
     if config.name == "adafactor":
+        # optax's Adafactor adds `weight_decay_rate * param` after the learning rate: scale it
+        # by the schedule here, so weight_decay means what it means for AdamW (lr x wd per step;
+        # an unscaled 0.1 would shrink the weights by 10% every step).
         return optax.adafactor(
-            schedule, weight_decay_rate=config.weight_decay, weight_decay_mask=mask
+            schedule,
+            weight_decay_rate=lambda step: config.weight_decay * schedule(step),
+            weight_decay_mask=mask,
         )
     if config.name == "muon":
         return _muon(config, schedule, adamw)

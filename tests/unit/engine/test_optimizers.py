@@ -42,7 +42,8 @@ def reference(name: str, params) -> optax.GradientTransformation:
     if name == "lion":
         base = optax.lion(LR, b1=0.9, b2=0.95, weight_decay=WD, mask=mask)
     elif name == "adafactor":
-        base = optax.adafactor(LR, weight_decay_rate=WD, weight_decay_mask=mask)
+        # optax adds weight_decay_rate * param after the learning rate: AdamW's lr x wd.
+        base = optax.adafactor(LR, weight_decay_rate=LR * WD, weight_decay_mask=mask)
     elif name == "muon":
         labels = jax.tree_util.tree_map_with_path(
             lambda p, _: "muon" if names(p)[-1] in MUON_AXES else "adam", params
@@ -93,15 +94,23 @@ def test_two_steps_equal_optax_own(name, scan):
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
-def test_decay_mask_holds_norms_still_under_zero_gradients(name):
+def test_weight_decay_is_lr_times_wd_and_the_mask_holds_norms(name):
+    """Under zero gradients only decoupled decay moves the weights: by lr x wd for every
+    optimizer (as AdamW's weight_decay means), and not at all for the norms."""
     params = tiny_params(scan=False)
-    config = OptimizerConfig(name=name, learning_rate=LR, schedule="constant", warmup_steps=0)
+    config = OptimizerConfig(
+        name=name, learning_rate=LR, schedule="constant", warmup_steps=0, weight_decay=WD
+    )
     tx, _ = make_optimizer(config, 10)
     zeros = jax.tree.map(jnp.zeros_like, params)
     updates, _ = jax.jit(lambda: tx.update(zeros, tx.init(params), params))()
     for path, update in jax.tree_util.tree_leaves_with_path(updates):
-        still = any(n.endswith("norm") for n in names(path))
-        assert bool(jnp.all(update == 0)) == still, (name, jax.tree_util.keystr(path))
+        param = params
+        for key in path:
+            param = param[key.key]
+        norm = any(n.endswith("norm") for n in names(path))
+        expected = jnp.zeros_like(param) if norm else -LR * WD * param
+        np.testing.assert_allclose(update, expected, rtol=1e-5, atol=1e-12, err_msg=str(path))
 
 
 def test_unknown_optimizer_is_named():
