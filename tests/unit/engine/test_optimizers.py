@@ -64,7 +64,11 @@ def reference(name: str, params) -> optax.GradientTransformation:
 
 
 # Scanned layers put a `layers` batch axis in front of every matrix: Muon must treat it so.
-@pytest.mark.parametrize("name, scan", [(name, False) for name in OPTIMIZERS] + [("muon", True)])
+# (Its compile, Newton-Schulz vmapped over the layers, takes ~20 s on the 2-core CPU: slow.)
+@pytest.mark.parametrize(
+    "name, scan",
+    [(name, False) for name in OPTIMIZERS] + [pytest.param("muon", True, marks=pytest.mark.slow)],
+)
 def test_two_steps_equal_optax_own(name, scan):
     params = tiny_params(scan)
     config = OptimizerConfig(
