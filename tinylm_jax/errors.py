@@ -17,3 +17,16 @@ class StorageError(OSError):
 
     Messages name the path, the error and what is still intact.
     """
+
+
+def require_extra(module: str, extra: str, purpose: str) -> None:
+    """Raises a ConfigError naming the pip command when optional `module` is not installed.
+
+    Called at a command's start, so a missing extra fails before any expensive work."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(
+            f"{purpose} needs {module}, which is not installed; install the [{extra}] extra: "
+            f"pip install 'tinylm_jax[{extra}]'"
+        )

@@ -66,7 +66,10 @@ def test_sampling_defaults_suit_small_models_and_help_shows_them(capsys):
     assert "(default: 0.8)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["info", "--help"], ["sample", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["--version"], ["info", "--help"], ["sample", "--help"], ["train", "--help"]],
+)
 def test_help_imports_no_jax(argv):
     """The command table loads light modules: help needs neither JAX nor gin."""
     code = (

@@ -26,8 +26,8 @@ def add_gin_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_distributed_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coordinator_address", help="host:port of process 0 (multi-process)")
-    parser.add_argument("--num_processes", type=int)
-    parser.add_argument("--process_id", type=int)
+    parser.add_argument("--num_processes", type=int, help="processes in the run (multi-process)")
+    parser.add_argument("--process_id", type=int, help="this process's rank, 0-based")
     parser.add_argument(
         "--distributed",
         action="store_true",

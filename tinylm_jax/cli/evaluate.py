@@ -13,7 +13,7 @@ def add_eval(commands) -> None:
     parser = commands.add_parser(
         "eval", help="held-out loss, perplexity, bits per byte; multiple-choice tasks"
     )
-    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--workdir", required=True, help="a trained (or imported) run's workdir")
     parser.add_argument(
         "--eval_steps",
         type=int,
@@ -43,8 +43,10 @@ def add_score(commands) -> None:
         "score",
         help="per-record losses of a split under a trained workdir (JSONL: id, loss, tokens)",
     )
-    parser.add_argument("--workdir", required=True)
-    parser.add_argument("--split", default="train", choices=["train", "validation"])
+    parser.add_argument("--workdir", required=True, help="a trained (or imported) run's workdir")
+    parser.add_argument(
+        "--split", default="train", choices=["train", "validation"], help="records to score"
+    )
     parser.add_argument("--out", required=True, help="JSONL file to write (local or gs://)")
     parser.add_argument(
         "--batch_size", type=int, default=None, help="global batch (default: the eval batch size)"
@@ -69,7 +71,7 @@ def add_sample(commands) -> None:
     from tinylm_jax.config.sampling import SamplingConfig
 
     parser = commands.add_parser("sample", help="generate text from a trained workdir")
-    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--workdir", required=True, help="a trained (or imported) run's workdir")
     parser.add_argument("--prompt", action="append", required=True, help="repeatable")
     defaults = SamplingConfig()
     parser.add_argument(

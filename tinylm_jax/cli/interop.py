@@ -13,7 +13,7 @@ def add_export_hf(commands) -> None:
     parser = commands.add_parser(
         "export-hf", help="write a workdir as a Hugging Face LlamaForCausalLM directory"
     )
-    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--workdir", required=True, help="the run to export")
     parser.add_argument("--out", required=True, help="new directory for the HF files")
     common.add_gin_flags(parser)
     parser.set_defaults(fn=cmd_export_hf)
@@ -32,7 +32,12 @@ def add_import_hf(commands) -> None:
     parser = commands.add_parser(
         "import-hf", help="turn a local Hugging Face Llama-family checkpoint into a workdir"
     )
-    parser.add_argument("--hf_dir", required=True, help="config.json + safetensors (+ index)")
+    parser.add_argument(
+        "--hf_dir",
+        required=True,
+        help="directory with config.json + safetensors (+ index), or a Hub id org/name[@rev] "
+        "fetched into (or, with HF_HUB_OFFLINE=1, read from) the Hugging Face cache",
+    )
     parser.add_argument("--workdir", required=True, help="new workdir to write")
     common.add_gin_flags(parser)
     parser.set_defaults(fn=cmd_import_hf)
@@ -40,9 +45,11 @@ def add_import_hf(commands) -> None:
 
 def cmd_import_hf(args: argparse.Namespace) -> int:
     from tinylm_jax.config import gin as config_lib
+    from tinylm_jax.data import hub
     from tinylm_jax.interop import import_hf
 
-    bindings = import_hf.run_bindings(args.hf_dir, args.workdir, args.gin_param)
+    hf_dir = hub.resolve(args.hf_dir, hub.CHECKPOINT_FILES, "--hf_dir")
+    bindings = import_hf.run_bindings(hf_dir, args.workdir, args.gin_param)
     config = config_lib.parse(args.gin_file, bindings)
-    print(json.dumps(import_hf.import_hf(config, args.hf_dir, args.workdir)))
+    print(json.dumps(import_hf.import_hf(config, hf_dir, args.workdir)))
     return 0

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "sample": "tinylm_jax.cli.evaluate:add_sample",
     "plot": "tinylm_jax.cli.sweep:add_plot",
     "info": "tinylm_jax.cli.info:add_info",
+    "configs": "tinylm_jax.cli.configs:add_configs",
     "bench": "tinylm_jax.cli.bench:add_bench",
     "tokenizer": "tinylm_jax.cli.tokenizer:add_tokenizer",
     "sweep": "tinylm_jax.cli.sweep:add_sweep",
@@ -37,22 +38,44 @@ def load(target: str) -> Callable:
     return getattr(importlib.import_module(module), function)
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends `(default: X)` to a flag's help once: not when the help already names its
+    default, nor for flags whose default is "unset" (None, False, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default in (None, False, [], argparse.SUPPRESS)
+        if unset or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)command parser formats help with `_HelpFormatter`; subparsers are made of
+    this class too (argparse's `add_subparsers` defaults `parser_class` to the parent's)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def version() -> str:
+    """The installed distribution's version ("unknown" when run from a bare source tree)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("tinylm_jax")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinylm", description=__doc__)
+    parser = _Parser(prog="tinylm", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tinylm {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     for target in COMMANDS.values():
         load(target)(commands)
-    _show_defaults(parser)
     return parser
-
-
-def _show_defaults(parser: argparse.ArgumentParser) -> None:
-    """Every subcommand's --help shows each flag's default."""
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
-    for action in parser._actions:  # argparse exposes subparsers only through _actions
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                _show_defaults(sub)
 
 
 class _DropGinSearchNoise(logging.Filter):

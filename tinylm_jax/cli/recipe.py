@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from tinylm_jax.cli import common
+from tinylm_jax.errors import require_extra
 
 
 def add_recipe(commands) -> None:
@@ -18,7 +19,9 @@ def add_recipe(commands) -> None:
         ("report", "evaluate the trained arms and write report.md / report.json"),
     ]:
         sub = recipe_commands.add_parser(name, help=text)
-        sub.add_argument("--recipe", default="pangu_ladder", choices=["pangu_ladder"])
+        sub.add_argument(
+            "--recipe", default="pangu_ladder", choices=["pangu_ladder"], help="the recipe to run"
+        )
         sub.add_argument("--root", required=True, help="every step's output goes under ROOT")
         sub.add_argument(
             "--scale", default="tiny", choices=["tiny", "1b"], help="tiny: ~45 min on 2 CPU cores"
@@ -62,6 +65,9 @@ def cmd_recipe(args: argparse.Namespace) -> int:
         args.compact_vocab,
     )
     launcher = shlex.split(args.launcher) if args.launcher else ()
+    if not (args.recipe_command == "run" and args.dry_run):
+        # Checked before any step trains: the report at the end draws the ladder's curves.
+        require_extra("matplotlib", "plot", "the recipe report")
     if args.recipe_command == "run" and args.dry_run:
         ladder_lib.dry_run(ladder, launcher)
         return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from tinylm_jax.errors import ConfigError
+from tinylm_jax.errors import ConfigError, require_extra
 
 
 def add_plot(commands) -> None:
@@ -21,6 +21,7 @@ def add_plot(commands) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    require_extra("matplotlib", "plot", "tinylm plot")
     from tinylm_jax.orchestration import plot
 
     labels = args.label or args.workdir

@@ -6,11 +6,22 @@ import argparse
 import sys
 
 from tinylm_jax.cli import common
+from tinylm_jax.errors import ConfigError
 
 
 def add_train(commands) -> None:
     parser = commands.add_parser("train", help="train, resuming from the workdir if possible")
-    parser.add_argument("--workdir", required=True)
+    parser.add_argument(
+        "--workdir",
+        help="run directory (local or gs://); resumed if it has checkpoints (required unless "
+        "--print_config)",
+    )
+    parser.add_argument(
+        "--print_config",
+        action="store_true",
+        help="print the operative config (every field, derived values resolved) and exit "
+        "without reading data; with --workdir, the config its resume would run",
+    )
     common.add_gin_flags(parser)
     common.add_distributed_flags(parser)
     parser.add_argument(
@@ -23,12 +34,13 @@ def add_train(commands) -> None:
 
 
 def cmd_train(args: argparse.Namespace, hooks=None) -> int:
+    if args.print_config:
+        print(operative_config(_config(args)), end="")
+        return 0
+    if not args.workdir:
+        raise ConfigError("tinylm train needs --workdir=DIR (the run directory)")
     common.initialize_distributed(args, heartbeat_timeout_seconds=args.heartbeat_timeout_seconds)
-    from tinylm_jax import layout
-
-    saved = layout.config_file(args.workdir)
-    # Resuming: the saved operative config first, so the run continues as it was configured.
-    config = common.run_config(args, workdir_config=saved if saved.exists() else None)
+    config = _config(args)
     from tinylm_jax.train.faults import (
         PEER_LOST_EXIT_CODE,
         PREEMPTED_EXIT_CODE,
@@ -54,3 +66,38 @@ def cmd_train(args: argparse.Namespace, hooks=None) -> int:
         # The distributed runtime's shutdown waits for the dead peer (minutes): exit now.
         os._exit(PEER_LOST_EXIT_CODE)
     return 0
+
+
+def _config(args: argparse.Namespace):
+    if not args.workdir:
+        return common.run_config(args)
+    from tinylm_jax import layout
+
+    saved = layout.config_file(args.workdir)
+    # Resuming: the saved operative config first, so the run continues as it was configured.
+    return common.run_config(args, workdir_config=saved if saved.exists() else None)
+
+
+def operative_config(config) -> str:
+    """The run's gin text (every field of every config) and, as comments, what it derives."""
+    import jax.numpy as jnp
+
+    from tinylm_jax.engine.optimizer import resolve_warmup
+    from tinylm_jax.model.counting import model_stats
+
+    model, train = config.model, config.train
+    stats = model_stats(model, train.seq_len)
+    derived = {
+        "TrainConfig.num_steps": train.num_steps,
+        "tokens per step": train.tokens_per_step,
+        "tokens in the run": train.num_steps * train.tokens_per_step,
+        "warmup steps": resolve_warmup(config.optimizer, train.num_steps),
+        "ModelConfig.head_dim": model.resolved_head_dim,
+        "ModelConfig.n_kv_heads": model.resolved_n_kv_heads,
+        "ModelConfig.ffn_dim": model.resolved_ffn_dim,
+        "compute dtype": jnp.dtype(model.compute_dtype).name,
+        "parameter dtype": jnp.dtype(model.weight_dtype).name,
+        "parameters": f"{stats.total_params:,}",
+    }
+    lines = [f"#   {name} = {value}" for name, value in derived.items()]
+    return config.gin_config.rstrip("\n") + "\n\n# Resolved:\n" + "\n".join(lines) + "\n"

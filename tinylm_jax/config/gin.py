@@ -84,8 +84,23 @@ def from_gin(cls: type[T]) -> T:
     return cls(**{field.name: getattr(bound, field.name) for field in fields})
 
 
+def _bind_steps_to_token_budget() -> None:
+    """With `TrainConfig.train_tokens` bound and `num_steps` not, binds `num_steps = None` so
+    the budget sets it (and the operative config records it so: a resumed run agrees)."""
+    try:
+        if gin.query_parameter("TrainConfig.train_tokens") is None:
+            return
+    except ValueError:  # not bound
+        return
+    try:
+        gin.query_parameter("TrainConfig.num_steps")
+    except ValueError:
+        gin.bind_parameter("TrainConfig.num_steps", None)
+
+
 def _from_gin() -> RunConfig:
     """Builds every config of a run from the parsed bindings (the only place that does)."""
+    _bind_steps_to_token_budget()
     config = RunConfig(
         model=from_gin(ModelConfig),
         train=from_gin(TrainConfig),
@@ -101,25 +116,35 @@ def _from_gin() -> RunConfig:
     return config.replace(gin_config=gin.operative_config_str())
 
 
-def _known_names() -> list[str]:
-    # gin keeps its registry private; names only feed "did you mean" hints, so fail soft.
-    try:
-        return sorted({selector.split(".")[-1] for selector, _ in gin.config._REGISTRY.items()})
-    except AttributeError:
-        return []
+# Every gin name this package registers, with its fields. gin has no public API to list its
+# registry, but the names are ours: the hints below read this table instead.
+_GIN_FIELDS: dict[str, list[str]] = {
+    **{cls.__name__: [f.name for f in dataclasses.fields(cls)] for cls in _GIN_CONFIGURABLES},
+    "logical_axis_rules": list(inspect.signature(logical_axis_rules).parameters),
+    "peak_flops_per_device": list(inspect.signature(peak_flops_override).parameters),
+}
 
 
-def _explain(error: Exception, source: str) -> ConfigError:
+def _quote_hint(text: str | None) -> str:
+    """For gin's `malformed node or string` (a bare word as a value): the quoted binding."""
+    bare = re.fullmatch(r"\s*([\w.]+)\s*=\s*([A-Za-z_][\w.\-]*)\s*", text or "")
+    if bare:
+        return f" Strings need quotes: {bare.group(1)}='{bare.group(2)}'"
+    return " A string value needs quotes, e.g. ModelConfig.dtype='bfloat16'"
+
+
+def _explain(error: Exception, source: str, text: str | None = None) -> ConfigError:
     message = (str(error).splitlines() or [type(error).__name__])[0].rstrip(".")
     hint = ""
+    if message.startswith("malformed node or string"):
+        message, hint = "a value is not a Python literal", _quote_hint(text)
     unknown = re.search(r"No configurable matching '([\w.]+)'", message)
     if unknown:
-        close = difflib.get_close_matches(unknown.group(1), _known_names(), n=3)
+        close = difflib.get_close_matches(unknown.group(1), list(_GIN_FIELDS), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
     field = re.search(r"Configurable '(\w+)' doesn't have a parameter named '(\w+)'", message)
     if field:
-        configurable = gin.config._REGISTRY.get_match(field.group(1))
-        fields = list(inspect.signature(configurable.wrapped).parameters) if configurable else []
+        fields = _GIN_FIELDS.get(field.group(1), [])
         close = difflib.get_close_matches(field.group(2), fields, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else f" Valid fields: {fields}"
     return ConfigError(f"Bad gin configuration in {source}: {message}.{hint}")
@@ -152,7 +177,7 @@ def parse(
             )
         _parse_one(lambda f=gin_file: gin.parse_config_file(_resolve(f)), gin_file)
     for param in gin_params:
-        _parse_one(lambda p=param: gin.parse_config(p), f"--gin_param={param!r}")
+        _parse_one(lambda p=param: gin.parse_config(p), f"--gin_param={param!r}", param)
     try:
         return _from_gin()
     except TypeError as error:  # e.g. a binding of the wrong type reaching a dataclass
@@ -163,8 +188,8 @@ def _resolve(gin_file: str) -> str:
     return gin_file if Path(gin_file).exists() else str(CONFIGS_DIR / gin_file)
 
 
-def _parse_one(parse_fn, source: str) -> None:
+def _parse_one(parse_fn, source: str, text: str | None = None) -> None:
     try:
         parse_fn()
     except (ValueError, KeyError, SyntaxError, OSError, tokenize.TokenError) as error:
-        raise _explain(error, source) from None
+        raise _explain(error, source, text) from None

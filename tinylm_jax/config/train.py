@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 
 from tinylm_jax.errors import ConfigError
@@ -27,6 +28,10 @@ class TrainConfig:
     'rollback' (restore the last good checkpoint, skip the next `rollback_skip_batches`
     batches of the data order, go on; at most `max_rollbacks` times per run, recorded in the
     checkpoint), as PaLM (arXiv 2204.02311, section 5.1) does on loss spikes.
+
+    `train_tokens`, a token budget, is the alternative to `num_steps`: the run takes
+    ceil(train_tokens / (batch_size * seq_len)) steps. Set one: with a budget, `num_steps`
+    must be None (which gin binds when no config sets it) or equal that count.
     """
 
     num_steps: int = 1000
@@ -45,8 +50,10 @@ class TrainConfig:
     on_nonfinite: str = "stop"
     rollback_skip_batches: int = 200
     max_rollbacks: int = 3
+    train_tokens: int | None = None
 
     def __post_init__(self) -> None:
+        self._resolve_num_steps()
         if self.data_sharding not in ("global", "process"):
             raise ConfigError(
                 f"TrainConfig.data_sharding must be 'global' or 'process'; got "
@@ -75,6 +82,29 @@ class TrainConfig:
         if self.eval_batch_size is not None and self.eval_batch_size <= 0:
             raise ConfigError(
                 f"TrainConfig.eval_batch_size must be positive; got {self.eval_batch_size}"
+            )
+
+    def _resolve_num_steps(self) -> None:
+        if self.train_tokens is None:
+            if self.num_steps is None:
+                raise ConfigError(
+                    "TrainConfig.num_steps is None but no TrainConfig.train_tokens is set; "
+                    "set one of them"
+                )
+            return
+        if self.train_tokens <= 0 or min(self.batch_size, self.seq_len) <= 0:
+            raise ConfigError(
+                f"TrainConfig.train_tokens and sizes must be positive; got {self.train_tokens}"
+            )
+        steps = math.ceil(self.train_tokens / self.tokens_per_step)
+        if self.num_steps is None:
+            # Frozen: the budget fixes num_steps once, here, so every reader sees an int.
+            object.__setattr__(self, "num_steps", steps)
+        elif self.num_steps != steps:
+            raise ConfigError(
+                f"TrainConfig.num_steps = {self.num_steps} and TrainConfig.train_tokens = "
+                f"{self.train_tokens} ({steps} steps of {self.tokens_per_step} tokens) both set "
+                "the run's length; set one, e.g. --gin_param='TrainConfig.num_steps = None'"
             )
 
     @property

@@ -13,6 +13,7 @@ import os
 
 from etils import epath
 
+from tinylm_jax.data import hub
 from tinylm_jax.data.tokenizer_base import (
     HF_FILE,
     SP_FILE,
@@ -65,8 +66,10 @@ __all__ = [
 
 def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
     """The tokenizer in `path`: a file (SentencePiece model, or JSON: a tokenizer.json) or a
-    directory holding `tokenizer.model` or `tokenizer.json`; local or gs://."""
-    path = epath.Path(os.path.expanduser(os.fspath(path)))
+    directory holding `tokenizer.model` or `tokenizer.json`; local, gs://, or a Hugging Face
+    Hub id (`org/name[@revision]`, fetched into or read from huggingface_hub's cache)."""
+    path = hub.resolve(os.fspath(path), hub.TOKENIZER_FILES, "DataConfig.tokenizer")
+    path = epath.Path(os.path.expanduser(path))
     if path.is_dir():
         found = [path / name for name in (SP_FILE, HF_FILE) if (path / name).exists()]
         if not found:

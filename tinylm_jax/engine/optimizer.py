@@ -1,4 +1,5 @@
-"""AdamW with global-norm clipping, a weight-decay mask and learning-rate schedules."""
+"""optax optimizers (AdamW, Lion, Adafactor, Muon) behind global-norm clipping, with a
+weight-decay mask and learning-rate schedules."""
 
 from __future__ import annotations
 
@@ -6,6 +7,24 @@ import jax
 import optax
 
 from tinylm_jax.config.optimizer import OptimizerConfig
+from tinylm_jax.errors import ConfigError
+
+# Muon's matrices: the attention and MLP projections, by parameter name, as (reduction axes,
+# output axes) counted from the end, so a leading scanned `layers` axis is a batch axis.
+# Everything else (embeddings, head, norms, byte-level blocks) takes AdamW, as in Jordan et
+# al.'s Muon and Liu et al. (arXiv 2502.16982, Sec. 2).
+MUON_AXES = {
+    "q_proj": (-3, (-2, -1)),
+    "k_proj": (-3, (-2, -1)),
+    "v_proj": (-3, (-2, -1)),
+    "o_proj": ((-3, -2), -1),
+    "gate_proj": (-2, -1),
+    "up_proj": (-2, -1),
+    "down_proj": (-2, -1),
+}
+# Liu et al. (arXiv 2502.16982, Sec. 2.2): Muon's update scaled to AdamW's typical RMS (0.2 x
+# sqrt(max dim)), so both share one learning rate and weight decay.
+MUON_CONSISTENT_RMS = 0.2
 
 
 def resolve_warmup(config: OptimizerConfig, num_steps: int) -> int:
@@ -59,20 +78,69 @@ def decay_mask(config: OptimizerConfig, params) -> object:
     return jax.tree_util.tree_map_with_path(keep, params)
 
 
+def _muon_label(path, _) -> str:
+    return "muon" if _path_names(path)[-1] in MUON_AXES else "adam"
+
+
+def _muon(config: OptimizerConfig, schedule: optax.Schedule, adamw) -> optax.GradientTransformation:
+    """Muon on the projection matrices, `adamw` on the rest (optax.partition by name)."""
+    import optax.contrib
+
+    if not hasattr(optax.contrib, "muon"):
+        raise ConfigError(
+            f"OptimizerConfig.name='muon' needs optax.contrib.muon, which optax "
+            f"{optax.__version__} does not ship; upgrade optax (pip install -U optax)"
+        )
+
+    def dimension_numbers(params):
+        def dims(path, _):
+            reduction, output = MUON_AXES[_path_names(path)[-1]]
+            return optax.contrib.MuonDimensionNumbers(reduction, output)
+
+        return jax.tree_util.tree_map_with_path(dims, params)
+
+    muon = optax.contrib.muon(
+        schedule,
+        weight_decay=config.weight_decay,
+        weight_decay_mask=lambda p: decay_mask(config, p),
+        muon_weight_dimension_numbers=dimension_numbers,
+        consistent_rms=MUON_CONSISTENT_RMS,
+    )
+    labels = lambda params: jax.tree_util.tree_map_with_path(_muon_label, params)  # noqa: E731
+    return optax.partition({"muon": muon, "adam": adamw}, labels)
+
+
+def _base(config: OptimizerConfig, schedule: optax.Schedule) -> optax.GradientTransformation:
+    mask = lambda p: decay_mask(config, p)  # noqa: E731
+    adamw = optax.adamw(
+        schedule, b1=config.b1, b2=config.b2, eps=config.eps,
+        weight_decay=config.weight_decay, mask=mask,
+    )  # fmt: skip
+    if config.name == "lion":
+        return optax.lion(
+            schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay, mask=mask
+        )
+    if config.name == "adafactor":
+        # optax's Adafactor adds `weight_decay_rate * param` after the learning rate: scale it
+        # by the schedule here, so weight_decay means what it means for AdamW (lr x wd per step;
+        # an unscaled 0.1 would shrink the weights by 10% every step).
+        return optax.adafactor(
+            schedule,
+            weight_decay_rate=lambda step: config.weight_decay * schedule(step),
+            weight_decay_mask=mask,
+        )
+    if config.name == "muon":
+        return _muon(config, schedule, adamw)
+    return adamw
+
+
 def make_optimizer(
     config: OptimizerConfig,
     num_steps: int,
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """Clip → AdamW with masked decay; also returns the schedule for logging."""
+    """Clip → `config.name`'s optimizer with masked decay; also returns the schedule."""
     schedule = make_schedule(config, num_steps)
-    adamw = optax.adamw(
-        schedule,
-        b1=config.b1,
-        b2=config.b2,
-        eps=config.eps,
-        weight_decay=config.weight_decay,
-        mask=lambda p: decay_mask(config, p),
-    )
+    base = _base(config, schedule)
     if config.grad_clip:
-        return optax.chain(optax.clip_by_global_norm(config.grad_clip), adamw), schedule
-    return adamw, schedule
+        return optax.chain(optax.clip_by_global_norm(config.grad_clip), base), schedule
+    return base, schedule

@@ -37,8 +37,33 @@ def make_init_fn(
 
 
 def fresh_state(params: dict, tx: optax.GradientTransformation) -> TrainState:
-    """Step 0 with `params` and a freshly initialized optimizer state."""
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+    """Step 0 with `params` and a freshly initialized optimizer state.
+
+    The optimizer sees plain arrays; when `params` carry logical-axis boxes, each state leaf
+    shaped like a parameter (Adam's moments, Lion's momentum) takes that parameter's box, and
+    the rest (Adafactor's factored rows/columns, counts) stay plain, i.e. replicated.
+    """
+    plain = nn.unbox(params)
+    opt_state = tx.init(plain)
+    is_box = lambda x: isinstance(x, nn.meta.AxisMetadata)  # noqa: E731
+    if any(is_box(leaf) for leaf in jax.tree_util.tree_leaves(params, is_leaf=is_box)):
+        opt_state = optax.tree_map_params(
+            tx,
+            _box_like,
+            opt_state,
+            params,
+            # optax.partition leaves MaskedNode where another optimizer owns the parameter.
+            is_leaf=lambda x: is_box(x) or isinstance(x, optax.MaskedNode),
+        )
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
+
+
+def _box_like(value, param):
+    """`value` in `param`'s logical-axis box when it has the parameter's shape."""
+    shape = getattr(value, "shape", None)  # None for optax.MaskedNode
+    if isinstance(param, nn.meta.AxisMetadata) and shape == param.value.shape:
+        return param.replace_boxed(value)
+    return value
 
 
 def abstract_state(

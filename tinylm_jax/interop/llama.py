@@ -90,6 +90,12 @@ def model_fields(hf: Mapping, source: str = "config.json") -> dict:
         raise ConfigError(f"{source}: {why}; tinylm imports plain Llama-family decoders only")
 
     model_type = hf.get("model_type")
+    if model_type in ("qwen2", "qwen2_moe"):
+        fail(
+            f"model_type {model_type!r} has biases on the q/k/v projections (Qwen2-style "
+            "attention), which tinylm's bias-free attention cannot hold, so they are refused "
+            "rather than dropped"
+        )
     if model_type not in SUPPORTED_MODEL_TYPES:
         fail(f"model_type {model_type!r} is not one of {SUPPORTED_MODEL_TYPES}")
     rope = hf.get("rope_parameters") or {}
@@ -209,6 +215,13 @@ def from_hf(
         if not n.endswith(_IGNORED_SUFFIXES)
         and not (config.tie_embeddings and n == "lm_head.weight")
     )
+    biases = [n for n in unexpected if n.endswith(".bias")]
+    if biases:
+        raise ConfigError(
+            f"{source}: holds projection biases ({biases[:3]}), e.g. Qwen2-style attention; "
+            "tinylm's projections have none, so the checkpoint is refused rather than imported "
+            "without them"
+        )
     if missing or unexpected:
         raise ConfigError(
             f"{source}: tensors do not match a Llama model of this config.json "

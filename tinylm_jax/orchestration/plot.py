@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from etils import epath
 
 from tinylm_jax import layout
-from tinylm_jax.errors import ConfigError
+from tinylm_jax.errors import ConfigError, require_extra
 from tinylm_jax.workdir.load import tokens_per_step
 
 
@@ -47,6 +47,7 @@ def read_curves(workdir: epath.PathLike) -> Curves:
 
 
 def _figure(**kwargs):
+    require_extra("matplotlib", "plot", "drawing training curves")
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display is needed or used

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from etils import epath
 
-from tinylm_jax.errors import ConfigError
+from tinylm_jax.errors import ConfigError, require_extra
 from tinylm_jax.orchestration import budget, grid, runner
 from tinylm_jax.orchestration import report as report_lib
 from tinylm_jax.orchestration.arm import Arm
@@ -42,6 +42,10 @@ def run(
     them as a SLURM array script or command list (`emit`); the exit status."""
     spec, arms, root = _load(spec_path, root, only)
     if budget.strategy(spec) == "er_ucb":
+        # Checked before any trial trains: ZOOpt proposes the trials, the report draws them.
+        require_extra("zoopt", "sweep", "strategy 'er_ucb' (ZOOpt search)")
+        if not (dry_run or emit):
+            require_extra("matplotlib", "sweep", "the sweep report")
         return _run_budgeted(spec, arms, root, dry_run, parallel, emit)
     if emit:
         print(runner.emit(grid.jobs(arms, root), emit, spec.name, root), end="")
@@ -71,6 +75,7 @@ def _run_budgeted(spec, arms: list[Arm], root, dry_run: bool, parallel: int, emi
 def report(spec_path: str, root: str = "runs/sweeps", only: Sequence[str] = ()) -> int:
     """Writes and prints ROOT/NAME/report.md; 1 if nothing has run yet."""
     spec, arms, root = _load(spec_path, root, only)
+    require_extra("matplotlib", "sweep", "the sweep report")
     if budget.strategy(spec) == "er_ucb":
         state = budget.load_state(root, spec.name, arms, budget.parse_budgeted(spec))
         budget.report(root, state)

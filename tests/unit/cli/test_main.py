@@ -104,7 +104,13 @@ def test_info_prints_json_and_a_table(capsys, gin_clean):
     assert cli.main(["info", "--gin_file=models/demo_5m.gin"]) == 0
     table = capsys.readouterr().out
     assert table.startswith("parameters ") and f"{stats['total_params']:,}" in table
-    assert "+ AdamW state" in table
+    assert "+ adamw state" in table
+    # The optimizer's own state: AdamW two moments, Lion one (plus a few step counters).
+    assert stats["optimizer_state_bytes"] == pytest.approx(stats["adam_state_bytes"], abs=64)
+    assert cli.main(["info", "--gin_file=models/demo_5m.gin", "--json",
+                     "--gin_param=OptimizerConfig.name = 'lion'"]) == 0  # fmt: skip
+    lion = json.loads(capsys.readouterr().out)
+    assert lion["optimizer_state_bytes"] == pytest.approx(stats["adam_state_bytes"] / 2, abs=64)
 
 
 def test_import_hf_binds_the_checkpoint_architecture_last(tmp_path):
@@ -143,3 +149,79 @@ def test_command_modules_are_small_and_light(path):
             assert node.end_lineno - node.lineno + 1 <= 80, node.name
     for name in module_level_imports(path):
         assert any(name == ok or name.startswith(ok + ".") for ok in LIGHT_IMPORTS), name
+
+
+def test_plot_and_sweep_report_without_matplotlib_exit_2_with_the_pip_command(capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    assert cli.main(["plot", "--workdir=a", "--out=p.png"]) == 2
+    assert "pip install 'tinylm_jax[plot]'" in capsys.readouterr().err
+    assert cli.main(["sweep", "report", "--spec=sweeps/stlm_ablation.py"]) == 2
+    assert "pip install 'tinylm_jax[sweep]'" in capsys.readouterr().err
+
+
+def test_a_bare_word_gin_value_says_strings_need_quotes(capsys, gin_clean):
+    assert cli.main(["info", "--gin_param=ModelConfig.dtype=bfloat16"]) == 2
+    err = capsys.readouterr().err
+    assert "Strings need quotes: ModelConfig.dtype='bfloat16'" in err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tinylm {cli.version()}"
+    assert cli.version()[0].isdigit()
+
+
+def test_every_flag_has_help_and_names_its_default_once():
+    formatter = cli._HelpFormatter("tinylm")
+    for path, leaf in leaves(cli.build_parser()):
+        for action in leaf._actions:
+            if not action.option_strings or action.help == argparse.SUPPRESS:
+                continue
+            assert action.help, (path, action.option_strings)
+            text = formatter._expand_help(action)
+            assert text.count("default") <= 1, (path, action.option_strings, text)
+
+
+def test_configs_lists_every_named_config_with_its_parameter_count(capsys, gin_clean):
+    from tinylm_jax.config.gin import CONFIGS_DIR
+
+    assert cli.main(["configs", "--json"]) == 0
+    rows = {r["name"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    names = {f"models/{p.name}" for p in (CONFIGS_DIR / "models").glob("*.gin")}
+    assert names <= set(rows) and "experiments/demo.gin" in rows
+    # The counts the configs' own header comments state.
+    assert rows["models/tinyllama_1_1b.gin"]["params"] == 1_100_048_384
+    assert rows["models/bench_30m.gin"]["params"] == 31_465_984
+    assert rows["models/stlm_10m.gin"]["description"] == (
+        "Super Tiny Language Models 10M (arXiv 2405.14159)"
+    )
+    assert all(row["description"] for row in rows.values())
+
+
+def test_print_config_prints_every_field_resolved_and_reads_no_data(
+    capsys, gin_clean, tmp_path, monkeypatch
+):
+    from tinylm_jax.config import gin as config_lib
+
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path / "data"))
+    budget = ["TrainConfig.train_tokens = 100000", "TrainConfig.num_steps = None"]
+    argv = ["train", "--gin_file=experiments/demo.gin", "--print_config"]
+    assert cli.main(argv + [f"--gin_param={p}" for p in budget]) == 0
+    out = capsys.readouterr().out
+    assert not (tmp_path / "data").exists()
+    gin_text, resolved = out.split("# Resolved:")
+    assert "#   TrainConfig.num_steps = 49" in resolved  # ceil(100000 / (16 * 128))
+    assert "#   parameters = 5,507,328" in resolved
+    config = config_lib.parse(gin_params=[gin_text])
+    assert config.train.num_steps == 49 and config.train.train_tokens == 100_000
+    for field in ("ModelConfig.d_model", "OptimizerConfig.b2", "DataConfig.dataset"):
+        assert field in gin_text
+
+
+def test_train_needs_a_workdir_unless_it_prints_the_config(capsys):
+    assert cli.main(["train", "--gin_file=experiments/demo.gin"]) == 2
+    assert "needs --workdir" in capsys.readouterr().err

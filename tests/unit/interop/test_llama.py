@@ -14,6 +14,7 @@ import sentencepiece as spm
 from tests.support.hf import TEXTS, transformers
 from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.data.tokenizer import load_tokenizer
+from tinylm_jax.errors import ConfigError
 from tinylm_jax.interop import hf_tokenizer, llama, safetensors_io
 from tinylm_jax.model.transformer import Transformer
 
@@ -68,3 +69,16 @@ def test_bfloat16_sharded_round_trip_into_scanned_layers(tmp_path):
     reader = safetensors_io.TensorReader(tmp_path)
     back = llama.from_hf(reader.names, reader.read, config, str(tmp_path))
     jax.tree_util.tree_map(np.testing.assert_array_equal, back, params)
+
+
+def test_qwen2_style_attention_biases_are_refused_by_name():
+    hf = {"model_type": "qwen2", "vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 1,
+          "num_attention_heads": 4, "intermediate_size": 64}  # fmt: skip
+    with pytest.raises(ConfigError, match="biases on the q/k/v projections"):
+        llama.model_fields(hf)
+    # A Llama-typed config whose tensors carry biases anyway is refused too, not truncated.
+    config = ModelConfig(**llama.model_fields({**hf, "model_type": "llama"}))
+    shapes = llama.expected_shapes(config)
+    names = [*shapes, "model.layers.0.self_attn.q_proj.bias"]
+    with pytest.raises(ConfigError, match=r"projection biases \(\['model.layers.0.self_attn"):
+        llama.from_hf(names, lambda n: np.zeros(shapes[n], np.float32), config, "ckpt")
