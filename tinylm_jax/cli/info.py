@@ -23,6 +23,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     from tinylm_jax.model.counting import model_stats
 
     stats = model_stats(config.model, args.seq_len or config.train.seq_len).as_dict()
+    import jax
+
+    # 'auto' resolves on the backend this process sees (bfloat16 on GPU/TPU, float32 on CPU).
+    stats["compute_dtype"] = config.model.resolved_dtype
+    stats["platform"] = jax.default_backend()
     if not args.json:
         print(format_stats(stats))
         return 0
@@ -45,4 +50,9 @@ def format_stats(stats: dict) -> str:
         + f"FLOPs per token   {stats['flops_per_token']:>16.4g}  (training, fwd+bwd)\n"
         f"params memory     {stats['param_bytes'] / gib:>16.3f} GiB\n"
         f"+ AdamW state     {stats['train_state_bytes'] / gib:>16.3f} GiB"
+        + (
+            f"\ncompute dtype     {stats['compute_dtype']:>16}  (on {stats['platform']})"
+            if "compute_dtype" in stats
+            else ""
+        )
     )

@@ -376,7 +376,8 @@ def _train_loop(
     if primary:
         print(
             f"training {tc.num_steps} steps from step {start_step} on "
-            f"{jax.device_count()} device(s), mesh {dict(run.mesh.shape)}",
+            f"{jax.device_count()} device(s), mesh {dict(run.mesh.shape)}, compute dtype "
+            f"{run.config.model.resolved_dtype} (params {run.config.model.param_dtype})",
             flush=True,
         )
         print(schedule.describe(), flush=True)
