@@ -29,6 +29,7 @@ def add_bench(commands) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     common.initialize_distributed(args)
     config = common.run_config(args)
+    common.use_compilation_cache(config)
     from tinylm_jax.train.bench import bench, memory_plan, plan_summary, summary
 
     if args.compile_only:

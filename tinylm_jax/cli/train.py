@@ -29,6 +29,7 @@ def cmd_train(args: argparse.Namespace, hooks=None) -> int:
     saved = layout.config_file(args.workdir)
     # Resuming: the saved operative config first, so the run continues as it was configured.
     config = common.run_config(args, workdir_config=saved if saved.exists() else None)
+    common.use_compilation_cache(config)
     from tinylm_jax.train.loop import PREEMPTED_EXIT_CODE, Preempted, train
 
     if config.data.tokenizer is not None:

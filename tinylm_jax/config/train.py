@@ -22,6 +22,10 @@ class TrainConfig:
     `eval_batch_size` is the global batch of held-out eval and task scoring (None:
     `batch_size // microbatches`, the largest batch a train step runs at once).
     `prefetch_batches` batches are read and put on the devices ahead of the step by a thread.
+
+    `compilation_cache`: JAX's persistent compilation cache directory (None: under the data
+    dir, or `$JAX_COMPILATION_CACHE_DIR` when set; 'off' disables it;
+    `$TINYLM_COMPILATION_CACHE` overrides this field; `tinylm_jax.engine.compilation_cache`).
     """
 
     num_steps: int = 1000
@@ -36,6 +40,7 @@ class TrainConfig:
     data_seed: int | None = None
     eval_batch_size: int | None = None
     prefetch_batches: int = 2
+    compilation_cache: str | None = None
 
     def __post_init__(self) -> None:
         if self.data_sharding not in ("global", "process"):
