@@ -45,13 +45,13 @@ def add_profile_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile_steps",
         default=None,
-        help="A:B: write a jax.profiler trace of the steps after step A up to step B "
+        help="A:B: a jax.profiler trace of the timed steps after step A up to step B "
         "(TensorBoard's profile plugin opens it)",
     )
     parser.add_argument(
         "--profile_dir",
         default=None,
-        help="bench: the TensorBoard log dir of --profile_steps' trace (default: ./tensorboard)",
+        help="the TensorBoard log dir of --profile_steps' trace (default: ./tensorboard)",
     )
 
 

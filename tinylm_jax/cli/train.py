@@ -19,6 +19,12 @@ def add_train(commands) -> None:
         default=None,
         help="multi-process: exit this long after a peer process dies (default: JAX's, 100)",
     )
+    parser.add_argument(
+        "--profile_steps",
+        default=None,
+        help="A:B: a jax.profiler trace of the steps after step A up to step B, into "
+        "WORKDIR/tensorboard (TensorBoard's profile plugin opens it)",
+    )
     parser.set_defaults(fn=cmd_train)
 
 
@@ -31,13 +37,16 @@ def cmd_train(args: argparse.Namespace, hooks=None) -> int:
     config = common.run_config(args, workdir_config=saved if saved.exists() else None)
     common.use_compilation_cache(config)
     from tinylm_jax.train.loop import PREEMPTED_EXIT_CODE, Preempted, train
+    from tinylm_jax.train.profile import parse_steps
+
+    profile_steps = parse_steps(args.profile_steps)  # a bad spec fails before any work
 
     if config.data.tokenizer is not None:
         from tinylm_jax.data.tokenizer import load_tokenizer
 
         load_tokenizer(config.data.tokenizer)  # a bad tokenizer fails before data preparation
     try:
-        train(config, args.workdir, hooks)
+        train(config, args.workdir, hooks, profile_steps)
     except Preempted as preempted:
         print(f"tinylm train: {preempted}", file=sys.stderr)
         return PREEMPTED_EXIT_CODE

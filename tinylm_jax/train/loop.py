@@ -48,6 +48,7 @@ from tinylm_jax.train.metrics import (
     train_summary,
 )
 from tinylm_jax.train.prefetch import DevicePrefetcher
+from tinylm_jax.train.profile import profile_hook
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: `tinylm train` saved a checkpoint and stopped early
 
@@ -76,7 +77,10 @@ class TrainHooks:
 
 
 def train(
-    config: RunConfig, workdir: str | epath.PathLike, faults: TrainHooks | None = None
+    config: RunConfig,
+    workdir: str | epath.PathLike,
+    faults: TrainHooks | None = None,
+    profile_steps: tuple[int, int] | None = None,
 ) -> dict[str, float]:
     """Trains (or resumes) `config` in `workdir`; returns the last logged and eval metrics.
 
@@ -84,7 +88,8 @@ def train(
     as an uninterrupted run on the same mesh). Without one, starts from
     `CheckpointConfig.init_from`'s params if set, else from a fresh init. Raises `Preempted`
     after saving when SIGTERM arrives, FloatingPointError on a non-finite loss or gradient
-    (its step is never saved).
+    (its step is never saved). `profile_steps` (A, B) traces steps A+1..B with jax.profiler
+    into the workdir's TensorBoard dir.
     """
     workdir = epath.Path(workdir)
     data = prepare_data_once(config.data, config.train.seq_len)
@@ -98,6 +103,8 @@ def train(
     )
     hooks = Hooks()
     hooks.add_part("rounds", schedule)
+    if profile_steps is not None:
+        hooks.add(profile_hook(profile_steps, str(layout.tensorboard_dir(workdir))))
     manager = ckpt.make_manager(workdir, config.checkpoint, extras=hooks.part_names)
     try:
         return _train_loop(workdir, run, data, schedule, hooks, manager, faults or TrainHooks())

@@ -28,30 +28,25 @@ def parse_steps(spec: str | None) -> tuple[int, int] | None:
     return first, last
 
 
-def profile_hook(steps: tuple[int, int], log_dir: str, start_step: int) -> Hook:
+def profile_hook(steps: tuple[int, int], log_dir: str) -> Hook:
     """A train-loop hook tracing steps A+1..B into `log_dir` (the run's TensorBoard dir).
 
-    The trace starts once step A is done (at once when the run starts at or after A, e.g.
-    resumed) and stops after step B's results are ready, so B's device work is in it.
+    The trace starts once step A is done (after the first step when a run resumes between A
+    and B) and stops after step B's results are ready, so B's device work is in it.
     """
     first, last = steps
-    state = {"on": False}
-    if start_step >= last:
-        return lambda info: info
-    if start_step >= first:
-        jax.profiler.start_trace(log_dir)
-        state["on"] = True
+    tracing = {"on": False, "done": False}
 
     def hook(info: StepInfo) -> StepInfo:
-        if info.step == first and not state["on"]:
-            jax.profiler.start_trace(log_dir)
-            state["on"] = True
-        elif info.step == last and state["on"]:
+        if info.step >= last and tracing["on"]:
             jax.block_until_ready(info.metrics)
             jax.profiler.stop_trace()
-            state["on"] = False
+            tracing.update(on=False, done=True)
             print(f"profile of steps {first + 1}-{last} written to {log_dir}", flush=True)
             return dataclasses.replace(info, paused=True)  # tracing slowed these steps
+        if first <= info.step < last and not tracing["on"] and not tracing["done"]:
+            jax.profiler.start_trace(log_dir)
+            tracing["on"] = True
         return info
 
     return hook
