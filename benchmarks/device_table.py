@@ -55,7 +55,8 @@ def attention_row(directory: Path, seq: int) -> str:
     point = record["points"][0]
     times = ", ".join(f"{k} {1e3 * v:.2f} ms" for k, v in point["median_s"].items())
     best = min(point["median_s"], key=point["median_s"].get)
-    return f"| attention fwd+bwd seq {seq} x b{point['batch_size']} | {times} | | | fastest {best} |"
+    label = f"attention fwd+bwd seq {seq} x b{point['batch_size']}"
+    return f"| {label} | {times} | | | fastest {best} |"
 
 
 def decode_row(directory: Path, name: str, batch: int) -> str:
