@@ -1,6 +1,6 @@
 """The one table of `benchmarks/device_check.sh`, from the NAME.json files it leaves in a dir.
 
-  python benchmarks/device_table.py DIR
+python benchmarks/device_table.py DIR
 """
 
 from __future__ import annotations
