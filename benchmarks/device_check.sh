@@ -37,7 +37,7 @@ SEQ=(--gin_param="TrainConfig.seq_len = 2048" --gin_param="ModelConfig.max_seq_l
 # name | gin file | global batch at seq 2048
 MODELS=(
   "demo|experiments/demo.gin|32"
-  "125m|models/bench_125m.gin|16"
+  "125m|benchmarks/bench_125m.gin|16"
   "tinyllama|models/tinyllama_1_1b.gin|8"
 )
 
