@@ -67,7 +67,11 @@ def compare(gin: list[str], args: argparse.Namespace) -> dict:
     peer_env = dict(env, JAX_PLATFORMS="cpu")  # the peer only parses gin; keep JAX off devices
     sides = {
         "tinylm": ([sys.executable, "-m", "tinylm_jax.cli", "bench", *gin, *steps], jax_env),
-        "peer": ([sys.executable, str(PEER), *gin, *steps, f"--attn={args.attn}"], peer_env),
+        "peer": (
+            [sys.executable, str(PEER), *gin, *steps, f"--attn={args.attn}"]
+            + [f"--optimizer={args.peer_optimizer}"],
+            peer_env,
+        ),
     }
     results: dict[str, list[dict]] = {"tinylm": [], "peer": []}
     for r in range(args.rounds):
@@ -155,6 +159,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup_steps", type=int, default=2)
     parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"), help="peer attention")
+    parser.add_argument(
+        "--peer_optimizer",
+        default="fused",
+        choices=("fused", "foreach"),
+        help="the peer's AdamW kernel (foreach: PyTorch's default)",
+    )
     parser.add_argument(
         "--xla_flags",
         default="",
