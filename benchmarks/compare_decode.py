@@ -50,7 +50,8 @@ def compare_decode(gin: list[str], args: argparse.Namespace, env: dict, run_side
             tinylm_cmd = [sys.executable, "-m", "tinylm_jax.cli", "bench", "--mode=decode"]
             sides = {
                 "tinylm": [*tinylm_cmd, *gin, *source, *shape],
-                "peer": [sys.executable, str(PEER), f"--hf_dir={directory}", *shape],
+                "peer": [sys.executable, str(PEER), f"--hf_dir={directory}", *shape]
+                + ([f"--threads={args.peer_threads}"] if args.peer_threads else []),
             }
             points.append(_rounds(sides, batch, args, env, run_side))
     print(

@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--new_tokens", type=int, default=128, help="decode mode")
     parser.add_argument("--repeats", type=int, default=3, help="decode mode: runs per side")
     parser.add_argument("--workdir", help="decode mode: a trained workdir (default: random init)")
+    parser.add_argument("--peer_threads", type=int, default=0, help="decode mode: torch threads")
     args = parser.parse_args(argv)
 
     gin = [f"--gin_file={f}" for f in args.gin_file] + [f"--gin_param={p}" for p in args.gin_param]

@@ -55,6 +55,8 @@ def bench(args: argparse.Namespace) -> dict:
     import torch
     from transformers import LlamaForCausalLM
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, args.dtype)
     model = LlamaForCausalLM.from_pretrained(args.hf_dir, torch_dtype=dtype).eval().to(device)
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="torch device (default: cuda if present)")
     parser.add_argument("--dtype", default="float32", help="torch dtype of the weights, compute")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: its)")
     args = parser.parse_args(argv)
     if args.make_hf_dir:
         make_hf_dir(args.make_hf_dir, args.gin_file, args.gin_param, args.seed)
