@@ -23,15 +23,17 @@ def model_params():
     return model, params
 
 
-def test_bytes_per_step_counts_weights_once_and_the_whole_cache(model_params):
-    _, params = model_params
+def test_bytes_per_step_counts_weights_once_and_the_whole_cache():
+    init = Transformer(CONFIG).init
+    params = jax.eval_shape(init, jax.random.key(0), np.zeros((1, 4), np.int32))["params"]
     weights, kv = db.bytes_per_step(CONFIG, params, batch=3, length=10)
-    n_params = sum(x.size for x in jax.tree_util.tree_leaves(params))
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
     embedding_rows_not_read = (64 - 3) * 16  # untied: only the looked-up rows
     assert weights == 4 * (n_params - embedding_rows_not_read)
     assert kv == 2 * 2 * 3 * 10 * 1 * 8 * 4  # k and v, layers, batch, slots, kv heads, dim, fp32
 
 
+@pytest.mark.slow
 def test_decode_bench_reports_positive_figures(model_params):
     model, params = model_params
     result = db.decode_bench(model, params, batch_size=2, prompt_len=4, new_tokens=5, repeats=1)
@@ -58,8 +60,8 @@ def test_the_timed_generation_is_samples_greedy_path(model_params):
     assert np.asarray(ids)[0].tolist() == generate(model, params, prompt, greedy, eos_id=63)[0][:6]
 
 
-def test_bad_shapes_are_refused(model_params):
-    model, params = model_params
+def test_bad_shapes_are_refused():
+    model, params = Transformer(CONFIG), {}  # refused before the params are touched
     with pytest.raises(ConfigError, match="max_seq_len=32"):
         db.decode_bench(model, params, prompt_len=30, new_tokens=8)
     with pytest.raises(ConfigError, match="--new_tokens >= 2"):
