@@ -35,3 +35,8 @@ def test_a_bad_profile_spec_exits_2(capsys, gin_clean):
     args = ["bench", "--gin_file=models/tiny_test.gin", "--profile_steps=5"]
     assert cli.main(args) == 2
     assert "--profile_steps='5': expected A:B" in capsys.readouterr().err
+
+
+def test_workdir_without_decode_mode_exits_2(capsys, gin_clean, tmp_path):
+    assert cli.main(["bench", "--gin_file=models/tiny_test.gin", f"--workdir={tmp_path}"]) == 2
+    assert "--mode=decode only" in capsys.readouterr().err

@@ -56,6 +56,10 @@ def add_profile_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.workdir and args.mode != "decode":
+        from tinylm_jax.errors import ConfigError
+
+        raise ConfigError("--workdir is read by --mode=decode only; the train bench uses gin")
     common.initialize_distributed(args)
     if args.mode == "decode" and args.workdir:
         config = common.workdir_run_config(args)
