@@ -1,7 +1,8 @@
 """Forward + backward time of the attention implementations at the lengths people train.
 
   python benchmarks/attention_kernels.py [--seq_lens 128,512,1024,2048] [--tokens 2048] \
-      [--heads 6] [--kv_heads 6] [--head_dim 64] [--block_sizes 64,128,256] [--repeats 5]
+      [--heads 6] [--kv_heads 6] [--head_dim 64] [--block_sizes 64,128,256] [--repeats 5] \
+      [--dtype bfloat16] [--cudnn]
 
 Each point is one layer's causal, document-masked attention on `--tokens` tokens per batch
 (batch = tokens / seq_len); implementations run alternately, and the median of `--repeats`
@@ -38,16 +39,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--head_dim", type=int, default=64)
     parser.add_argument("--block_sizes", default="64,128,256")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--cudnn", action="store_true", help="also time cuDNN's fused kernel (GPU, half precision)"
+    )
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     args = parser.parse_args(argv)
+    dtype = jnp.dtype(args.dtype)
 
     results = []
     for seq_len in (int(x) for x in args.seq_lens.split(",")):
         B = max(1, args.tokens // seq_len)
         keys = jax.random.split(jax.random.key(0), 3)
-        q = jax.random.normal(keys[0], (B, seq_len, args.heads, args.head_dim))
-        k, v = (jax.random.normal(x, (B, seq_len, args.kv_heads, args.head_dim)) for x in keys[1:])
+        q = jax.random.normal(keys[0], (B, seq_len, args.heads, args.head_dim), dtype)
+        k, v = (
+            jax.random.normal(x, (B, seq_len, args.kv_heads, args.head_dim), dtype)
+            for x in keys[1:]
+        )
         segment_ids = jnp.ones((B, seq_len), jnp.int32)
         kernels = {"xla": _fwd_bwd("xla", 0)}
+        if args.cudnn:
+            kernels["cudnn"] = _fwd_bwd("cudnn", 0)
         for block in (int(x) for x in args.block_sizes.split(",")):
             if block <= seq_len:
                 kernels[f"blockwise/{block}"] = _fwd_bwd("blockwise", block)

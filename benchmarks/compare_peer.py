@@ -13,6 +13,13 @@ computed with tinylm's FLOPs per token and the peak tinylm measured on this host
 With `--seq_lens` it runs that comparison at each sequence length with the batch size that
 keeps `--tokens_per_batch` tokens per step, prints a table, and ends with one JSON line of
 every point and the geometric mean of the ratios.
+
+With `--mode=decode` it compares decoding instead: `tinylm bench --mode=decode` against Hugging
+Face `generate` on the same (exported) model, at each of `--batch_sizes` (benchmarks/
+compare_decode.py):
+
+  python benchmarks/compare_peer.py --mode=decode --gin_file=experiments/demo.gin \
+      --batch_sizes=1,8 [--prompt_len=128] [--new_tokens=128] [--workdir=DIR]
 """
 
 from __future__ import annotations
@@ -60,7 +67,11 @@ def compare(gin: list[str], args: argparse.Namespace) -> dict:
     peer_env = dict(env, JAX_PLATFORMS="cpu")  # the peer only parses gin; keep JAX off devices
     sides = {
         "tinylm": ([sys.executable, "-m", "tinylm_jax.cli", "bench", *gin, *steps], jax_env),
-        "peer": ([sys.executable, str(PEER), *gin, *steps, f"--attn={args.attn}"], peer_env),
+        "peer": (
+            [sys.executable, str(PEER), *gin, *steps, f"--attn={args.attn}"]
+            + [f"--optimizer={args.peer_optimizer}"],
+            peer_env,
+        ),
     }
     results: dict[str, list[dict]] = {"tinylm": [], "peer": []}
     for r in range(args.rounds):
@@ -149,6 +160,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup_steps", type=int, default=2)
     parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"), help="peer attention")
     parser.add_argument(
+        "--peer_optimizer",
+        default="fused",
+        choices=("fused", "foreach"),
+        help="the peer's AdamW kernel (foreach: PyTorch's default)",
+    )
+    parser.add_argument(
         "--xla_flags",
         default="",
         help="XLA_FLAGS for the tinylm side (replaces the inherited value; default none)",
@@ -162,10 +179,26 @@ def main(argv: list[str] | None = None) -> dict:
         "--tokens_per_batch", type=int, default=2048, help="grid mode: seq_len x batch_size"
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
+    parser.add_argument("--mode", choices=("train", "decode"), default="train")
+    parser.add_argument("--batch_sizes", default="1,8", help="decode mode: batch sizes")
+    parser.add_argument("--prompt_len", type=int, default=128, help="decode mode")
+    parser.add_argument("--new_tokens", type=int, default=128, help="decode mode")
+    parser.add_argument("--repeats", type=int, default=3, help="decode mode: runs per side")
+    parser.add_argument("--workdir", help="decode mode: a trained workdir (default: random init)")
+    parser.add_argument("--peer_threads", type=int, default=0, help="decode mode: torch threads")
     args = parser.parse_args(argv)
 
     gin = [f"--gin_file={f}" for f in args.gin_file] + [f"--gin_param={p}" for p in args.gin_param]
-    if args.seq_lens:
+    if args.mode == "decode":
+        from compare_decode import compare_decode
+
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        )
+        env.setdefault("JAX_PLATFORMS", "cpu")
+        result = compare_decode(gin, args, env, run_side)
+    elif args.seq_lens:
         result = grid(gin, [int(x) for x in args.seq_lens.split(",")], args)
     else:
         result = compare(gin, args)

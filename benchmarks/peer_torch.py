@@ -120,6 +120,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    parser.add_argument(
+        "--bf16", action="store_true", help="autocast to bfloat16 (float32 params, like tinylm's)"
+    )
     return parser.parse_args(argv)
 
 
@@ -164,8 +168,12 @@ def summarize(
         "step_time_p90_s": float(np.percentile(intervals, 90)),
         "compile_s": compile_s,
         "init_s": init_s,
-        "peak_memory_bytes": peak_rss_bytes(),
-        "memory_source": "process_peak_rss",
+        "peak_memory_bytes": (
+            torch.cuda.max_memory_allocated() if torch.cuda.is_available() else peak_rss_bytes()
+        ),
+        "memory_source": "torch.cuda.max_memory_allocated"
+        if torch.cuda.is_available()
+        else "process_peak_rss",
         "peak_rss_bytes": peak_rss_bytes(),
         "steps": args.steps,
         "warmup_steps": args.warmup_steps,
@@ -181,6 +189,8 @@ def summarize(
             "optimizer": args.optimizer,
             "compiled": args.compile,
             "threads": torch.get_num_threads(),
+            "device": args.device,
+            "bf16_autocast": args.bf16,
         },
     }
 
@@ -197,7 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
     from transformers import LlamaForCausalLM
 
     start = time.perf_counter()
-    model = LlamaForCausalLM(llama_config(model_config, args.attn)).float().train()
+    device = torch.device(args.device)
+    model = LlamaForCausalLM(llama_config(model_config, args.attn)).float().train().to(device)
     optimizer = make_optimizer(model, opt_config, fused=args.optimizer == "fused")
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda i: multipliers[min(i, len(multipliers) - 1)]
@@ -205,15 +216,17 @@ def main(argv: list[str] | None = None) -> dict:
     B, L, V = train_config.batch_size, train_config.seq_len, model_config.vocab_size
     generator = np.random.default_rng(args.seed)
     tokens = torch.from_numpy(generator.integers(0, V, (B, L + 1), dtype=np.int64))
+    tokens = tokens.to(device)
     inputs, targets = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
-    positions = torch.arange(L).expand(B, L)
-    weights = torch.ones(B, L)
+    positions = torch.arange(L, device=device).expand(B, L)
+    weights = torch.ones(B, L, device=device)
     init_s = time.perf_counter() - start
 
     forward = torch.compile(model) if args.compile else model
 
     def step() -> float:
-        logits = forward(input_ids=inputs, position_ids=positions).logits.float()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            logits = forward(input_ids=inputs, position_ids=positions).logits.float()
         losses = F.cross_entropy(logits.view(-1, V), targets.view(-1), reduction="none")
         loss = (losses * weights.view(-1)).sum() / weights.sum().clamp(min=1.0)
         optimizer.zero_grad(set_to_none=True)

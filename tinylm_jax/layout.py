@@ -55,3 +55,8 @@ def last_values(records: list[dict], key: str) -> dict[int, float]:
 def is_trained(workdir: epath.PathLike) -> bool:
     """Whether `tinylm train` has configured and logged the run in `workdir`."""
     return config_file(workdir).exists() and metrics_file(workdir).exists()
+
+
+def tensorboard_dir(workdir: epath.PathLike) -> epath.Path:
+    """`WORKDIR/tensorboard/`: TensorBoard events and `--profile_steps` traces."""
+    return epath.Path(workdir) / "tensorboard"

@@ -62,3 +62,11 @@ def workdir_run_config(args: argparse.Namespace):
     from tinylm_jax.workdir.load import config_path
 
     return run_config(args, workdir_config=config_path(args.workdir))
+
+
+def use_compilation_cache(config) -> None:
+    """Turns on JAX's persistent compilation cache for a command that compiles (train, eval,
+    score, sample, bench): see `tinylm_jax.engine.compilation_cache`."""
+    from tinylm_jax.engine import compilation_cache
+
+    compilation_cache.enable(config.train, config.data)

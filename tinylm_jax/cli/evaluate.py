@@ -32,6 +32,7 @@ def add_eval(commands) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     config = common.workdir_run_config(args)
+    common.use_compilation_cache(config)
     from tinylm_jax.workdir.load import evaluate_workdir
 
     print(json.dumps(evaluate_workdir(config, args.workdir, args.eval_steps, args.task)))
@@ -59,6 +60,7 @@ def add_score(commands) -> None:
 def cmd_score(args: argparse.Namespace) -> int:
     common.initialize_distributed(args)
     config = common.workdir_run_config(args)
+    common.use_compilation_cache(config)
     from tinylm_jax.workdir.load import write_workdir_scores
 
     summary = write_workdir_scores(config, args.workdir, args.split, args.out, args.batch_size)
@@ -101,6 +103,7 @@ def add_sample(commands) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     config = common.workdir_run_config(args)
+    common.use_compilation_cache(config)
     from tinylm_jax.config.sampling import SamplingConfig
     from tinylm_jax.workdir.load import sample_workdir
 

@@ -30,6 +30,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     stats = model_stats(config.model, args.seq_len or config.train.seq_len).as_dict()
     stats["optimizer"] = config.optimizer.name
     stats["optimizer_state_bytes"] = optimizer_state_bytes(config)
+    import jax
+
+    # 'auto' resolves on the backend this process sees (bfloat16 on GPU/TPU, float32 on CPU).
+    stats["compute_dtype"] = config.model.resolved_dtype
+    stats["platform"] = jax.default_backend()
     if not args.json:
         print(format_stats(stats))
         return 0
@@ -73,5 +78,10 @@ def format_stats(stats: dict) -> str:
             f"+ {stats.get('optimizer', 'adamw')} state",
             (stats["param_bytes"] + stats.get("optimizer_state_bytes", stats["adam_state_bytes"]))
             / gib,
+        )
+        + (
+            f"\ncompute dtype     {stats['compute_dtype']:>16}  (on {stats['platform']})"
+            if "compute_dtype" in stats
+            else ""
         )
     )

@@ -30,6 +30,12 @@ def add_train(commands) -> None:
         default=15,
         help="multi-process: a peer silent this long is dead; the others stop (exit 75)",
     )
+    parser.add_argument(
+        "--profile_steps",
+        default=None,
+        help="A:B: a jax.profiler trace of the steps after step A up to step B, into "
+        "WORKDIR/tensorboard (TensorBoard's profile plugin opens it)",
+    )
     parser.set_defaults(fn=cmd_train)
 
 
@@ -41,6 +47,7 @@ def cmd_train(args: argparse.Namespace, hooks=None) -> int:
         raise ConfigError("tinylm train needs --workdir=DIR (the run directory)")
     common.initialize_distributed(args, heartbeat_timeout_seconds=args.heartbeat_timeout_seconds)
     config = _config(args)
+    common.use_compilation_cache(config)
     from tinylm_jax.train.faults import (
         PEER_LOST_EXIT_CODE,
         PREEMPTED_EXIT_CODE,
@@ -48,13 +55,16 @@ def cmd_train(args: argparse.Namespace, hooks=None) -> int:
         Preempted,
     )
     from tinylm_jax.train.loop import train
+    from tinylm_jax.train.profile import parse_steps
+
+    profile_steps = parse_steps(args.profile_steps)  # a bad spec fails before any work
 
     if config.data.tokenizer is not None:
         from tinylm_jax.data.tokenizer import load_tokenizer
 
         load_tokenizer(config.data.tokenizer)  # a bad tokenizer fails before data preparation
     try:
-        train(config, args.workdir, hooks)
+        train(config, args.workdir, hooks, profile_steps)
     except Preempted as preempted:
         print(f"tinylm train: {preempted}", file=sys.stderr)
         return PREEMPTED_EXIT_CODE

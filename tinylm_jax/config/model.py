@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import jax
 import jax.numpy as jnp
 
 from tinylm_jax.errors import ConfigError
@@ -12,6 +13,15 @@ from tinylm_jax.errors import ConfigError
 ACTIVATIONS = ("swiglu", "geglu", "gelu", "relu")
 REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+# 'auto' computes in bfloat16 where the matmul units are bf16 (GPU, TPU) and in float32 on CPU,
+# whose XLA backend has no faster bf16 path for the step; parameters stay in `param_dtype`.
+AUTO_DTYPES = {"gpu": "bfloat16", "cuda": "bfloat16", "rocm": "bfloat16", "tpu": "bfloat16"}
+# float16's 5 exponent bits underflow small gradients unless the loss is scaled (Micikevicius et
+# al., arXiv 1710.03740, section 3.2); tinylm has no loss scaling, so it refuses float16.
+FLOAT16_REFUSAL = (
+    "float16 needs dynamic loss scaling, which tinylm does not implement; use 'bfloat16' "
+    "(the same speed on GPU/TPU, float32's exponent range) or 'auto'"
+)
 INPUT_EMBEDDINGS = ("tokens", "byte_pooled")
 OUTPUT_HEADS = ("tokens", "bytes")
 FFN_SHARING = ("none", "all")
@@ -55,7 +65,7 @@ class ModelConfig:
     rope_theta: float = 10000.0
     tie_embeddings: bool = False
     max_seq_len: int = 2048
-    dtype: str = "float32"
+    dtype: str = "auto"
     param_dtype: str = "float32"
     init_std: float = 0.02
     scale_init_by_depth: bool = False
@@ -104,9 +114,13 @@ class ModelConfig:
             fail("attention_block_size", f"must be positive, got {self.attention_block_size}")
         if self.remat not in REMAT_POLICIES:
             fail("remat", f"{self.remat!r} is not one of {REMAT_POLICIES}")
+        if self.dtype != "auto" and self.dtype not in DTYPES:
+            fail("dtype", f"{self.dtype!r} is not one of {('auto', *DTYPES)}")
+        if self.param_dtype not in DTYPES:
+            fail("param_dtype", f"{self.param_dtype!r} is not one of {tuple(DTYPES)}")
         for name in ("dtype", "param_dtype"):
-            if getattr(self, name) not in DTYPES:
-                fail(name, f"{getattr(self, name)!r} is not one of {tuple(DTYPES)}")
+            if getattr(self, name) == "float16":
+                fail(name, FLOAT16_REFUSAL)
         if self.ffn_dim is None and (self.ffn_ratio <= 0 or self.ffn_multiple_of <= 0):
             fail(
                 "ffn_ratio", "ffn_ratio and ffn_multiple_of must be positive when ffn_dim is unset"
@@ -180,8 +194,13 @@ class ModelConfig:
         return self.activation in ("swiglu", "geglu")
 
     @property
+    def resolved_dtype(self) -> str:
+        """The compute dtype's name on this process's default backend ('auto' resolved)."""
+        return resolve_dtype(self.dtype, jax.default_backend())
+
+    @property
     def compute_dtype(self) -> jnp.dtype:
-        return DTYPES[self.dtype]
+        return DTYPES[self.resolved_dtype]
 
     @property
     def weight_dtype(self) -> jnp.dtype:
@@ -189,3 +208,11 @@ class ModelConfig:
 
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
+
+
+def resolve_dtype(dtype: str, platform: str) -> str:
+    """`ModelConfig.dtype` on `platform` (a JAX backend name): 'auto' is bfloat16 on GPU and
+    TPU, float32 elsewhere (CPU); any other name is itself."""
+    if dtype != "auto":
+        return dtype
+    return AUTO_DTYPES.get(platform, "float32")

@@ -32,6 +32,10 @@ class TrainConfig:
     `train_tokens`, a token budget, is the alternative to `num_steps`: the run takes
     ceil(train_tokens / (batch_size * seq_len)) steps. Set one: with a budget, `num_steps`
     must be None (which gin binds when no config sets it) or equal that count.
+
+    `compilation_cache`: JAX's persistent compilation cache directory (None: under the data
+    dir, or `$JAX_COMPILATION_CACHE_DIR` when set; 'off' disables it;
+    `$TINYLM_COMPILATION_CACHE` overrides this field; `tinylm_jax.engine.compilation_cache`).
     """
 
     num_steps: int = 1000
@@ -51,6 +55,7 @@ class TrainConfig:
     rollback_skip_batches: int = 200
     max_rollbacks: int = 3
     train_tokens: int | None = None
+    compilation_cache: str | None = None
 
     def __post_init__(self) -> None:
         self._resolve_num_steps()

@@ -49,8 +49,28 @@ def next_token_logits(model: Transformer, outputs: jax.Array) -> jax.Array:
     return outputs[:, -1]
 
 
+def prefill(
+    model: Transformer, params: dict, tokens_BP: jax.Array, pad_B: jax.Array, length: int
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """(logits of the left-padded prompts `tokens_BP`, a KV cache of `length` slots holding
+    them): the first half of generation, which `tinylm bench --mode=decode` times alone."""
+    B, P = tokens_BP.shape
+    valid_BS = jnp.arange(length)[None, :] >= pad_B[:, None]
+    positions_BP = jnp.maximum(jnp.arange(P)[None, :] - pad_B[:, None], 0)
+    cache = init_kv_cache(model.config, B, length)
+    # With a kv_cache the model returns (logits, cache); apply() is typed for the general case.
+    return model.apply(  # type: ignore[return-value]
+        {"params": params},
+        tokens_BP,
+        positions_BP,
+        kv_cache=cache,
+        cache_index=jnp.int32(0),
+        kv_valid_BS=valid_BS,
+    )
+
+
 @functools.partial(jax.jit, static_argnames=("model", "config", "eos_id"))
-def _generate(
+def generate_ids(
     model: Transformer,
     params: dict,
     tokens_BP: jax.Array,
@@ -59,24 +79,15 @@ def _generate(
     config: SamplingConfig,
     eos_id: int,
 ) -> jax.Array:
-    """Completion ids [B, max_new_tokens] (EOS-filled after each row's first EOS).
+    """Completion ids [B, max_new_tokens] of left-padded prompts (EOS-filled after each row's
+    first EOS; an `eos_id` outside the vocabulary, e.g. -1, generates all of them).
 
     `config.seed` is ignored (it is 0 here so that seeds share one compilation); `seed` is used.
     """
     B, P = tokens_BP.shape
     S = P + config.max_new_tokens
     valid_BS = jnp.arange(S)[None, :] >= pad_B[:, None]
-    positions_BP = jnp.maximum(jnp.arange(P)[None, :] - pad_B[:, None], 0)
-    cache = init_kv_cache(model.config, B, S)
-    # With a kv_cache the model returns (logits, cache); apply() is typed for the general case.
-    logits, cache = model.apply(  # type: ignore[misc, assignment]
-        {"params": params},
-        tokens_BP,
-        positions_BP,
-        kv_cache=cache,
-        cache_index=jnp.int32(0),
-        kv_valid_BS=valid_BS,
-    )
+    logits, cache = prefill(model, params, tokens_BP, pad_B, S)
     rng = jax.random.key(seed)
     first = sample_logits(next_token_logits(model, logits), jax.random.fold_in(rng, 0), config)
     out_BN = jnp.zeros((B, config.max_new_tokens), jnp.int32).at[:, 0].set(first)
@@ -130,7 +141,7 @@ def generate(
         tokens[row, pads[row] :] = prompt
     static = dataclasses.replace(config, seed=0)
     out = np.asarray(
-        _generate(
+        generate_ids(
             model, params, jnp.asarray(tokens), jnp.asarray(pads), config.seed, static, eos_id
         )
     )

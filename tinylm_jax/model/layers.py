@@ -16,7 +16,7 @@ from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.model.attention import causal_attention, document_mask, resolve_implementation
 
 Array = jax.Array
-KVCache = tuple[Array, Array]  # (k_BSKH, v_BSKH) of one layer; S is the cache length
+KVCache = tuple[Array, Array]  # (k_BKSH, v_BKSH) of one layer; S is the cache length
 
 
 def _normal(std: float, axes: tuple[str, ...]):
@@ -84,6 +84,20 @@ def decode_mask(segment_ids_BL: Array | None, kv_valid_BS: Array | None) -> Arra
     return mask
 
 
+def cached_attention(q_BLNH: Array, k_BKSH: Array, v_BKSH: Array, mask_B1LS: Array) -> Array:
+    """Softmax attention of queries [B, L, N, H] over a head-major KV cache [B, K, S, H]
+    (grouped: query head n reads KV head n // (N // K)), float32 scores and softmax."""
+    B, L, N, H = q_BLNH.shape
+    K = k_BKSH.shape[1]
+    q_BKGLH = q_BLNH.reshape(B, L, K, N // K, H).transpose(0, 2, 3, 1, 4)
+    scores = jnp.einsum("bkglh,bksh->bkgls", q_BKGLH, k_BKSH.astype(q_BLNH.dtype))
+    scores = scores.astype(jnp.float32) / jnp.sqrt(jnp.float32(H))
+    scores = jnp.where(mask_B1LS[:, :, None], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(q_BLNH.dtype)
+    out_BKGLH = jnp.einsum("bkgls,bksh->bkglh", probs, v_BKSH.astype(q_BLNH.dtype))
+    return out_BKGLH.transpose(0, 3, 1, 2, 4).reshape(B, L, N, H)
+
+
 class Attention(nn.Module):
     config: ModelConfig
 
@@ -122,22 +136,22 @@ class Attention(nn.Module):
                 q_BLNH, k_BLKH, v_BLKH, segment_ids_BL, implementation, cfg.attention_block_size
             )
         else:
-            # Decoding: write this chunk at cache_index and attend over the filled prefix.
-            k_BSKH = jax.lax.dynamic_update_slice_in_dim(
-                kv_cache[0], k_BLKH.astype(kv_cache[0].dtype), cache_index, axis=1
+            # Decoding: write this chunk at cache_index and attend over the filled prefix. The
+            # cache is head-major ([B, K, S, H]), the layout the score and value matmuls read,
+            # so a step writes its one slot in place instead of re-laying-out the whole cache.
+            k_BKSH = jax.lax.dynamic_update_slice_in_dim(
+                kv_cache[0], k_BLKH.transpose(0, 2, 1, 3).astype(kv_cache[0].dtype), cache_index, 2
             )
-            v_BSKH = jax.lax.dynamic_update_slice_in_dim(
-                kv_cache[1], v_BLKH.astype(kv_cache[1].dtype), cache_index, axis=1
+            v_BKSH = jax.lax.dynamic_update_slice_in_dim(
+                kv_cache[1], v_BLKH.transpose(0, 2, 1, 3).astype(kv_cache[1].dtype), cache_index, 2
             )
-            S, L = k_BSKH.shape[1], x_BLD.shape[1]
+            S, L = k_BKSH.shape[2], x_BLD.shape[1]
             visible_LS = jnp.arange(S)[None, :] <= (cache_index + jnp.arange(L))[:, None]
             mask = visible_LS[None, None]
             if mask_B1LS is not None:
                 mask = jnp.logical_and(mask, mask_B1LS)
-            out_BLNH = jax.nn.dot_product_attention(
-                q_BLNH, k_BSKH.astype(q_BLNH.dtype), v_BSKH.astype(q_BLNH.dtype), mask=mask
-            )
-            kv_cache = (k_BSKH, v_BSKH)
+            out_BLNH = cached_attention(q_BLNH, k_BKSH, v_BKSH, mask)
+            kv_cache = (k_BKSH, v_BKSH)
 
         # Collected only when 'intermediates' is mutable (importance for inheritance).
         self.sow("intermediates", "heads_BLNH", out_BLNH)

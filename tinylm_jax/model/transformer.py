@@ -32,7 +32,7 @@ from tinylm_jax.model.layers import (
 
 Array = jax.Array
 # The stacked decoding cache [n_layers, B, S, K, H]: batch and kv heads shard like activations.
-KV_CACHE_AXES = ("layers", "act_batch", "act_length", "act_kv_heads", None)
+KV_CACHE_AXES = ("layers", "act_batch", "act_kv_heads", "act_length", None)
 
 
 def _remat_policy(name: str):
@@ -60,7 +60,7 @@ class Transformer(nn.Module):
         """Returns float32 logits [B, L, V] (with `output_head='bytes'`, logits over the next
         token's byte symbols [B, L, T, S]) and, when decoding, the updated stacked KV cache.
 
-        `kv_cache` is (k, v), each [n_layers, B, S, K, H], from `init_kv_cache`; tokens are
+        `kv_cache` is (k, v), each [n_layers, B, K, S, H], from `init_kv_cache`; tokens are
         written at `cache_index`. `kv_valid_BS` masks key slots out (e.g. left padding).
 
         `return_hidden`: return (x_BLD, head_DV) — the final-normed hidden states and the token
@@ -189,7 +189,8 @@ def head_logits(x_BLD: Array, head_DV: Array) -> Array:
 def init_kv_cache(
     config: ModelConfig, batch: int, length: int, dtype: jnp.dtype | None = None
 ) -> KVCache:
-    """Zeroed stacked KV cache [n_layers, B, S, K, H] for `Transformer` decoding."""
-    shape = (config.n_layers, batch, length, config.resolved_n_kv_heads, config.resolved_head_dim)
+    """Zeroed stacked KV cache [n_layers, B, K, S, H] (head-major, as decoding reads it) for
+    `Transformer` decoding."""
+    shape = (config.n_layers, batch, config.resolved_n_kv_heads, length, config.resolved_head_dim)
     dtype = dtype or config.compute_dtype
     return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)

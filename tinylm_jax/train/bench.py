@@ -156,11 +156,43 @@ def _time_steps(step_fn, state, batch, steps: int):
     return state, np.asarray(times), loss
 
 
-def bench(config: RunConfig, steps: int = 20, warmup_steps: int = 2, seed: int = 0) -> BenchResult:
-    """Benchmarks the train step of `config` (model, train, mesh, optimizer)."""
+def _timed_steps(step_fn, state, batch, steps: int, profile, log_dir: str):
+    """`_time_steps` over `steps` steps, tracing steps A+1..B of them when `profile` is (A, B);
+    returns (state, per-step intervals, elapsed seconds, last loss)."""
+    bounds = [0, *(profile or ()), steps]
+    intervals, elapsed, loss = [], 0.0, float("nan")
+    for i, (begin, end) in enumerate(zip(bounds, bounds[1:], strict=False)):
+        if end == begin:
+            continue
+        traced = profile is not None and i == 1
+        if traced:
+            jax.profiler.start_trace(log_dir)
+        state, times, loss = _time_steps(step_fn, state, batch, end - begin)
+        if traced:
+            jax.profiler.stop_trace()
+        intervals.append(np.diff(times))
+        elapsed += times[-1] - times[0]
+    return state, np.concatenate(intervals), elapsed, loss
+
+
+def bench(
+    config: RunConfig,
+    steps: int = 20,
+    warmup_steps: int = 2,
+    seed: int = 0,
+    profile: tuple[int, int] | None = None,
+    profile_dir: str = "tensorboard",
+) -> BenchResult:
+    """Benchmarks the train step of `config` (model, train, mesh, optimizer); `profile` (A, B)
+    traces timed steps A+1..B into `profile_dir` (their times then include the tracing)."""
     if steps < 1 or warmup_steps < 0:
         raise ConfigError(
             f"tinylm bench needs --steps >= 1 and --warmup_steps >= 0; got {steps}, {warmup_steps}"
+        )
+    if profile is not None and profile[1] > steps:
+        raise ConfigError(
+            f"--profile_steps={profile[0]}:{profile[1]} goes past the {steps} timed steps; "
+            f"raise --steps to at least {profile[1]}"
         )
     # Synthetic batches need no tokenizer; a byte-level model's step costs the same whatever
     # its byte table holds, so a blank one of the right shape times it.
@@ -179,10 +211,10 @@ def bench(config: RunConfig, steps: int = 20, warmup_steps: int = 2, seed: int =
 
         if warmup_steps:
             state, _, _ = _time_steps(compiled, state, batch, warmup_steps)
-        state, times, loss = _time_steps(compiled, state, batch, steps)
+        state, intervals, elapsed, loss = _timed_steps(
+            compiled, state, batch, steps, profile, profile_dir
+        )
 
-    intervals = np.diff(times)
-    elapsed = times[-1] - times[0]
     tokens_per_step = tc.tokens_per_step
     tps = steps * tokens_per_step / elapsed
     flops = flops_per_token(config.model, tc.seq_len)

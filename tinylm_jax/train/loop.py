@@ -56,6 +56,7 @@ from tinylm_jax.train.metrics import (
     train_summary,
 )
 from tinylm_jax.train.prefetch import DevicePrefetcher
+from tinylm_jax.train.profile import profile_hook
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +77,10 @@ class TrainHooks:
 
 
 def train(
-    config: RunConfig, workdir: str | epath.PathLike, faults: TrainHooks | None = None
+    config: RunConfig,
+    workdir: str | epath.PathLike,
+    faults: TrainHooks | None = None,
+    profile_steps: tuple[int, int] | None = None,
 ) -> dict[str, float]:
     """Trains (or resumes) `config` in `workdir`; returns the last logged and eval metrics.
 
@@ -84,7 +88,8 @@ def train(
     as an uninterrupted run on the same mesh). Without one, starts from
     `CheckpointConfig.init_from`'s params if set, else from a fresh init. Raises `Preempted`
     after saving when SIGTERM arrives, FloatingPointError on a non-finite loss or gradient
-    (its step is never saved).
+    (its step is never saved). `profile_steps` (A, B) traces steps A+1..B with jax.profiler
+    into the workdir's TensorBoard dir.
     """
     workdir = epath.Path(workdir)
     data = prepare_data_once(config.data, config.train.seq_len)
@@ -101,6 +106,8 @@ def train(
     rollbacks = rollback_lib.Rollbacks(config.train)
     if config.train.on_nonfinite == "rollback":
         hooks.add_part("rollbacks", rollbacks)
+    if profile_steps is not None:
+        hooks.add(profile_hook(profile_steps, str(layout.tensorboard_dir(workdir))))
     manager = ckpt.make_manager(workdir, config.checkpoint, extras=hooks.part_names)
     progress = faults_lib.Progress()
     hooks.add(progress)
@@ -376,7 +383,8 @@ def _train_loop(
     if primary:
         print(
             f"training {tc.num_steps} steps from step {start_step} on "
-            f"{jax.device_count()} device(s), mesh {dict(run.mesh.shape)}",
+            f"{jax.device_count()} device(s), mesh {dict(run.mesh.shape)}, compute dtype "
+            f"{run.config.model.resolved_dtype} (params {run.config.model.param_dtype})",
             flush=True,
         )
         print(schedule.describe(), flush=True)
