@@ -13,7 +13,7 @@ from tinylm_jax.engine.state import init_state
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.eval.heldout import evaluate
-from tinylm_jax.train import loop
+from tinylm_jax.train import loop, run_data
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +26,9 @@ def test_an_empty_validation_split_fails_before_the_first_step(tiny, gin_clean):
     config, data = tiny
     no_validation = pipeline.PreparedData(data.tokenizer, data.train, [], 32, data.stats)
     with pytest.raises(ConfigError, match="validation split .* is empty.*eval_steps = 0"):
-        loop.check_data(no_validation, config)
+        run_data.check_data(no_validation, config)
     quiet = config.replace(train=dataclasses.replace(config.train, eval_steps=0))
-    loop.check_data(no_validation, quiet)  # no eval, no problem
+    run_data.check_data(no_validation, quiet)  # no eval, no problem
 
 
 def test_data_seed_orders_the_data_apart_from_the_init_seed(tiny):
@@ -36,7 +36,7 @@ def test_data_seed_orders_the_data_apart_from_the_init_seed(tiny):
 
     def first_ids(**changes):
         tc = dataclasses.replace(config.train, **changes)
-        return next(loop.make_train_iterator(data, tc))["ids"].tolist()
+        return next(run_data.make_train_iterator(data, tc))["ids"].tolist()
 
     assert first_ids(seed=0, data_seed=7) == first_ids(seed=1, data_seed=7)  # init seed alone
     assert first_ids(seed=0, data_seed=5) != first_ids(seed=0)
