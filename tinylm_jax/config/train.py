@@ -22,6 +22,8 @@ class TrainConfig:
     `eval_batch_size` is the global batch of held-out eval and task scoring (None:
     `batch_size // microbatches`, the largest batch a train step runs at once).
     `prefetch_batches` batches are read and put on the devices ahead of the step by a thread.
+    `trackers`: where metrics go besides `metrics.jsonl` and stdout ('tensorboard', 'wandb';
+    the `wandb` extra); `tracker_group` groups runs in W&B (sweeps and ladders set it).
     """
 
     num_steps: int = 1000
@@ -36,6 +38,8 @@ class TrainConfig:
     data_seed: int | None = None
     eval_batch_size: int | None = None
     prefetch_batches: int = 2
+    trackers: tuple[str, ...] = ("tensorboard",)
+    tracker_group: str | None = None
 
     def __post_init__(self) -> None:
         if self.data_sharding not in ("global", "process"):
@@ -58,6 +62,7 @@ class TrainConfig:
             raise ConfigError(
                 f"TrainConfig.eval_batch_size must be positive; got {self.eval_batch_size}"
             )
+        _check_trackers(self.trackers)
 
     @property
     def resolved_data_seed(self) -> int:
@@ -72,6 +77,19 @@ class TrainConfig:
     @property
     def tokens_per_step(self) -> int:
         return self.batch_size * self.seq_len
+
+
+TRACKERS = ("tensorboard", "wandb")
+
+
+def _check_trackers(trackers) -> None:
+    if isinstance(trackers, str) or not set(trackers) <= set(TRACKERS):
+        raise ConfigError(
+            f"TrainConfig.trackers must be a tuple drawn from {TRACKERS}, e.g. "
+            f"('tensorboard', 'wandb'); got {trackers!r}"
+        )
+    if len(set(trackers)) != len(trackers):
+        raise ConfigError(f"TrainConfig.trackers names a tracker twice: {trackers!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,6 +36,7 @@ from tinylm_jax.model.counting import flops_per_token
 from tinylm_jax.parallel.batch import global_batch_to_devices, to_global
 from tinylm_jax.parallel.distributed import PreemptionWatcher
 from tinylm_jax.train import rounds as rounds_part
+from tinylm_jax.train import trackers
 from tinylm_jax.train.hooks import Hook, Hooks, StepInfo, SwitchableIterator, on_step
 from tinylm_jax.train.metrics import (
     FiniteGuard,
@@ -87,6 +88,7 @@ def train(
     (its step is never saved).
     """
     workdir = epath.Path(workdir)
+    trackers.check_available(config.train.trackers)  # before the data and the compile
     data = prepare_data_once(config.data, config.train.seq_len)
     check_data(data, config)
     run = build_run(config, token_bytes_for(config.model, data.tokenizer))
@@ -382,7 +384,8 @@ def _train_loop(
         print(schedule.describe(), flush=True)
     run_start = time.perf_counter()
     last: dict[str, float] = {}
-    writer = MetricsWriter(workdir, primary)
+    chosen = trackers.make_trackers(workdir, run.config) if primary else []
+    writer = MetricsWriter(workdir, primary, trackers=chosen)
     batches = DevicePrefetcher(
         source, functools.partial(batch_to_devices, run=run), tc.prefetch_batches
     )
