@@ -170,3 +170,7 @@ def test_unknown_task_and_missing_workdir_exit_2(trained, tasks, tmp_path, capsy
     args = ["lm-eval", f"--workdir={trained}", "--tasks=tiny_mc,no_such_task"]
     assert cli.main(args + [f"--include_path={tasks}"]) == 2
     assert "unknown lm-eval task(s) ['no_such_task']" in capsys.readouterr().err
+    argv = ["--model", "tinylm", "--model_args", f"workdir={tmp_path}", "--tasks", "tiny_mc"]
+    with pytest.raises(SystemExit) as exited:
+        harness_main(argv + ["--include_path", str(tasks)])
+    assert exited.value.code == 2 and "config.gin not found" in capsys.readouterr().err

@@ -97,18 +97,21 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
 
 def harness_main(argv: list[str] | None = None) -> None:
     """The harness's own command line (`lm_eval ...`) with the `tinylm` model registered."""
-    from tinylm_jax.errors import ConfigError
+    from tinylm_jax.errors import ConfigError, DataError
 
+    saved = sys.argv
+    if argv is not None:  # the harness's parser reads (and edits) sys.argv itself
+        sys.argv = [saved[0], *argv]
     try:
         _import_adapter()
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    from lm_eval.__main__ import cli_evaluate
+        from lm_eval.__main__ import cli_evaluate
 
-    if argv is not None:
-        sys.argv = [sys.argv[0], *argv]
-    cli_evaluate()
+        cli_evaluate()
+    except (ConfigError, DataError) as error:  # a bad workdir or config: what and how to fix
+        print(f"lm_eval: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        sys.argv = saved
 
 
 def _import_adapter() -> None:
