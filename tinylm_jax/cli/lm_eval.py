@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 
 def add_lm_eval(commands) -> None:
@@ -26,7 +25,7 @@ def add_lm_eval(commands) -> None:
         "--include_path", default=None, help="a directory of extra task YAMLs for the harness"
     )
     parser.add_argument(
-        "--num_fewshot", type=int, default=None, help="few-shot examples (default: the task's)"
+        "--num_fewshot", type=int, default=None, help="few-shot examples; None: the task's own"
     )
     parser.add_argument(
         "--limit", type=float, default=None, help="examples per task (a fraction if < 1)"
@@ -35,8 +34,8 @@ def add_lm_eval(commands) -> None:
         "--batch_size",
         type=int,
         default=None,
-        help="requests per batch, rounded up to the batch devices "
-        "(default: TrainConfig.eval_batch_size)",
+        help="requests per batch, rounded up to the batch devices; "
+        "None: TrainConfig.eval_batch_size",
     )
     parser.add_argument(
         "--log_samples", action="store_true", help="keep every request's output in the JSON"
@@ -87,6 +86,8 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
     )
     if results is None or jax.process_index() != 0:  # every process ran; one writes
         return 0
+    import time
+
     stamp = time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime())
     out = layout.lm_eval_results_file(args.workdir, stamp)
     out.parent.mkdir(parents=True, exist_ok=True)
