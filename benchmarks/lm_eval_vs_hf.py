@@ -25,18 +25,15 @@ def write_tasks(root: Path, items: int, docs: int, seed: int = 0) -> None:
     rng = random.Random(seed)
     files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))[: max(docs, 40)]
     lines = [ln.strip() for f in files for ln in f.read_text(errors="ignore").splitlines()]
-    lines = [ln for ln in lines if 20 <= len(ln) <= 80]
+    # Lines cut at a space: the context, then choices that start with a space (no choice
+    # merges into the context's last token, which `--model hf` cannot score).
+    lines = [ln for ln in lines if 20 <= len(ln) <= 80 and " " in ln[8:]]
     rows = []
     for _ in range(items):
         picked = rng.sample(lines, 4)
-        cut = len(picked[0]) // 2
-        rows.append(
-            {
-                "context": picked[0][:cut],
-                "choices": [picked[0][cut:]] + [p[cut:] or p for p in picked[1:]],
-                "answer": 0,
-            }
-        )
+        cuts = [ln.index(" ", 8) for ln in picked]
+        choices = [ln[cut:] for ln, cut in zip(picked, cuts, strict=True)]
+        rows.append({"context": picked[0][: cuts[0]], "choices": choices, "answer": 0})
     (root / "mc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     texts = [f.read_text(errors="ignore")[:2000] for f in files[:docs]]
     (root / "ppl.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
