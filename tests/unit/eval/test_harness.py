@@ -40,6 +40,7 @@ def _apply(model, params, tokens):
     return model.apply({"params": params}, tokens)
 
 
+@pytest.mark.slow  # compiles the scoring steps on 8 devices: 10-35 s on the shared 2 cores
 def test_loglikelihoods_and_greedy_match_a_direct_forward_pass(run_and_params):
     run, params = run_and_params
     rng = np.random.default_rng(0)
