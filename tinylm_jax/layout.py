@@ -15,6 +15,8 @@ CONFIG_FILE = "config.gin"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
 INHERITANCE_FILE = "inheritance.json"
+LM_EVAL_DIR = "lm_eval"
+WANDB_ID_FILE = "wandb_run_id"
 
 
 def config_file(workdir: epath.PathLike) -> epath.Path:
@@ -36,6 +38,17 @@ def checkpoints_dir(workdir: epath.PathLike) -> epath.Path:
 def inheritance_file(workdir: epath.PathLike) -> epath.Path:
     """`WORKDIR/inheritance.json`: the report `tinylm inherit` leaves in a child workdir."""
     return epath.Path(workdir) / INHERITANCE_FILE
+
+
+def lm_eval_results_file(workdir: epath.PathLike, stamp: str) -> epath.Path:
+    """`WORKDIR/lm_eval/results_<stamp>.json`: one `tinylm lm-eval` run's results (the
+    harness's own file name, so its tools read it)."""
+    return epath.Path(workdir) / LM_EVAL_DIR / f"results_{stamp}.json"
+
+
+def wandb_id_file(workdir: epath.PathLike) -> epath.Path:
+    """`WORKDIR/wandb_run_id`: the W&B run a resumed run keeps logging to."""
+    return epath.Path(workdir) / WANDB_ID_FILE
 
 
 def read_metrics(workdir: epath.PathLike) -> list[dict]:

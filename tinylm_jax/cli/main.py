@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "export-hf": "tinylm_jax.cli.interop:add_export_hf",
     "import-hf": "tinylm_jax.cli.interop:add_import_hf",
     "inherit": "tinylm_jax.cli.inherit:add_inherit",
+    "lm-eval": "tinylm_jax.cli.lm_eval:add_lm_eval",
 }
 
 

@@ -36,6 +36,9 @@ class TrainConfig:
     `compilation_cache`: JAX's persistent compilation cache directory (None: under the data
     dir, or `$JAX_COMPILATION_CACHE_DIR` when set; 'off' disables it;
     `$TINYLM_COMPILATION_CACHE` overrides this field; `tinylm_jax.engine.compilation_cache`).
+
+    `trackers`: where metrics go besides `metrics.jsonl` and stdout ('tensorboard', 'wandb';
+    the `wandb` extra); `tracker_group` groups runs in W&B (sweeps and ladders set it).
     """
 
     num_steps: int = 1000
@@ -56,6 +59,8 @@ class TrainConfig:
     max_rollbacks: int = 3
     train_tokens: int | None = None
     compilation_cache: str | None = None
+    trackers: tuple[str, ...] = ("tensorboard",)
+    tracker_group: str | None = None
 
     def __post_init__(self) -> None:
         self._resolve_num_steps()
@@ -88,6 +93,7 @@ class TrainConfig:
             raise ConfigError(
                 f"TrainConfig.eval_batch_size must be positive; got {self.eval_batch_size}"
             )
+        _check_trackers(self.trackers)
 
     def _resolve_num_steps(self) -> None:
         if self.train_tokens is None:
@@ -125,6 +131,19 @@ class TrainConfig:
     @property
     def tokens_per_step(self) -> int:
         return self.batch_size * self.seq_len
+
+
+TRACKERS = ("tensorboard", "wandb")
+
+
+def _check_trackers(trackers) -> None:
+    if isinstance(trackers, str) or not set(trackers) <= set(TRACKERS):
+        raise ConfigError(
+            f"TrainConfig.trackers must be a tuple drawn from {TRACKERS}, e.g. "
+            f"('tensorboard', 'wandb'); got {trackers!r}"
+        )
+    if len(set(trackers)) != len(trackers):
+        raise ConfigError(f"TrainConfig.trackers names a tracker twice: {trackers!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -125,11 +125,15 @@ def generate(
     config: SamplingConfig,
     eos_id: int,
     pad_id: int = 0,
+    prompt_width: int | None = None,
 ) -> list[list[int]]:
-    """Completion ids per prompt, cut at (and excluding) the first EOS."""
+    """Completion ids per prompt, cut at (and excluding) the first EOS.
+
+    Prompts are left-padded to the longest, or to `prompt_width` when that is longer (a caller
+    bucketing widths compiles a few shapes instead of one per prompt length)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ConfigError("every prompt needs at least one token (encode with a BOS token)")
-    longest = max(len(p) for p in prompts)
+    longest = max([len(p) for p in prompts] + [prompt_width or 0])
     if longest + config.max_new_tokens > model.config.max_seq_len:
         raise ConfigError(
             f"prompt ({longest} tokens) + --max_new_tokens ({config.max_new_tokens}) "

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import jax
@@ -95,6 +95,22 @@ def loglikelihoods(run: Run, params, requests: Sequence[Request]) -> np.ndarray:
     Requests are sorted by length and right-padded to a power-of-two bucket, so only a few
     shapes compile; each batch holds `TrainConfig.eval_batch_size` requests.
     """
+    lls = np.zeros(len(requests))
+    with run_context(run):
+        for rows, batch in request_batches(run, requests):
+            lls[rows] = jax.device_get(run.score_step(params, batch))[: len(rows)]
+    return lls
+
+
+def request_batches(
+    run: Run, requests: Sequence[Request]
+) -> Iterator[tuple[list[int], dict[str, jax.Array]]]:
+    """(request indices, global batch) pairs covering `requests`, longest first.
+
+    Each batch holds `TrainConfig.eval_batch_size` rows right-padded to a power-of-two length
+    (at most `max_seq_len`); `weights` mark each request's continuation, and a request longer
+    than `max_seq_len + 1` tokens keeps its last ones. Call it inside `run_context(run)`.
+    """
     max_len = run.config.model.max_seq_len
     batch = run.config.train.resolved_eval_batch_size
     for _, continuation in requests:
@@ -107,26 +123,22 @@ def loglikelihoods(run: Run, params, requests: Sequence[Request]) -> np.ndarray:
     order = sorted(range(len(requests)), key=lambda i: -len(sequences[i]))
     process_rows = batch // jax.process_count()
     first_row = jax.process_index() * process_rows
-    lls = np.zeros(len(requests))
-    with run_context(run):
-        for start in range(0, len(order), batch):
-            rows = order[start : start + batch]
-            length = min(max_len, 1 << (len(sequences[rows[0]]) - 2).bit_length())
-            host = {
-                k: np.zeros((batch, length), np.int32) for k in ("inputs", "targets", "segment_ids")
-            }
-            host["weights"] = np.zeros((batch, length), np.float32)
-            host["positions"] = np.broadcast_to(np.arange(length, dtype=np.int32), (batch, length))
-            for r, i in enumerate(rows):
-                seq, n = sequences[i], len(requests[i][1])
-                host["inputs"][r, : len(seq) - 1] = seq[:-1]
-                host["targets"][r, : len(seq) - 1] = seq[1:]
-                host["segment_ids"][r, : len(seq) - 1] = 1
-                host["weights"][r, len(seq) - 1 - n : len(seq) - 1] = 1.0
-            local = {k: v[first_row : first_row + process_rows] for k, v in host.items()}
-            ll = jax.device_get(run.score_step(params, to_global(local, run.mesh, run.rules)))
-            lls[rows] = ll[: len(rows)]
-    return lls
+    for start in range(0, len(order), batch):
+        rows = order[start : start + batch]
+        length = min(max_len, 1 << (len(sequences[rows[0]]) - 2).bit_length())
+        host = {
+            k: np.zeros((batch, length), np.int32) for k in ("inputs", "targets", "segment_ids")
+        }
+        host["weights"] = np.zeros((batch, length), np.float32)
+        host["positions"] = np.broadcast_to(np.arange(length, dtype=np.int32), (batch, length))
+        for r, i in enumerate(rows):
+            seq, n = sequences[i], len(requests[i][1])
+            host["inputs"][r, : len(seq) - 1] = seq[:-1]
+            host["targets"][r, : len(seq) - 1] = seq[1:]
+            host["segment_ids"][r, : len(seq) - 1] = 1
+            host["weights"][r, len(seq) - 1 - n : len(seq) - 1] = 1.0
+        local = {k: v[first_row : first_row + process_rows] for k, v in host.items()}
+        yield rows, to_global(local, run.mesh, run.rules)
 
 
 def score_task(run: Run, params, tokenizer: Tokenizer, task: Task) -> dict[str, float]:

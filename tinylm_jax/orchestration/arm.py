@@ -34,18 +34,21 @@ def gin_flags(files: Sequence[str], params: Sequence[str]) -> tuple[str, ...]:
 class Arm:
     """A run configured by gin files then params; `parent` (a trained workdir) makes the arm
     start from `tinylm inherit` instead of random init. Its workdir is given per command (by
-    convention ROOT/NAME)."""
+    convention ROOT/NAME). `group` (the sweep or recipe) becomes the run's
+    `TrainConfig.tracker_group`, which groups its arms in W&B."""
 
     name: str
     gin_files: tuple[str, ...] = ()
     gin_params: tuple[str, ...] = ()
     parent: str | None = None
+    group: str | None = None
 
     def gin_flags(self) -> tuple[str, ...]:
         return gin_flags(self.gin_files, self.gin_params)
 
     def train_args(self, workdir: epath.PathLike) -> tuple[str, ...]:
-        return ("train", f"--workdir={workdir}", *self.gin_flags())
+        group = () if self.group is None else (f"TrainConfig.tracker_group = {self.group!r}",)
+        return ("train", f"--workdir={workdir}", *self.gin_flags(), *gin_flags((), group))
 
     def inherit_args(self, workdir: epath.PathLike, parent: str | None = None) -> tuple[str, ...]:
         parent = parent or self.parent

@@ -123,7 +123,8 @@ def expand(spec: ml_collections.ConfigDict) -> list[Arm]:
             names.add(name)
             params = fixed + base_params + [f"{b} = {gin_value(v)}" for b, v in grid_point]
             files = tuple(spec.get("gin_files") or ())
-            arms.append(Arm(name, files, tuple(params), spec.get("inherit_from")))
+            arm = Arm(name, files, tuple(params), spec.get("inherit_from"), spec.get("name"))
+            arms.append(arm)
     return arms
 
 

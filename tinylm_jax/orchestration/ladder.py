@@ -140,7 +140,8 @@ def _arms(
     def arm(folder_name: str, body: str, tokenizer_path: str, vocab: int) -> Arm:
         files = (f"{folder}/common.gin", f"{folder}/{body}.gin", *user[0])
         params = (f"DataConfig.tokenizer = '{tokenizer_path}'", f"ModelConfig.vocab_size = {vocab}")
-        return Arm(folder_name, files, (*params, *user[1]))
+        group = folder.removeprefix("recipes/").replace("/", "_")  # e.g. pangu_ladder_tiny
+        return Arm(folder_name, files, (*params, *user[1]), group=group)
 
     compact_vocab = settings.compact_vocab
     arms = {

@@ -43,7 +43,8 @@ class Trial:
 
     def command(self, root: epath.PathLike) -> list[str]:
         """`tinylm train` in ROOT/WORKDIR: the arm's gin plus the trial's steps and point."""
-        arm = Arm(self.workdir, self.gin_files, self.gin_params)
+        # ROOT is the sweep's directory, named after it: the trials' group.
+        arm = Arm(self.workdir, self.gin_files, self.gin_params, group=epath.Path(root).name)
         return arm.command(epath.Path(root) / self.workdir)
 
 

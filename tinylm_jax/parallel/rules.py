@@ -70,9 +70,15 @@ def check_divisible(abstract_boxed, mesh: Mesh, rules: Rules) -> None:
                 )
 
 
+def batch_shards(mesh: Mesh, rules: Rules) -> int:
+    """How many ways a batch splits: the product of the mesh axes `act_batch` maps to."""
+    (axes,) = _resolved_axes(("act_batch",), rules)
+    return math.prod(mesh.shape[a] for a in axes)
+
+
 def check_batch_divisible(batch_size: int, mesh: Mesh, rules: Rules, what: str) -> None:
     (axes,) = _resolved_axes(("act_batch",), rules)
-    shards = math.prod(mesh.shape[a] for a in axes)
+    shards = batch_shards(mesh, rules)
     if batch_size % shards:
         raise ConfigError(
             f"{what}={batch_size} is not divisible by the batch mesh axes {axes} of total size "

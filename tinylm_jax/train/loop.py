@@ -34,6 +34,7 @@ from tinylm_jax.parallel.distributed import PreemptionWatcher
 from tinylm_jax.train import faults as faults_lib
 from tinylm_jax.train import rollback as rollback_lib
 from tinylm_jax.train import rounds as rounds_part
+from tinylm_jax.train import trackers
 from tinylm_jax.train.faults import (  # noqa: F401 - Preempted, the exit code: re-exported
     PREEMPTED_EXIT_CODE,
     Preempted,
@@ -93,6 +94,7 @@ def train(
     into the workdir's TensorBoard dir.
     """
     workdir = epath.Path(workdir)
+    trackers.check_available(config.train.trackers)  # before the data and the compile
     data = prepare_data_once(config.data, config.train.seq_len)
     check_data(data, config)
     run = build_run(config, token_bytes_for(config.model, data.tokenizer))
@@ -329,7 +331,8 @@ def _train_loop(
         print(schedule.describe(), flush=True)
     run_start = time.perf_counter()
     last: dict[str, float] = {}
-    writer = MetricsWriter(workdir, primary)
+    chosen = trackers.make_trackers(workdir, run.config) if primary else []
+    writer = MetricsWriter(workdir, primary, trackers=chosen)
     batches = DevicePrefetcher(
         source, functools.partial(batch_to_devices, run=run), tc.prefetch_batches
     )

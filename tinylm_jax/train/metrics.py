@@ -1,5 +1,5 @@
 """Run metrics: peak FLOP/s for MFU, throughput, the finite guard, log lines; the writer for
-stdout, metrics.jsonl and TensorBoard."""
+stdout, metrics.jsonl and the trackers (TensorBoard, W&B)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import functools
 import json
 import math
 import time
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,7 @@ from tinylm_jax.engine.run import Run
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.files import write_atomically
 from tinylm_jax.parallel import rules as rules_lib
+from tinylm_jax.train.trackers import TensorBoardTracker, Tracker
 
 # Dense bf16 peak FLOP/s per JAX device (one chip; TPU v2/v3 expose one device per core).
 PEAK_FLOPS = {
@@ -142,11 +144,16 @@ class MetricsWriter:
     """
 
     def __init__(
-        self, workdir: epath.PathLike, primary: bool = True, remote_flush_seconds: float = 30.0
+        self,
+        workdir: epath.PathLike,
+        primary: bool = True,
+        remote_flush_seconds: float = 30.0,
+        trackers: Sequence[Tracker] | None = None,
     ):
+        """`trackers` get every record too (None: TensorBoard events, without hparams)."""
         self.primary = primary
         self._jsonl = None
-        self._tb = None
+        self._trackers: list[Tracker] = []
         self._remote_lines: list[str] | None = None
         if primary:
             workdir = epath.Path(workdir)
@@ -159,9 +166,9 @@ class MetricsWriter:
                 self._flush_every, self._flushed_at = remote_flush_seconds, time.monotonic()
             else:
                 self._jsonl = self._path.open("a")  # closed in close()
-            from tensorboardX import SummaryWriter
-
-            self._tb = SummaryWriter(str(workdir / "tensorboard"))
+            if trackers is None:
+                trackers = [TensorBoardTracker(workdir)]
+            self._trackers = list(trackers)
 
     def write(self, step: int, record: dict[str, float], line: str | None = None) -> None:
         if not self.primary:
@@ -176,10 +183,8 @@ class MetricsWriter:
             self._remote_lines.append(text)
             if time.monotonic() - self._flushed_at >= self._flush_every:
                 self._flush_remote()
-        for key, value in record.items():
-            if key != "step":
-                self._tb.add_scalar(key, value, step)
-        self._tb.flush()
+        for tracker in self._trackers:
+            tracker.log(step, {k: v for k, v in record.items() if k != "step"})
         if line:
             print(line, flush=True)
 
@@ -192,8 +197,8 @@ class MetricsWriter:
             self._jsonl.close()
         if self._remote_lines is not None:
             self._flush_remote()
-        if self._tb:
-            self._tb.close()
+        for tracker in self._trackers:
+            tracker.close()
 
 
 class Throughput:

@@ -8,6 +8,7 @@ A workdir holds `config.gin` (the operative config), its tokenizer (`tokenizer.m
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import jax
@@ -30,6 +31,8 @@ from tinylm_jax.eval.generate import generate
 from tinylm_jax.eval.heldout import evaluate
 from tinylm_jax.eval.score import Scores, score_records, write_scores
 from tinylm_jax.files import write_atomically
+from tinylm_jax.parallel.mesh import make_mesh
+from tinylm_jax.parallel.rules import batch_shards
 
 
 def config_path(workdir: epath.PathLike) -> epath.Path:
@@ -75,6 +78,24 @@ def load_workdir(config: RunConfig, workdir: epath.PathLike) -> tuple[Run, dict,
         raise ConfigError(f"no checkpoint in {ckpt.checkpoint_dir(workdir)}; train first")
     check_token_bytes(restored[1], run.model.token_bytes, ckpt.checkpoint_dir(workdir))
     return run, restored[0].params, tokenizer
+
+
+def load_workdir_for_requests(
+    workdir: epath.PathLike, gin_params: Sequence[str] = (), batch_size: int | None = None
+) -> tuple[Run, dict, Tokenizer]:
+    """`load_workdir` under the workdir's own config (plus `gin_params`), scoring and
+    generating `batch_size` requests at a time (None: `TrainConfig.eval_batch_size`), rounded
+    up to a multiple of the devices a batch splits over (the extra rows are padding)."""
+    config = config_lib.parse(gin_params=gin_params, workdir_config=config_path(workdir))
+    if batch_size is not None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer; got {batch_size}")
+        shards = batch_shards(make_mesh(config.mesh), config.rules)
+        rounded = -(-batch_size // shards) * shards
+        config = dataclasses.replace(
+            config, train=dataclasses.replace(config.train, eval_batch_size=rounded)
+        )
+    return load_workdir(config, workdir)
 
 
 def evaluate_workdir(
