@@ -15,6 +15,7 @@ CONFIG_FILE = "config.gin"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
 INHERITANCE_FILE = "inheritance.json"
+CMC_FILE = "cmc.json"
 
 
 def config_file(workdir: epath.PathLike) -> epath.Path:
@@ -36,6 +37,12 @@ def checkpoints_dir(workdir: epath.PathLike) -> epath.Path:
 def inheritance_file(workdir: epath.PathLike) -> epath.Path:
     """`WORKDIR/inheritance.json`: the report `tinylm inherit` leaves in a child workdir."""
     return epath.Path(workdir) / INHERITANCE_FILE
+
+
+def cmc_file(workdir: epath.PathLike) -> epath.Path:
+    """`WORKDIR/cmc.json`: what `tinylm cmc train` trained a delta workdir beside (its
+    template and the tokenizer fingerprint they share)."""
+    return epath.Path(workdir) / CMC_FILE
 
 
 def read_metrics(workdir: epath.PathLike) -> list[dict]:
