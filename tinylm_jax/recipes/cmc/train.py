@@ -131,7 +131,9 @@ def _restore_or_init(
         return init_state(run.init_fn, run.config.train.seed, run.shardings), 0
 
 
-def _compiled_step(run: Run, template_run: Run):
+def compiled_step(run: Run, template_run: Run):
+    """`step(delta_state, template_params, batch) -> (delta_state, metrics)`, jitted on the
+    delta run's mesh with each model's own param shardings (the delta's state is donated)."""
     step = functools.partial(
         cmc_train_step,
         template=template_run.model,
@@ -152,7 +154,7 @@ def _compiled_step(run: Run, template_run: Run):
 
 def _loop(run, template_run, template_params, rows: Rows, state, start, manager, faults):
     tc, primary = run.config.train, jax.process_index() == 0
-    step_fn = _compiled_step(run, template_run)
+    step_fn = compiled_step(run, template_run)
     writer = MetricsWriter(epath.Path(manager.directory).parent, primary)
     last: dict[str, float] = {}
     if primary:
