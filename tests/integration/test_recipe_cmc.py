@@ -1,0 +1,90 @@
+"""`tinylm cmc train` end to end: the template's checkpoint untouched, kill -9 resumes
+bit-exactly, the delta is a workdir `sample` reads, and user errors exit 2 before weights load."""
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from tests.support.cmc import DELTA, bpe_tokenizer, write_model, write_records
+from tinylm_jax.cli import main as cli
+from tinylm_jax.config import gin as config_lib
+from tinylm_jax.workdir.load import load_workdir
+
+STEPS = ["TrainConfig.num_steps = 6", "CheckpointConfig.every_steps = 2"]
+
+
+def tinylm(*args: str, fault: str | None = None) -> subprocess.CompletedProcess:
+    program = ["tests.fault_runner", fault] if fault else ["tinylm_jax.cli"]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    return subprocess.run(
+        [sys.executable, "-m", *program, *args], capture_output=True, text=True, env=env
+    )
+
+
+def cmc_train(template: Path, delta: Path, data: Path, fault: str | None = None):
+    flags = [f"--gin_param={p}" for p in DELTA + STEPS]
+    args = ["cmc", "train", f"--template={template}", f"--workdir={delta}", f"--data={data}"]
+    return tinylm(*args, *flags, fault=fault)
+
+
+def digest(directory: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def delta_params(delta: Path):
+    config = config_lib.parse(workdir_config=delta / "config.gin")
+    return jax.device_get(load_workdir(config, delta)[1])
+
+
+@pytest.mark.slow
+def test_kill_9_resumes_bit_exactly_and_the_template_is_untouched(tmp_path):
+    template = write_model(tmp_path / "template", bpe_tokenizer(tmp_path / "tok"))
+    data = write_records(tmp_path / "data.jsonl")
+    before = digest(template)
+    whole = cmc_train(template, tmp_path / "whole", data)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed = cmc_train(template, tmp_path / "killed", data, fault="KILL@3")
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    resumed = cmc_train(template, tmp_path / "killed", data)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "from step 2" in resumed.stdout
+    assert digest(template) == before
+    for a, b in zip(
+        jax.tree.leaves(delta_params(tmp_path / "whole")),
+        jax.tree.leaves(delta_params(tmp_path / "killed")),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    sample = tinylm(
+        "sample", f"--workdir={tmp_path / 'whole'}", "--prompt=# Q:", "--max_new_tokens=3"
+    )
+    assert sample.returncode == 0, sample.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [("", "holds no records"), ('{"question": "a"}\n', "'prompt' and 'response'")],
+)
+def test_bad_data_exits_2_before_loading_the_template(tmp_path, capsys, lines, message):
+    # The template has a config but no checkpoint: an error about weights would mean the data
+    # was checked too late.
+    template = tmp_path / "template"
+    template.mkdir()
+    config = config_lib.parse(gin_params=["ModelConfig.vocab_size = 300"])
+    (template / "config.gin").write_text(config.gin_config)
+    bpe_tokenizer(template)
+    data = tmp_path / "data.jsonl"
+    data.write_text(lines)
+    argv = ["cmc", "train", f"--template={template}", f"--workdir={tmp_path / 'd'}"]
+    assert cli.main([*argv, f"--data={data}"]) == 2
+    assert message in capsys.readouterr().err
