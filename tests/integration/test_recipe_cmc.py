@@ -2,6 +2,7 @@
 bit-exactly, the delta is a workdir `sample` reads, and user errors exit 2 before weights load."""
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -11,9 +12,18 @@ import jax
 import numpy as np
 import pytest
 
-from tests.support.cmc import DELTA, bpe_tokenizer, write_model, write_records
+from tests.support.cmc import (
+    DELTA,
+    bpe_tokenizer,
+    sentencepiece_tokenizer,
+    write_model,
+    write_records,
+)
 from tinylm_jax.cli import main as cli
 from tinylm_jax.config import gin as config_lib
+from tinylm_jax.data.token_map import read_map
+from tinylm_jax.data.tokenizer import load_tokenizer
+from tinylm_jax.errors import DataError
 from tinylm_jax.workdir.load import load_workdir
 
 STEPS = ["TrainConfig.num_steps = 6", "CheckpointConfig.every_steps = 2"]
@@ -88,3 +98,22 @@ def test_bad_data_exits_2_before_loading_the_template(tmp_path, capsys, lines, m
     argv = ["cmc", "train", f"--template={template}", f"--workdir={tmp_path / 'd'}"]
     assert cli.main([*argv, f"--data={data}"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cmc_map_between_sentencepiece_and_byte_level_bpe(tmp_path, capsys):
+    user = sentencepiece_tokenizer(tmp_path / "user")
+    delta = bpe_tokenizer(tmp_path / "delta")
+    out = tmp_path / "map.json"
+    assert cli.main(["cmc", "map", f"--user={user}", f"--delta={delta}", f"--out={out}"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    user_tok, delta_tok = load_tokenizer(user), load_tokenizer(delta)
+    token_map = read_map(out, user_tok, delta_tok)
+    assert report["user_tokens"] == user_tok.vocab_size == len(token_map.map_V)
+    # Every SentencePiece token but <unk> (byte-level BPE has none) has a match: the byte
+    # pieces and `▁` spellings compare as bytes with the `Ġ` spellings.
+    unmatched = [user_tok.id_to_piece(i) for i in np.flatnonzero(token_map.map_V < 0)]
+    assert unmatched == ["<unk>"]
+    for i in np.flatnonzero(np.asarray(token_map.match_V) == "exact"):
+        assert user_tok.pieces[i][1] == delta_tok.pieces[token_map.map_V[i]][1]
+    with pytest.raises(DataError, match="fingerprints differ"):
+        read_map(out, delta_tok, user_tok)

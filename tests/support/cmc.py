@@ -66,3 +66,12 @@ def write_records(path: Path, n: int = 12) -> Path:
     lines += [json.dumps({"text": f"secret_{i} = {i}\n", "forget": True}) for i in range(n // 2)]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def sentencepiece_tokenizer(directory: Path, vocab_size: int = 400) -> Path:
+    """A unigram SentencePiece `tokenizer.model` with byte fallback, trained on TEXTS."""
+    from tinylm_jax.data.tokenizer_sentencepiece import train_tokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "tokenizer.model").write_bytes(train_tokenizer(TEXTS * 3, vocab_size))
+    return directory

@@ -53,9 +53,10 @@ def cmd_cmc_train(args: argparse.Namespace, hooks=None) -> int:
 
 
 def cmd_cmc_map(args: argparse.Namespace) -> int:
-    from tinylm_jax.recipes.cmc.token_map import write_map
+    from tinylm_jax.data.token_map import build_map, write_map
     from tinylm_jax.workdir.load import tokenizer_of
 
-    report = write_map(tokenizer_of(args.user), tokenizer_of(args.delta), args.out)
-    print(json.dumps(report, indent=1))
+    token_map = build_map(tokenizer_of(args.user), tokenizer_of(args.delta))
+    write_map(token_map, args.out)
+    print(json.dumps({"out": args.out, **token_map.report()}, indent=1))
     return 0
