@@ -7,10 +7,19 @@ eval and scoring with `--delta` (user model + delta)."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 
 from tinylm_jax.config.cmc import NORMALIZATIONS
+from tinylm_jax.engine.run import Run
+from tinylm_jax.parallel import rules as rules_lib
+
+Batch = dict[str, jax.Array]
 
 
 def combined_logits(
@@ -43,3 +52,47 @@ def gather_delta(delta_BLW: jax.Array, map_V: jax.Array) -> jax.Array:
     """The delta's logits [..., W] as a shift [..., V] through `map_V` (-1: zero shift)."""
     gathered = jnp.take(delta_BLW, jnp.maximum(map_V, 0), axis=-1)
     return jnp.where(map_V >= 0, gathered, 0.0)
+
+
+def combined_losses(
+    model: nn.Module,
+    delta: nn.Module,
+    params: tuple[dict, dict],
+    batch: Batch,
+    normalization: str,
+    alpha: float,
+) -> jax.Array:
+    """Per-token cross entropy [B, L] (nats) of the targets under the combined logits of
+    `model` and `delta` (same vocabulary); `params` is (model's, delta's)."""
+    inputs = (batch["inputs"], batch["positions"], batch["segment_ids"])
+    base_BLV, _ = model.apply({"params": params[0]}, *inputs)
+    delta_BLV, _ = delta.apply({"params": params[1]}, *inputs)
+    logits_BLV = combined_logits(base_BLV, delta_BLV, normalization, alpha)
+    return optax.softmax_cross_entropy_with_integer_labels(logits_BLV, batch["targets"])
+
+
+def with_delta(run: Run, delta: nn.Module, normalization: str, alpha: float) -> Run:
+    """`run` whose eval and score steps use the combined logits of its model and `delta`: they
+    take params as a (model's, delta's) pair, so held-out eval, scoring and multiple choice run
+    unchanged with a delta."""
+    losses = functools.partial(
+        combined_losses, run.model, delta, normalization=normalization, alpha=alpha
+    )
+
+    def eval_fn(params, batch: Batch, byte_lengths_V: jax.Array) -> dict[str, jax.Array]:
+        losses_BL, weights_BL = losses(params, batch), batch["weights"]
+        return {
+            "loss_sum": jnp.sum(losses_BL * weights_BL),
+            "tokens": jnp.sum(weights_BL),
+            "bytes": jnp.sum(byte_lengths_V[batch["targets"]] * weights_BL),
+        }
+
+    def score_fn(params, batch: Batch) -> jax.Array:
+        return -jnp.sum(losses(params, batch) * batch["weights"], axis=1)
+
+    replicated = rules_lib.replicated(run.mesh)
+    return dataclasses.replace(
+        run,
+        eval_step=jax.jit(eval_fn, out_shardings=replicated),
+        score_step=jax.jit(score_fn, out_shardings=replicated),
+    )
