@@ -60,3 +60,28 @@ def cmd_cmc_map(args: argparse.Namespace) -> int:
     write_map(token_map, args.out)
     print(json.dumps({"out": args.out, **token_map.report()}, indent=1))
     return 0
+
+
+def add_delta_flags(parser: argparse.ArgumentParser) -> None:
+    """`--delta`, `--alpha`, `--token_map` for the commands that use a model (sample, eval,
+    score)."""
+    parser.add_argument(
+        "--delta", help="a `tinylm cmc train` workdir whose logit shift joins the model's"
+    )
+    parser.add_argument(
+        "--alpha", type=float, default=None, help="the delta's weight; unset: its CMCConfig.alpha"
+    )
+    parser.add_argument("--token_map", help="a `tinylm cmc map` file (other vocabularies)")
+
+
+def delta_flags(args: argparse.Namespace):
+    """The `DeltaFlags` of the parsed flags, or None without --delta."""
+    if not args.delta:
+        if args.alpha is not None or args.token_map:
+            from tinylm_jax.errors import ConfigError
+
+            raise ConfigError("--alpha and --token_map go with --delta")
+        return None
+    from tinylm_jax.workdir.delta import DeltaFlags
+
+    return DeltaFlags(args.delta, args.alpha, args.token_map)
