@@ -117,3 +117,31 @@ def test_cmc_map_between_sentencepiece_and_byte_level_bpe(tmp_path, capsys):
         assert user_tok.pieces[i][1] == delta_tok.pieces[token_map.map_V[i]][1]
     with pytest.raises(DataError, match="fingerprints differ"):
         read_map(out, delta_tok, user_tok)
+
+
+def test_delta_errors_exit_2_before_weights_load(tmp_path, capsys):
+    # Neither workdir holds a checkpoint: each error must come from the checks before loading.
+    tokenizers = {
+        "user": bpe_tokenizer(tmp_path / "tok"),
+        "other": sentencepiece_tokenizer(tmp_path / "sp"),
+    }
+    config = config_lib.parse(gin_params=["ModelConfig.vocab_size = 300"]).gin_config
+    for name in ("user", "delta", "other_delta"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.gin").write_text(config)
+        source = tokenizers["other" if name == "other_delta" else "user"]
+        for f in source.iterdir():
+            (tmp_path / name / f.name).write_bytes(f.read_bytes())
+    user, delta, other = (str(tmp_path / n) for n in ("user", "delta", "other_delta"))
+
+    def error(*flags: str) -> str:
+        assert cli.main(["eval", f"--workdir={user}", *flags]) == 2
+        return capsys.readouterr().err
+
+    assert "must be a finite number" in error(f"--delta={delta}", "--alpha=nan")
+    (tmp_path / "delta" / "cmc.json").write_text(json.dumps({"tokenizer_fingerprint": "0" * 64}))
+    assert "trained beside a template whose tokenizer differs" in error(f"--delta={delta}")
+    out = tmp_path / "map.json"
+    assert cli.main(["cmc", "map", f"--user={other}", f"--delta={user}", f"--out={out}"]) == 0
+    capsys.readouterr()
+    assert "fingerprints differ" in error(f"--delta={other}", f"--token_map={out}")

@@ -54,3 +54,47 @@ def test_the_map_gathers_delta_logits_and_unmatched_tokens_keep_the_base_logit()
 def test_an_unknown_normalization_is_refused():
     with pytest.raises(ValueError, match="normalization"):
         combined_logits(BASE, DELTA, "basenormalization", 1.0)
+
+
+@pytest.mark.slow
+def test_with_a_zero_delta_eval_and_score_steps_equal_the_models():
+    """'add' with an all-zero delta head: held-out sums and per-row scores are the model's."""
+    import flax.linen as nn
+
+    from tinylm_jax.config.mesh import MeshConfig
+    from tinylm_jax.config.model import ModelConfig
+    from tinylm_jax.config.run import RunConfig
+    from tinylm_jax.config.train import TrainConfig
+    from tinylm_jax.engine.combined import with_delta
+    from tinylm_jax.engine.run import build_run, run_context
+    from tinylm_jax.model.transformer import Transformer
+
+    model = ModelConfig(
+        vocab_size=32, d_model=16, n_layers=1, n_heads=2, n_kv_heads=2, ffn_dim=32, max_seq_len=16
+    )
+    config = RunConfig(
+        model=model, train=TrainConfig(batch_size=2, seq_len=8), mesh=MeshConfig(num_devices=1)
+    )
+    run = build_run(config)
+    delta = Transformer(model.replace(d_model=8, ffn_dim=16))
+    tokens = jnp.zeros((1, 8), jnp.int32)
+    params = nn.unbox(run.model.init(jax.random.key(0), tokens))["params"]
+    zero = nn.unbox(delta.init(jax.random.key(1), tokens))["params"]
+    zero["lm_head"] = jnp.zeros_like(zero["lm_head"])
+    ids = RNG.integers(0, 32, (2, 9))
+    batch = {
+        "inputs": ids[:, :-1],
+        "targets": ids[:, 1:],
+        "positions": np.tile(np.arange(8), (2, 1)),
+        "segment_ids": np.ones((2, 8), np.int32),
+        "weights": np.ones((2, 8), np.float32),
+    }
+    table = jnp.ones(32)
+    combined = with_delta(run, delta, "add", 1.0)
+    with run_context(run):
+        alone = jax.device_get(run.eval_step(params, batch, table))
+        both = jax.device_get(combined.eval_step((params, zero), batch, table))
+        np.testing.assert_allclose(both["loss_sum"], alone["loss_sum"], rtol=1e-6)
+        np.testing.assert_allclose(
+            combined.score_step((params, zero), batch), run.score_step(params, batch), rtol=1e-6
+        )
