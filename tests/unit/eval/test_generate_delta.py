@@ -51,6 +51,7 @@ def test_a_zero_delta_leaves_greedy_and_sampled_text_unchanged(normalization):
         assert with_delta == plain
 
 
+@pytest.mark.slow
 def test_cached_decoding_equals_the_uncached_combined_forward_pass():
     user, user_params = model_and_params(USER, 0)
     delta, delta_params = model_and_params(DELTA.replace(init_std=1.0), 1)
@@ -58,12 +59,12 @@ def test_cached_decoding_equals_the_uncached_combined_forward_pass():
     cached = generate_with_delta(
         (user, delta), (user_params, delta_params), [PROMPTS[0]], sampling, EOS, "base", 2.0
     )[0]
-    tokens = list(PROMPTS[0])
-    for _ in range(len(cached)):
-        ids = jnp.asarray([tokens])
-        base, _ = user.apply({"params": user_params}, ids)
-        shift, _ = delta.apply({"params": delta_params}, ids)
-        tokens.append(int(jnp.argmax(combined_logits(base, shift, "base", 2.0)[0, -1])))
-    assert tokens[len(PROMPTS[0]) :] == cached
-    plain = generate(user, user_params, [PROMPTS[0]], sampling, eos_id=EOS)[0]
-    assert plain != cached  # the delta is strong enough to change the text
+    # Causal models: one uncached pass over prompt + completion gives every step's logits.
+    ids = jnp.asarray([PROMPTS[0] + cached])
+    base, _ = jax.jit(user.apply)({"params": user_params}, ids)
+    shift, _ = jax.jit(delta.apply)({"params": delta_params}, ids)
+    greedy = jnp.argmax(combined_logits(base, shift, "base", 2.0)[0], axis=-1)
+    P = len(PROMPTS[0])
+    assert greedy[P - 1 : P - 1 + len(cached)].tolist() == cached
+    # The delta is strong enough to change greedy choices, so the check is not vacuous.
+    assert (jnp.argmax(base[0], axis=-1) != greedy).any()

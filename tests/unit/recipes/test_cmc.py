@@ -120,6 +120,7 @@ def train_delta(mesh: MeshConfig, steps: int = 3, **cmc):
     return template_before, jax.device_get(template), delta_before, state, losses
 
 
+@pytest.mark.slow
 def test_training_changes_only_the_delta():
     template_before, template_after, delta_before, state, _ = train_delta(
         MeshConfig(num_devices=1), steps=2
