@@ -79,6 +79,14 @@ def test_kill_9_resumes_bit_exactly_and_the_template_is_untouched(tmp_path):
         "sample", f"--workdir={tmp_path / 'whole'}", "--prompt=# Q:", "--max_new_tokens=3"
     )
     assert sample.returncode == 0, sample.stderr[-3000:]
+    # The template with the trained delta at alpha 0 ('base': log_softmax only) decodes
+    # greedily as the template alone.
+    greedy = ["--prompt=# Q: add 3", "--max_new_tokens=6", "--temperature=0", "--json"]
+    alone = tinylm("sample", f"--workdir={template}", *greedy)
+    delta = f"--delta={tmp_path / 'whole'}"
+    zero = tinylm("sample", f"--workdir={template}", delta, "--alpha=0", *greedy)
+    assert alone.returncode == zero.returncode == 0, zero.stderr[-3000:]
+    assert alone.stdout.splitlines()[-1] == zero.stdout.splitlines()[-1]
 
 
 @pytest.mark.parametrize(

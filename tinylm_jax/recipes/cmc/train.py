@@ -172,6 +172,7 @@ def _loop(run, template_run, template_params, rows: Rows, state, start, manager,
             if done % tc.log_every == 0 or done == tc.num_steps:
                 last = _log(writer, done, metrics, run, clock)
             if done % run.config.checkpoint.every_steps == 0 or done == tc.num_steps:
+                _check_finite(jax.device_get(metrics), done)  # never save a non-finite state
                 metadata = {"step": done, "gin_config": run.config.gin_config}
                 ckpt.save(manager, state, None, metadata, force=True)
                 if faults.after_save:
@@ -179,11 +180,14 @@ def _loop(run, template_run, template_params, rows: Rows, state, start, manager,
     return last
 
 
+def _check_finite(values: dict, step: int) -> None:
+    if not all(math.isfinite(float(v)) for v in values.values()):
+        raise FloatingPointError(f"cmc train: a non-finite loss or gradient at step {step}")
+
+
 def _log(writer: MetricsWriter, step: int, metrics, run: Run, clock: list) -> dict:
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if not all(math.isfinite(v) for v in values.values()):
-        # Never saved: the check runs before this step's checkpoint.
-        raise FloatingPointError(f"cmc train: a non-finite loss or gradient at step {step}")
+    _check_finite(values, step)
     now = time.perf_counter()
     tokens = (step - clock[1]) * run.config.train.tokens_per_step
     record = {**values, "tokens_per_second": tokens / max(now - clock[0], 1e-9)}
