@@ -16,6 +16,7 @@ import math
 import time
 
 import jax
+import numpy as np
 from etils import epath
 
 from tinylm_jax import layout
@@ -54,6 +55,22 @@ def template_on_mesh(template: RunConfig, delta: RunConfig) -> RunConfig:
     return template.replace(mesh=delta.mesh, train=delta.train, rounds=delta.rounds)
 
 
+def load_template(template: RunConfig, delta: RunConfig, template_dir) -> tuple[Run, dict]:
+    """The template's run on the delta's mesh and its newest params there. Only the params
+    are read (no optimizer moments), straight onto their shardings from the host copy."""
+    run = build_run(template_on_mesh(template, delta))
+    host, step = ckpt.load_params(template_dir)
+    want = jax.tree.map(lambda a: a.shape, run.abstract.params)
+    have = jax.tree.map(lambda a: a.shape, host)
+    if want != have:
+        raise ConfigError(
+            f"the checkpoint at step {step} of {template_dir} does not hold the params its "
+            "config.gin describes; pass a workdir written by train, import-hf or inherit"
+        )
+    params = jax.tree.map(lambda a, s: np.asarray(a, s.dtype), host, run.abstract.params)
+    return run, jax.device_put(params, run.shardings.params)
+
+
 def cmc_train(
     config: RunConfig,
     template_config: RunConfig,
@@ -73,9 +90,7 @@ def cmc_train(
     tokenizer = tokenizer_of(template_dir)
     _check_workdir(workdir, tokenizer, template_dir)
     rows = encode_rows(records, tokenizer, config.train.seq_len)
-    template_run, template_params, _ = load_workdir(
-        template_on_mesh(template_config, config), template_dir
-    )
+    template_run, template_params = load_template(template_config, config, template_dir)
     run = build_run(config)
     if jax.process_index() == 0:
         _write_run_files(workdir, config, tokenizer, template_dir)
