@@ -17,6 +17,7 @@ CHECKPOINTS_DIR = "checkpoints"
 INHERITANCE_FILE = "inheritance.json"
 LM_EVAL_DIR = "lm_eval"
 WANDB_ID_FILE = "wandb_run_id"
+CMC_FILE = "cmc.json"
 
 
 def config_file(workdir: epath.PathLike) -> epath.Path:
@@ -49,6 +50,12 @@ def lm_eval_results_file(workdir: epath.PathLike, stamp: str) -> epath.Path:
 def wandb_id_file(workdir: epath.PathLike) -> epath.Path:
     """`WORKDIR/wandb_run_id`: the W&B run a resumed run keeps logging to."""
     return epath.Path(workdir) / WANDB_ID_FILE
+
+
+def cmc_file(workdir: epath.PathLike) -> epath.Path:
+    """`WORKDIR/cmc.json`: what `tinylm cmc train` trained a delta workdir beside (its
+    template and the tokenizer fingerprint they share)."""
+    return epath.Path(workdir) / CMC_FILE
 
 
 def read_metrics(workdir: epath.PathLike) -> list[dict]:

@@ -7,6 +7,7 @@ import argparse
 import json
 
 from tinylm_jax.cli import common
+from tinylm_jax.cli.cmc import add_delta_flags, delta_flags
 
 
 def add_eval(commands) -> None:
@@ -27,6 +28,7 @@ def add_eval(commands) -> None:
         help='multiple-choice JSONL task ({"context", "choices", "answer"} per line; repeatable)',
     )
     common.add_gin_flags(parser)
+    add_delta_flags(parser)
     parser.set_defaults(fn=cmd_eval)
 
 
@@ -35,7 +37,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     common.use_compilation_cache(config)
     from tinylm_jax.workdir.load import evaluate_workdir
 
-    print(json.dumps(evaluate_workdir(config, args.workdir, args.eval_steps, args.task)))
+    result = evaluate_workdir(config, args.workdir, args.eval_steps, args.task, delta_flags(args))
+    print(json.dumps(result))
     return 0
 
 
@@ -54,6 +57,7 @@ def add_score(commands) -> None:
     )
     common.add_gin_flags(parser)
     common.add_distributed_flags(parser)
+    add_delta_flags(parser)
     parser.set_defaults(fn=cmd_score)
 
 
@@ -63,7 +67,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     common.use_compilation_cache(config)
     from tinylm_jax.workdir.load import write_workdir_scores
 
-    summary = write_workdir_scores(config, args.workdir, args.split, args.out, args.batch_size)
+    summary = write_workdir_scores(
+        config, args.workdir, args.split, args.out, args.batch_size, delta_flags(args)
+    )
     if summary is not None:  # process 0 wrote the scores
         print(json.dumps(summary))
     return 0
@@ -98,6 +104,7 @@ def add_sample(commands) -> None:
         "--json", action="store_true", help="one JSON object per prompt: prompt, completion, ids"
     )
     common.add_gin_flags(parser)
+    add_delta_flags(parser)
     parser.set_defaults(fn=cmd_sample)
 
 
@@ -110,7 +117,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     sampling = SamplingConfig(
         args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed
     )
-    for result in sample_workdir(config, args.workdir, args.prompt, sampling):
+    for result in sample_workdir(config, args.workdir, args.prompt, sampling, delta_flags(args)):
         if args.json:
             print(json.dumps(result, ensure_ascii=False))
         else:

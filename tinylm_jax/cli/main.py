@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "import-hf": "tinylm_jax.cli.interop:add_import_hf",
     "inherit": "tinylm_jax.cli.inherit:add_inherit",
     "lm-eval": "tinylm_jax.cli.lm_eval:add_lm_eval",
+    "cmc": "tinylm_jax.cli.cmc:add_cmc",
 }
 
 
@@ -95,7 +96,9 @@ def main(argv: Sequence[str] | None = None, train_hooks=None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
-        return args.fn(args, train_hooks) if args.command == "train" else args.fn(args)
+        if args.command == "train" or getattr(args, "accepts_train_hooks", False):
+            return args.fn(args, train_hooks)
+        return args.fn(args)
     except (ConfigError, DataError, StorageError, FloatingPointError) as error:
         print(f"tinylm {args.command}: error: {error}", file=sys.stderr)
         return 2

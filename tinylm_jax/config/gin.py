@@ -20,6 +20,7 @@ from typing import TypeVar
 import gin
 from etils import epath
 
+from tinylm_jax.config.cmc import CMCConfig
 from tinylm_jax.config.data import DataConfig
 from tinylm_jax.config.inherit import InheritConfig
 from tinylm_jax.config.mesh import DEFAULT_RULES, MeshConfig, Rules
@@ -73,6 +74,7 @@ _GIN_CONFIGURABLES = {
         CheckpointConfig,
         RoundsConfig,
         InheritConfig,
+        CMCConfig,
     )
 }
 
@@ -110,6 +112,7 @@ def _from_gin() -> RunConfig:
         checkpoint=from_gin(CheckpointConfig),
         rounds=from_gin(RoundsConfig),
         inherit=from_gin(InheritConfig),
+        cmc=from_gin(CMCConfig),
         rules=logical_axis_rules(),
         peak_flops=peak_flops_override(),
     )

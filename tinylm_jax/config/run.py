@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from tinylm_jax.config.cmc import CMCConfig
 from tinylm_jax.config.data import DataConfig
 from tinylm_jax.config.inherit import InheritConfig
 from tinylm_jax.config.mesh import DEFAULT_RULES, MeshConfig, Rules
@@ -31,6 +32,7 @@ class RunConfig:
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
     rounds: RoundsConfig = dataclasses.field(default_factory=RoundsConfig)
     inherit: InheritConfig = dataclasses.field(default_factory=InheritConfig)
+    cmc: CMCConfig = dataclasses.field(default_factory=CMCConfig)
     rules: Rules = DEFAULT_RULES
     peak_flops: float | None = None
     gin_config: str = ""

@@ -28,11 +28,13 @@ from tinylm_jax.errors import ConfigError, DataError
 from tinylm_jax.eval import multiple_choice
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.eval.generate import generate
+from tinylm_jax.eval.generate_delta import generate_with_delta
 from tinylm_jax.eval.heldout import evaluate
 from tinylm_jax.eval.score import Scores, score_records, write_scores
 from tinylm_jax.files import write_atomically
 from tinylm_jax.parallel.mesh import make_mesh
 from tinylm_jax.parallel.rules import batch_shards
+from tinylm_jax.workdir.delta import DeltaFlags, apply_delta, check_delta
 
 
 def config_path(workdir: epath.PathLike) -> epath.Path:
@@ -98,19 +100,34 @@ def load_workdir_for_requests(
     return load_workdir(config, workdir)
 
 
+def load_with_delta(
+    config: RunConfig, workdir: epath.PathLike, delta: DeltaFlags | None
+) -> tuple[Run, object, Tokenizer, Run | None]:
+    """`load_workdir`, and with `delta` (checked before any weights load) the run whose eval
+    and score steps use the combined logits, params as (model's, delta's), the delta's run."""
+    checked = None if delta is None else check_delta(delta, tokenizer_of(workdir))
+    run, params, tokenizer = load_workdir(config, workdir)
+    if checked is None:
+        return run, params, tokenizer, None
+    run, pair, delta_run = apply_delta(run, params, checked)
+    return run, pair, tokenizer, delta_run
+
+
 def evaluate_workdir(
     config: RunConfig,
     workdir: epath.PathLike,
     eval_steps: int | None,
     task_paths: Sequence[str] = (),
+    delta: DeltaFlags | None = None,
 ) -> dict:
     """Held-out loss / perplexity / bits per byte (skipped when `eval_steps` is 0), plus
-    `tasks`: {name: {acc, acc_norm, n}} for each multiple-choice JSONL task given."""
+    `tasks`: {name: {acc, acc_norm, n}} for each multiple-choice JSONL task given; with
+    `delta`, under the combined logits."""
     if eval_steps == 0 and not task_paths:
         raise ConfigError("nothing to evaluate: --eval_steps=0 skips held-out eval; add --task")
     tasks = [multiple_choice.load_task(p) for p in task_paths]  # fail before loading a model
     names = [t.name for t in tasks]
-    run, params, tokenizer = load_workdir(config, workdir)
+    run, params, tokenizer, _ = load_with_delta(config, workdir, delta)
     result: dict = {}
     if eval_steps != 0:
         result.update(_heldout(workdir, run, params, tokenizer, eval_steps))
@@ -143,11 +160,16 @@ def _heldout(workdir, run: Run, params, tokenizer: Tokenizer, eval_steps: int | 
 
 
 def score_workdir(
-    config: RunConfig, workdir: epath.PathLike, split: str, batch_size: int | None = None
+    config: RunConfig,
+    workdir: epath.PathLike,
+    split: str,
+    batch_size: int | None = None,
+    delta: DeltaFlags | None = None,
 ) -> Scores:
     """Every record's loss in `split` ('train' or 'validation') under `workdir`'s newest
-    params, `batch_size` (global) rows at a time (None: the eval batch size)."""
-    run, params, tokenizer = load_workdir(config, workdir)
+    params (with `delta`: the combined logits), `batch_size` (global) rows at a time (None:
+    the eval batch size)."""
+    run, params, tokenizer, _ = load_with_delta(config, workdir, delta)
     data = _data_of(workdir, run, tokenizer)
     source = {"train": data.train, "validation": data.validation}[split]
     return score_records(run, params, source, batch_size or config.train.resolved_eval_batch_size)
@@ -159,11 +181,12 @@ def write_workdir_scores(
     split: str,
     out: epath.PathLike,
     batch_size: int | None = None,
+    delta: DeltaFlags | None = None,
 ) -> dict | None:
     """`score_workdir`, written by process 0 to `out` (JSONL: id, loss, tokens); returns, on
     process 0 only, a summary: out, split, records, tokens, mean_loss (nats per token),
     seconds, tokens_per_second."""
-    scores = score_workdir(config, workdir, split, batch_size)
+    scores = score_workdir(config, workdir, split, batch_size, delta)
     if jax.process_index() != 0:
         return None
     write_scores(out, scores)
@@ -179,19 +202,35 @@ def write_workdir_scores(
 
 
 def sample_workdir(
-    config: RunConfig, workdir: epath.PathLike, prompts: list[str], sampling: SamplingConfig
+    config: RunConfig,
+    workdir: epath.PathLike,
+    prompts: list[str],
+    sampling: SamplingConfig,
+    delta: DeltaFlags | None = None,
 ) -> list[dict]:
-    run, params, tokenizer = load_workdir(config, workdir)
+    run, params, tokenizer, delta_run = load_with_delta(config, workdir, delta)
     encoded = [[tokenizer.bos_id] + tokenizer.encode(p) for p in prompts]
     with run_context(run):
-        completions = generate(
-            run.model,
-            jax.device_get(params),  # decoding is small: one host copy, no sharded cache
-            encoded,
-            sampling,
-            eos_id=tokenizer.eos_id,
-            pad_id=tokenizer.pad_id,
-        )
+        if delta_run is not None:
+            completions = generate_with_delta(
+                (run.model, delta_run.model),
+                jax.device_get(params),
+                encoded,
+                sampling,
+                tokenizer.eos_id,
+                delta_run.config.cmc.normalization,
+                delta_run.config.cmc.alpha,
+                pad_id=tokenizer.pad_id,
+            )
+        else:
+            completions = generate(
+                run.model,
+                jax.device_get(params),  # decoding is small: one host copy, no sharded cache
+                encoded,
+                sampling,
+                eos_id=tokenizer.eos_id,
+                pad_id=tokenizer.pad_id,
+            )
     return [
         {"prompt": p, "completion": continuation_text(tokenizer, ids), "completion_ids": ids}
         for p, ids in zip(prompts, completions, strict=True)
