@@ -33,6 +33,7 @@ import grain
 import numpy as np
 from array_record.python import array_record_module
 
+from tinylm_jax.data import cache_lock
 from tinylm_jax.data.progress import Progress
 from tinylm_jax.data.tokenizer import Tokenizer
 from tinylm_jax.errors import DataError
@@ -210,13 +211,25 @@ def build_packed(
 ) -> dict[str, Any]:
     """Writes all splits into `directory` atomically (tmp dir + rename); returns manifest.
 
-    If `directory` already holds a complete build (e.g. another process won the
-    race), that build is used.
+    One process builds under the entry's lock; concurrent ones wait and use its build.
     """
     manifest_path = directory / "manifest.json"
     if manifest_path.exists():
         return check_format(json.loads(manifest_path.read_text()), manifest_path)
-    directory.parent.mkdir(parents=True, exist_ok=True)
+    with cache_lock.exclusive(directory, "packed records"):
+        if not manifest_path.exists():  # Else another process packed it while this one waited.
+            _build_packed(directory, splits, tokenizer, seq_len, num_threads, extra)
+    return check_format(json.loads(manifest_path.read_text()), manifest_path)
+
+
+def _build_packed(
+    directory: pathlib.Path,
+    splits: dict[str, Iterable[tuple[str | None, str | None]]],
+    tokenizer: Tokenizer,
+    seq_len: int,
+    num_threads: int | None,
+    extra: dict[str, Any],
+) -> None:
     tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -237,14 +250,11 @@ def build_packed(
             manifest["splits"][split] = stats
             log.info("Packed %s: %s", split, stats)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        try:
-            os.replace(tmp, directory)
-        except OSError:  # Someone else finished first; theirs is identical.
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(directory, ignore_errors=True)  # a partial dir of a foreign writer
+        os.replace(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return check_format(json.loads(manifest_path.read_text()), manifest_path)
 
 
 def check_format(manifest: dict[str, Any], path: pathlib.Path) -> dict[str, Any]:

@@ -25,9 +25,9 @@ import grain
 import numpy as np
 
 from tinylm_jax.config.data import DataConfig, resolve_data_dir
+from tinylm_jax.data import cache_lock, packing
 from tinylm_jax.data import corpus as corpus_lib
 from tinylm_jax.data import loader as loader_lib
-from tinylm_jax.data import packing
 from tinylm_jax.data.tokenizer import (
     HFTokenizer,
     Tokenizer,
@@ -77,16 +77,18 @@ def _tokenizer(config: DataConfig, raw: corpus_lib.RawCorpus, data_dir: pathlib.
     path = data_dir / "tokenizers" / f"{raw.fingerprint}-{digest}.model"
     if path.exists():
         return load_tokenizer(path)
-    log.info(
-        "Training a %d-piece %s tokenizer on %s ...",
-        config.vocab_size,
-        config.tokenizer_model_type,
-        raw.name,
-    )
-    texts = (t for t, _ in corpus_lib.iter_texts(raw.splits["train"], raw.text_key) if t)
-    proto = train_tokenizer(texts, **settings, num_threads=config.num_workers)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, proto)  # concurrent processes never read half a model
+    with cache_lock.exclusive(path, "a tokenizer"):
+        if path.exists():  # Another process trained it while this one waited.
+            return load_tokenizer(path)
+        log.info(
+            "Training a %d-piece %s tokenizer on %s ...",
+            config.vocab_size,
+            config.tokenizer_model_type,
+            raw.name,
+        )
+        texts = (t for t, _ in corpus_lib.iter_texts(raw.splits["train"], raw.text_key) if t)
+        proto = train_tokenizer(texts, **settings, num_threads=config.num_workers)
+        write_atomically(path, proto)  # readers that skip the lock never see half a model
     return load_tokenizer(path)
 
 
