@@ -172,12 +172,19 @@ class PackedSource:
     [seq_len + 1]) and `id` (int64 scalar, == i).
     """
 
-    def __init__(self, path: str | os.PathLike[str], seq_len: int, num_records: int):
-        self.path = str(path)
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        seq_len: int,
+        num_records: int,
+    ):
+        """`path`: one ArrayRecord file, or the shards of a split in record-id order."""
+        paths = [os.fspath(path)] if isinstance(path, str | os.PathLike) else list(path)
+        self.path = ",".join(str(p) for p in paths)
         self.seq_len = seq_len
         self._len = num_records
         # ArrayRecord cannot open a file without records; an empty split needs none.
-        self._records = grain.sources.ArrayRecordDataSource([self.path]) if num_records else None
+        self._records = grain.sources.ArrayRecordDataSource(paths) if num_records else None
 
     def __len__(self) -> int:
         return self._len

@@ -28,6 +28,7 @@ from tinylm_jax.config.data import DataConfig, resolve_data_dir
 from tinylm_jax.data import cache_lock, packing
 from tinylm_jax.data import corpus as corpus_lib
 from tinylm_jax.data import loader as loader_lib
+from tinylm_jax.data import prepared as prepared_lib
 from tinylm_jax.data.tokenizer import (
     HFTokenizer,
     Tokenizer,
@@ -128,10 +129,21 @@ def train_tokenizer_for(config: DataConfig, out: str | os.PathLike[str] | None =
     return str(out)
 
 
+def corpus_and_tokenizer(
+    config: DataConfig,
+) -> tuple[pathlib.Path, corpus_lib.RawCorpus, Tokenizer]:
+    """The cache root, the raw corpus (built once) and the run's tokenizer (trained once)."""
+    data_dir = resolve_data_dir(config)
+    raw = corpus_lib.load_raw_corpus(config, data_dir)
+    return data_dir, raw, _tokenizer(config, raw, data_dir)
+
+
 def prepare_data(config: DataConfig, seq_len: int) -> PreparedData:
     """Builds (or reuses) the raw corpus, tokenizer and packed records."""
     if seq_len <= 0:
         raise DataError(f"seq_len must be positive; got {seq_len}.")
+    if config.prepared is not None:
+        return _open_prepared(config, seq_len)
     data_dir = resolve_data_dir(config)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -180,6 +192,35 @@ def prepare_data(config: DataConfig, seq_len: int) -> PreparedData:
         stats=stats,
         loader_workers=config.loader_workers,
         cache_dir=str(data_dir),
+    )
+
+
+def _open_prepared(config: DataConfig, seq_len: int) -> PreparedData:
+    """A dataset `tinylm data prepare` wrote: nothing is built, only read."""
+    assert config.prepared is not None
+    manifest, tokenizer, sources = prepared_lib.open_prepared(
+        config.prepared, seq_len, config.tokenizer
+    )
+    stats: dict[str, Any] = {
+        "dataset": manifest["dataset"],
+        "raw_path": manifest.get("raw_path"),
+        "packed_path": config.prepared,
+        "tokenizer": tokenizer.path,
+        "vocab_size": tokenizer.vocab_size,
+        "seq_len": seq_len,
+        **{
+            split: {k: v for k, v in st.items() if k != "shards"}
+            for split, st in manifest["splits"].items()
+        },
+    }
+    return PreparedData(
+        tokenizer=tokenizer,
+        train=sources["train"],
+        validation=sources["validation"],
+        seq_len=seq_len,
+        stats=stats,
+        loader_workers=config.loader_workers,
+        cache_dir=config.prepared,
     )
 
 
