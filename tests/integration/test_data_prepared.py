@@ -1,0 +1,64 @@
+"""Prepared datasets as training reads them: the checks that fail before any work."""
+
+import json
+import shutil
+
+import pytest
+
+from tests.helpers import write_byte_level_bpe
+from tinylm_jax.config.data import DataConfig
+from tinylm_jax.data import pipeline, prepared
+from tinylm_jax.errors import DataError
+
+# The corpus of tests.helpers.TINY_DATA, so the session cache is shared with other tests.
+CONFIG = DataConfig(
+    dataset="python_stdlib", max_documents=60, vocab_size=512, validation_fraction=0.05
+)
+
+
+@pytest.fixture(scope="module")
+def prepared_dir(tmp_path_factory, data_dir):
+    """Today's packed records laid out as a one-shard-per-split prepared dataset."""
+    data = pipeline.prepare_data(CONFIG, seq_len=32)
+    out = tmp_path_factory.mktemp("prepared")
+    data.tokenizer.save(out / prepared.TOKENIZER_DIR)
+    splits = {}
+    for split in ("train", "validation"):
+        stats = data.stats[split]
+        name = prepared.shard_name(split, 0, 1)
+        shutil.copyfile(f"{data.stats['packed_path']}/{split}.array_record", out / name)
+        splits[split] = {"records": stats["records"], "documents": stats["documents"]}
+        splits[split]["shards"] = [name]
+    manifest = {"format": prepared.FORMAT, "format_version": prepared.FORMAT_VERSION}
+    manifest.update(dataset="python_stdlib", seq_len=32, fingerprint="f", splits=splits)
+    (out / prepared.MANIFEST).write_text(json.dumps(manifest))
+    return out, data
+
+
+def test_a_prepared_dataset_reads_as_the_records_it_holds(prepared_dir):
+    out, data = prepared_dir
+    config = DataConfig(prepared=str(out), dataset="never_built")  # nothing is built
+    read = pipeline.prepare_data(config, seq_len=32)
+    assert read.tokenizer.fingerprint == data.tokenizer.fingerprint
+    assert len(read.train) == len(data.train) > 0
+    for i in (0, len(data.train) - 1):
+        assert (read.train[i]["tokens"] == data.train[i]["tokens"]).all()
+        assert read.train[i]["id"] == i
+    assert read.stats["train"]["documents"] == data.stats["train"]["documents"]
+
+
+def test_mismatches_and_missing_shards_fail_before_work(prepared_dir, tmp_path):
+    out, data = prepared_dir
+    with pytest.raises(DataError, match="seq_len=32.*TrainConfig.seq_len = 32"):
+        pipeline.prepare_data(DataConfig(prepared=str(out)), seq_len=64)
+    other = write_byte_level_bpe(tmp_path / "bpe", ["def f(x):\n    return x"] * 20, 300)
+    with pytest.raises(DataError, match="different tokenizer"):
+        pipeline.prepare_data(DataConfig(prepared=str(out), tokenizer=str(other)), seq_len=32)
+    pipeline.prepare_data(DataConfig(prepared=str(out), tokenizer=data.tokenizer.path), 32)
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    (broken / prepared.shard_name("validation", 0, 1)).unlink()
+    with pytest.raises(DataError, match="missing 1 shard.*validation"):
+        pipeline.prepare_data(DataConfig(prepared=str(broken)), seq_len=32)
+    with pytest.raises(DataError, match="not a prepared dataset"):
+        pipeline.prepare_data(DataConfig(prepared=str(tmp_path)), seq_len=32)
