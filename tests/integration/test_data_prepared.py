@@ -1,5 +1,6 @@
 """Prepared datasets as training reads them: the checks that fail before any work."""
 
+import dataclasses
 import json
 import shutil
 
@@ -62,3 +63,26 @@ def test_mismatches_and_missing_shards_fail_before_work(prepared_dir, tmp_path):
         pipeline.prepare_data(DataConfig(prepared=str(broken)), seq_len=32)
     with pytest.raises(DataError, match="not a prepared dataset"):
         pipeline.prepare_data(DataConfig(prepared=str(tmp_path)), seq_len=32)
+
+
+def test_a_mixture_of_prepared_datasets_and_its_errors(prepared_dir, tmp_path):
+    out, data = prepared_dir
+    config = DataConfig(mixture=(("prose", 0.7, str(out)), ("code", 0.3, str(out))))
+    mixed = pipeline.prepare_data(config, seq_len=32)
+    assert len(mixed.train) == 2 * len(data.train)
+    assert len(mixed.validation) == 2 * len(data.validation)
+    assert set(mixed.stats["sources"]) == {"prose", "code"}
+    with pytest.raises(DataError, match="weights must be > 0; got code=0.0"):
+        pipeline.prepare_data(
+            DataConfig(mixture=(("prose", 1.0, str(out)), ("code", 0.0, str(out)))), 32
+        )
+    with pytest.raises(DataError, match="not both"):
+        pipeline.prepare_data(dataclasses.replace(config, prepared=str(out)), 32)
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    shutil.rmtree(other / prepared.TOKENIZER_DIR)
+    write_byte_level_bpe(other / prepared.TOKENIZER_DIR, ["def f(x):\n    return x"] * 20, 300)
+    with pytest.raises(DataError, match="'code'.*another tokenizer"):
+        pipeline.prepare_data(
+            DataConfig(mixture=(("prose", 1.0, str(out)), ("code", 1.0, str(other)))), 32
+        )

@@ -28,6 +28,7 @@ from tinylm_jax.config.data import DataConfig, resolve_data_dir
 from tinylm_jax.data import cache_lock, packing
 from tinylm_jax.data import corpus as corpus_lib
 from tinylm_jax.data import loader as loader_lib
+from tinylm_jax.data import mixture as mixture_lib
 from tinylm_jax.data import prepared as prepared_lib
 from tinylm_jax.data.tokenizer import (
     HFTokenizer,
@@ -142,6 +143,8 @@ def prepare_data(config: DataConfig, seq_len: int) -> PreparedData:
     """Builds (or reuses) the raw corpus, tokenizer and packed records."""
     if seq_len <= 0:
         raise DataError(f"seq_len must be positive; got {seq_len}.")
+    if config.mixture:
+        return _open_mixture(config, seq_len)
     if config.prepared is not None:
         return _open_prepared(config, seq_len)
     data_dir = resolve_data_dir(config)
@@ -221,6 +224,49 @@ def _open_prepared(config: DataConfig, seq_len: int) -> PreparedData:
         stats=stats,
         loader_workers=config.loader_workers,
         cache_dir=config.prepared,
+    )
+
+
+def _open_mixture(config: DataConfig, seq_len: int) -> PreparedData:
+    """Prepared datasets mixed by weight; every check runs before any record is read."""
+    if config.prepared is not None:
+        raise DataError("Set DataConfig.mixture or DataConfig.prepared, not both.")
+    names = [name for name, _, _ in config.mixture]
+    weights = [float(weight) for _, weight, _ in config.mixture]
+    mixture_lib.check_weights(names, weights)
+    opened = [
+        prepared_lib.open_prepared(path, seq_len, config.tokenizer) for _, _, path in config.mixture
+    ]
+    tokenizer = opened[0][1]
+    for (name, _, path), (_, other, _) in zip(config.mixture, opened, strict=True):
+        if other.fingerprint != tokenizer.fingerprint:
+            raise DataError(
+                f"DataConfig.mixture source {name!r} ({path}) was prepared with another "
+                f"tokenizer than {names[0]!r}; prepare every source with one tokenizer "
+                "(DataConfig.tokenizer)."
+            )
+    seed = int(hashlib.sha256(repr(config.mixture).encode()).hexdigest()[:8], 16)
+    train = mixture_lib.MixtureSource([o[2]["train"] for o in opened], weights, names, seed)
+    validation = mixture_lib.ConcatSource([o[2]["validation"] for o in opened])
+    stats: dict[str, Any] = {
+        "dataset": "mixture:" + ",".join(f"{n}={w:g}" for n, w in zip(names, weights, strict=True)),
+        "tokenizer": tokenizer.path,
+        "vocab_size": tokenizer.vocab_size,
+        "seq_len": seq_len,
+        "sources": {n: o[0]["splits"] for n, o in zip(names, opened, strict=True)},
+        "train": {
+            "records": len(train),
+            "documents": sum(o[0]["splits"]["train"]["documents"] for o in opened),
+        },
+        "validation": {"records": len(validation)},
+    }
+    return PreparedData(
+        tokenizer=tokenizer,
+        train=train,  # type: ignore[arg-type]
+        validation=validation,  # type: ignore[arg-type]
+        seq_len=seq_len,
+        stats=stats,
+        loader_workers=config.loader_workers,
     )
 
 
