@@ -22,7 +22,9 @@ def add_data(commands) -> None:
         description="Options after `--` go to Beam unchanged (e.g. --project, --region, "
         "--temp_location for Dataflow; --flink_master or --spark_master_url).",
     )
-    prepare.add_argument("--out", required=True, help="prepared-dataset dir (local or gs://)")
+    prepare.add_argument(
+        "--out", required=True, help="prepared-dataset dir (local or shared; gs:// untested)"
+    )
     prepare.add_argument(
         "--runner",
         default="DirectRunner",

@@ -43,9 +43,9 @@ class DataConfig:
       max_documents: Optional cap on the documents read (tests, demos).
       num_workers: Threads for tokenization (None: all cores).
       loader_workers: Grain worker processes for the train loader (0: in-process).
-      prepared: A prepared-dataset directory (local or gs://) written by `tinylm data
-        prepare`; every host then reads its share of the shards and none tokenizes or
-        packs. The corpus fields above are then only used to prepare it.
+      prepared: A prepared-dataset directory (local or shared; gs:// untested) written
+        by `tinylm data prepare`; every host then reads its share of the shards and
+        none tokenizes or packs. The corpus fields above are then only used to prepare it.
       mixture: Several prepared datasets mixed by weight, as ((name, weight, prepared dir),
         ...), e.g. (('prose', 0.7, 'gs://b/prose'), ('code', 0.3, 'gs://b/code')); they
         must share tokenizer and seq_len. Record ids name their source (`data/mixture.py`).

@@ -1,7 +1,7 @@
 """Prepared datasets: packed records written once (by `tinylm data prepare`) and read by
 every host of every run that sets `DataConfig.prepared`.
 
-Layout of a prepared-dataset directory (local or gs://):
+Layout of a prepared-dataset directory (any `etils.epath` path):
   manifest.json                       format, fingerprint, tokenizer, seq_len, counts, shards
   tokenizer/                          the tokenizer the records were made with
   <split>-SSSSS-of-NNNNN.array_record records of `packing.py`'s format, in id order
