@@ -78,12 +78,18 @@ def _train(workdir, *params, fault=None):
 
 
 @pytest.mark.slow
-def test_a_run_on_a_prepared_dataset_has_the_losses_of_its_own_data_and_resumes(
+def test_a_two_round_run_on_a_prepared_dataset_has_its_own_datas_losses_and_resumes(
     tmp_path, data_dir, gin_clean
 ):
     out = tmp_path / "prepared"
     assert _prepare(out, *TINY_DATA, "TrainConfig.seq_len = 32", workers=2) == 0
-    common = ["CheckpointConfig.every_steps = 2", "TrainConfig.eval_every = 0"]
+    common = [
+        "CheckpointConfig.every_steps = 2",
+        "TrainConfig.eval_every = 0",
+        "RoundsConfig.num_rounds = 2",  # round 2 replays records by stable id
+        "RoundsConfig.partitions = 2",
+        "RoundsConfig.score_batch_size = 64",
+    ]
     own = _train(tmp_path / "own", *common)
     assert own.returncode == 0, own.stderr[-3000:]
     on_prepared = [*common, f"DataConfig.prepared = '{out}'", "DataConfig.dataset = 'none'"]
@@ -92,6 +98,7 @@ def test_a_run_on_a_prepared_dataset_has_the_losses_of_its_own_data_and_resumes(
     resumed = _train(tmp_path / "run", *on_prepared)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "from step 2" in resumed.stdout + resumed.stderr
+    assert "round 2/2: steps 4-6 on" in resumed.stdout, resumed.stdout[-2000:]
     expected, logged = train_losses(tmp_path / "own"), train_losses(tmp_path / "run")
     assert set(range(1, 7)) <= logged.keys()
     assert logged == {step: expected[step] for step in logged}  # bit-exact, as if uninterrupted
