@@ -5,6 +5,7 @@ Layout of a prepared-dataset directory (any `etils.epath` path):
   manifest.json                       format, fingerprint, tokenizer, seq_len, counts, shards
   tokenizer/                          the tokenizer the records were made with
   <split>-SSSSS-of-NNNNN.array_record records of `packing.py`'s format, in id order
+  _stats/<split>.json                 the pipeline's counts (copied into the manifest)
 
 Record `i` of a split is record `i % records_per_shard` of shard `i // records_per_shard`,
 and its stable id is `i`: ids follow document order and offsets in the token stream, so
