@@ -8,7 +8,10 @@ The corpus (the Python standard library) and the tokenizer are built first and c
 every timed run does the same work: tokenize and pack both splits and write ArrayRecord.
 The three paths run alternately `--repeats` times (the median of each is printed, with its
 ratio to Beam with 1 worker). Beam's time includes its pipeline start-up and worker
-launch. Ends with one JSON line.
+launch. First, the machine's parallel headroom is probed: the throughput of 2 processes
+running a fixed CPU-bound task at once, relative to 1 alone (2.0 on 2 idle cores; about 1.0
+when other jobs already fill them, and then no 2-worker run can scale). Ends with one JSON
+line.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import os
 import pathlib
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -41,6 +46,26 @@ def _beam(config: DataConfig, seq_len: int, out: str, workers: int) -> int:
     return sum(s["tokens"] for s in manifest["splits"].values())
 
 
+_BUSY = "x = 0\nfor i in range(15_000_000):\n    x += i\n"
+
+
+def parallel_headroom(repeats: int = 3) -> float:
+    """Throughput of 2 concurrent CPU-bound processes over 1 (alternating, medians)."""
+
+    def wall(n: int) -> float:
+        start = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", _BUSY]) for _ in range(n)]
+        for proc in procs:
+            proc.wait()
+        return time.perf_counter() - start
+
+    one, two = [], []
+    for _ in range(repeats):
+        one.append(wall(1))
+        two.append(wall(2))
+    return 2 * statistics.median(one) / statistics.median(two)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max_documents", type=int, default=1500)
@@ -56,6 +81,8 @@ def main() -> None:
         prepare_chunk_documents=64,
     )
     pipeline.corpus_and_tokenizer(config)  # built once, outside the timings
+    headroom = parallel_headroom()
+    print(f"parallel headroom (2 CPU-bound processes vs 1): {headroom:.2f}x")
     runs = {
         "single_host": lambda out: _single_host(config, args.seq_len, out),
         "beam_1_worker": lambda out: _beam(config, args.seq_len, out, 1),
@@ -76,7 +103,8 @@ def main() -> None:
     print("| path | tokens/s (median) | vs Beam 1 worker |\n|---|---|---|")
     for name, rate in median.items():
         print(f"| {name} | {rate:,.0f} | {rate / base:.2f}x |")
-    result = {"tokens": tokens, "tokens_per_second": median, "config": dataclasses.asdict(config)}
+    result = {"tokens": tokens, "tokens_per_second": median, "parallel_headroom": headroom}
+    result["config"] = dataclasses.asdict(config)
     print(json.dumps(result))
     shutil.rmtree(root)
 
