@@ -11,9 +11,9 @@ from tinylm_jax.config.data import DataConfig
 from tinylm_jax.data import pipeline, prepared
 from tinylm_jax.errors import DataError
 
-# The corpus of tests.helpers.TINY_DATA, so the session cache is shared with other tests.
+# The corpus of the rounds tests (TINY_DATA on 12 documents): the session cache is shared.
 CONFIG = DataConfig(
-    dataset="python_stdlib", max_documents=60, vocab_size=512, validation_fraction=0.05
+    dataset="python_stdlib", max_documents=12, vocab_size=512, validation_fraction=0.05
 )
 
 
