@@ -1,12 +1,16 @@
-"""Prepared datasets as training reads them: the checks that fail before any work."""
+"""Prepared datasets as training reads them: the checks that fail before any work, and
+weighted mixtures of them (errors; a run killed and resumed bit-exactly)."""
 
 import dataclasses
 import json
 import shutil
+import signal
+import subprocess
+import sys
 
 import pytest
 
-from tests.helpers import write_byte_level_bpe
+from tests.helpers import tiny_run, train_losses, write_byte_level_bpe
 from tinylm_jax.config.data import DataConfig
 from tinylm_jax.data import pipeline, prepared
 from tinylm_jax.errors import DataError
@@ -86,3 +90,35 @@ def test_a_mixture_of_prepared_datasets_and_its_errors(prepared_dir, tmp_path):
         pipeline.prepare_data(
             DataConfig(mixture=(("prose", 1.0, str(out)), ("code", 1.0, str(other)))), 32
         )
+
+
+def _train(workdir, mixture, fault=None):
+    program = ["tests.fault_runner", fault] if fault else ["tinylm_jax.cli"]
+    params = [
+        *tiny_run(steps=6),
+        "DataConfig.max_documents = 12",
+        f"DataConfig.mixture = {mixture!r}",
+        "CheckpointConfig.every_steps = 2",
+        "TrainConfig.eval_every = 0",
+    ]
+    argv = ["train", f"--workdir={workdir}", "--gin_file=models/tiny_test.gin"]
+    argv += [f"--gin_param={p}" for p in params]
+    return subprocess.run(
+        [sys.executable, "-m", *program, *argv], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.mark.slow
+def test_a_mixture_trains_is_killed_and_resumes_bit_exactly(prepared_dir, tmp_path):
+    out, _ = prepared_dir
+    mixture = (("prose", 0.7, str(out)), ("code", 0.3, str(out)))
+    done = _train(tmp_path / "uninterrupted", mixture)
+    assert done.returncode == 0, done.stderr[-3000:]
+    killed = _train(tmp_path / "run", mixture, fault="KILL@3")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    resumed = _train(tmp_path / "run", mixture)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "from step 2" in resumed.stdout
+    expected, logged = train_losses(tmp_path / "uninterrupted"), train_losses(tmp_path / "run")
+    assert set(range(1, 7)) <= logged.keys()
+    assert logged == {step: expected[step] for step in logged}  # the mixture state resumed
