@@ -7,6 +7,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from tinylm_jax.cli import main as cli
 from tinylm_jax.orchestration import grid as sweep
 from tinylm_jax.orchestration import runner
@@ -107,9 +109,13 @@ def test_grid_emits_a_slurm_array_or_a_command_list(tmp_path, capsys):
     assert not (tmp_path / "tiny").exists()  # nothing trained
 
 
-def test_two_arm_sweep_trains_and_reports(tmp_path, data_dir, capsys):
+@pytest.mark.slow
+def test_two_arm_sweep_trains_and_reports(tmp_path, monkeypatch, capsys):
+    # Both arms start together on a cold data cache: one builds each stage, the other waits.
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path / "cold_cache"))
     spec_path = write_spec(tmp_path, params=TINY_PARAMS)
-    assert cli.main(["sweep", "run", f"--spec={spec_path}", f"--root={tmp_path}"]) == 0
+    argv = ["sweep", "run", f"--spec={spec_path}", f"--root={tmp_path}", "--parallel=2"]
+    assert cli.main(argv) == 0
     capsys.readouterr()
     assert cli.main(["sweep", "report", f"--spec={spec_path}", f"--root={tmp_path}"]) == 0
     table = capsys.readouterr().out

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "configs": "tinylm_jax.cli.configs:add_configs",
     "bench": "tinylm_jax.cli.bench:add_bench",
     "tokenizer": "tinylm_jax.cli.tokenizer:add_tokenizer",
+    "data": "tinylm_jax.cli.data:add_data",
     "sweep": "tinylm_jax.cli.sweep:add_sweep",
     "recipe": "tinylm_jax.cli.recipe:add_recipe",
     "export-hf": "tinylm_jax.cli.interop:add_export_hf",

@@ -43,6 +43,16 @@ class DataConfig:
       max_documents: Optional cap on the documents read (tests, demos).
       num_workers: Threads for tokenization (None: all cores).
       loader_workers: Grain worker processes for the train loader (0: in-process).
+      prepared: A prepared-dataset directory (local or shared; gs:// untested) written
+        by `tinylm data prepare`; every host then reads its share of the shards and
+        none tokenizes or packs. The corpus fields above are then only used to prepare it.
+      mixture: Several prepared datasets mixed by weight, as ((name, weight, prepared dir),
+        ...), e.g. (('prose', 0.7, 'gs://b/prose'), ('code', 0.3, 'gs://b/code')); they
+        must share tokenizer and seq_len. Record ids name their source (`data/mixture.py`).
+        Replaces `prepared`.
+      records_per_shard: Records per ArrayRecord shard that `tinylm data prepare` writes.
+      prepare_chunk_documents: Documents per unit of work of `tinylm data prepare` (what
+        one Beam worker tokenizes at a time).
     """
 
     dataset: str = "python_stdlib"
@@ -61,6 +71,10 @@ class DataConfig:
     max_documents: int | None = None
     num_workers: int | None = None
     loader_workers: int = 0
+    prepared: str | None = None
+    mixture: tuple[tuple[str, float, str], ...] = ()
+    records_per_shard: int = 16384
+    prepare_chunk_documents: int = 2048
 
 
 def resolve_data_dir(config: DataConfig) -> pathlib.Path:

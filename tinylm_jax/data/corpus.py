@@ -14,7 +14,7 @@ from typing import Any
 import tensorflow_datasets as tfds
 
 from tinylm_jax.config.data import DataConfig
-from tinylm_jax.data import builders
+from tinylm_jax.data import builders, cache_lock
 from tinylm_jax.data import documents as documents_lib
 from tinylm_jax.errors import DataError
 
@@ -66,7 +66,11 @@ def _build(config: DataConfig, data_dir: pathlib.Path) -> RawCorpus:
         builder_config, files, root = builders.python_stdlib_config(
             config.validation_fraction, config.max_documents
         )
-    with _quiet_tfds():
+    # TFDS builds into `incomplete.*` and renames; a second concurrent builder's rename
+    # fails (FileExistsError), so one process builds and the others construct their
+    # builder only after it finished (a builder reads the dataset's info when created).
+    lock_entry = data_dir / "tfds" / f"{config.dataset}-{builder_config.name}"
+    with cache_lock.exclusive(lock_entry, f"the {config.dataset} corpus"), _quiet_tfds():
         builder = builders.BUILDERS[config.dataset](
             config=builder_config,
             files=[str(f) for f in files],

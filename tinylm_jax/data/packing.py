@@ -33,6 +33,7 @@ import grain
 import numpy as np
 from array_record.python import array_record_module
 
+from tinylm_jax.data import cache_lock
 from tinylm_jax.data.progress import Progress
 from tinylm_jax.data.tokenizer import Tokenizer
 from tinylm_jax.errors import DataError
@@ -171,12 +172,19 @@ class PackedSource:
     [seq_len + 1]) and `id` (int64 scalar, == i).
     """
 
-    def __init__(self, path: str | os.PathLike[str], seq_len: int, num_records: int):
-        self.path = str(path)
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        seq_len: int,
+        num_records: int,
+    ):
+        """`path`: one ArrayRecord file, or the shards of a split in record-id order."""
+        paths = [os.fspath(path)] if isinstance(path, str | os.PathLike) else list(path)
+        self.path = ",".join(str(p) for p in paths)
         self.seq_len = seq_len
         self._len = num_records
         # ArrayRecord cannot open a file without records; an empty split needs none.
-        self._records = grain.sources.ArrayRecordDataSource([self.path]) if num_records else None
+        self._records = grain.sources.ArrayRecordDataSource(paths) if num_records else None
 
     def __len__(self) -> int:
         return self._len
@@ -210,13 +218,25 @@ def build_packed(
 ) -> dict[str, Any]:
     """Writes all splits into `directory` atomically (tmp dir + rename); returns manifest.
 
-    If `directory` already holds a complete build (e.g. another process won the
-    race), that build is used.
+    One process builds under the entry's lock; concurrent ones wait and use its build.
     """
     manifest_path = directory / "manifest.json"
     if manifest_path.exists():
         return check_format(json.loads(manifest_path.read_text()), manifest_path)
-    directory.parent.mkdir(parents=True, exist_ok=True)
+    with cache_lock.exclusive(directory, "packed records"):
+        if not manifest_path.exists():  # Else another process packed it while this one waited.
+            _build_packed(directory, splits, tokenizer, seq_len, num_threads, extra)
+    return check_format(json.loads(manifest_path.read_text()), manifest_path)
+
+
+def _build_packed(
+    directory: pathlib.Path,
+    splits: dict[str, Iterable[tuple[str | None, str | None]]],
+    tokenizer: Tokenizer,
+    seq_len: int,
+    num_threads: int | None,
+    extra: dict[str, Any],
+) -> None:
     tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -237,14 +257,11 @@ def build_packed(
             manifest["splits"][split] = stats
             log.info("Packed %s: %s", split, stats)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        try:
-            os.replace(tmp, directory)
-        except OSError:  # Someone else finished first; theirs is identical.
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(directory, ignore_errors=True)  # a partial dir of a foreign writer
+        os.replace(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return check_format(json.loads(manifest_path.read_text()), manifest_path)
 
 
 def check_format(manifest: dict[str, Any], path: pathlib.Path) -> dict[str, Any]:

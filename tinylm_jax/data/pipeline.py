@@ -25,9 +25,11 @@ import grain
 import numpy as np
 
 from tinylm_jax.config.data import DataConfig, resolve_data_dir
+from tinylm_jax.data import cache_lock, packing
 from tinylm_jax.data import corpus as corpus_lib
 from tinylm_jax.data import loader as loader_lib
-from tinylm_jax.data import packing
+from tinylm_jax.data import mixture as mixture_lib
+from tinylm_jax.data import prepared as prepared_lib
 from tinylm_jax.data.tokenizer import (
     HFTokenizer,
     Tokenizer,
@@ -77,16 +79,18 @@ def _tokenizer(config: DataConfig, raw: corpus_lib.RawCorpus, data_dir: pathlib.
     path = data_dir / "tokenizers" / f"{raw.fingerprint}-{digest}.model"
     if path.exists():
         return load_tokenizer(path)
-    log.info(
-        "Training a %d-piece %s tokenizer on %s ...",
-        config.vocab_size,
-        config.tokenizer_model_type,
-        raw.name,
-    )
-    texts = (t for t, _ in corpus_lib.iter_texts(raw.splits["train"], raw.text_key) if t)
-    proto = train_tokenizer(texts, **settings, num_threads=config.num_workers)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, proto)  # concurrent processes never read half a model
+    with cache_lock.exclusive(path, "a tokenizer"):
+        if path.exists():  # Another process trained it while this one waited.
+            return load_tokenizer(path)
+        log.info(
+            "Training a %d-piece %s tokenizer on %s ...",
+            config.vocab_size,
+            config.tokenizer_model_type,
+            raw.name,
+        )
+        texts = (t for t, _ in corpus_lib.iter_texts(raw.splits["train"], raw.text_key) if t)
+        proto = train_tokenizer(texts, **settings, num_threads=config.num_workers)
+        write_atomically(path, proto)  # readers that skip the lock never see half a model
     return load_tokenizer(path)
 
 
@@ -126,10 +130,23 @@ def train_tokenizer_for(config: DataConfig, out: str | os.PathLike[str] | None =
     return str(out)
 
 
+def corpus_and_tokenizer(
+    config: DataConfig,
+) -> tuple[pathlib.Path, corpus_lib.RawCorpus, Tokenizer]:
+    """The cache root, the raw corpus (built once) and the run's tokenizer (trained once)."""
+    data_dir = resolve_data_dir(config)
+    raw = corpus_lib.load_raw_corpus(config, data_dir)
+    return data_dir, raw, _tokenizer(config, raw, data_dir)
+
+
 def prepare_data(config: DataConfig, seq_len: int) -> PreparedData:
     """Builds (or reuses) the raw corpus, tokenizer and packed records."""
     if seq_len <= 0:
         raise DataError(f"seq_len must be positive; got {seq_len}.")
+    if config.mixture:
+        return _open_mixture(config, seq_len)
+    if config.prepared is not None:
+        return _open_prepared(config, seq_len)
     data_dir = resolve_data_dir(config)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -178,6 +195,78 @@ def prepare_data(config: DataConfig, seq_len: int) -> PreparedData:
         stats=stats,
         loader_workers=config.loader_workers,
         cache_dir=str(data_dir),
+    )
+
+
+def _open_prepared(config: DataConfig, seq_len: int) -> PreparedData:
+    """A dataset `tinylm data prepare` wrote: nothing is built, only read."""
+    assert config.prepared is not None
+    manifest, tokenizer, sources = prepared_lib.open_prepared(
+        config.prepared, seq_len, config.tokenizer
+    )
+    stats: dict[str, Any] = {
+        "dataset": manifest["dataset"],
+        "raw_path": manifest.get("raw_path"),
+        "packed_path": config.prepared,
+        "tokenizer": tokenizer.path,
+        "vocab_size": tokenizer.vocab_size,
+        "seq_len": seq_len,
+        **{
+            split: {k: v for k, v in st.items() if k != "shards"}
+            for split, st in manifest["splits"].items()
+        },
+    }
+    return PreparedData(
+        tokenizer=tokenizer,
+        train=sources["train"],
+        validation=sources["validation"],
+        seq_len=seq_len,
+        stats=stats,
+        loader_workers=config.loader_workers,
+        cache_dir=config.prepared,
+    )
+
+
+def _open_mixture(config: DataConfig, seq_len: int) -> PreparedData:
+    """Prepared datasets mixed by weight; every check runs before any record is read."""
+    if config.prepared is not None:
+        raise DataError("Set DataConfig.mixture or DataConfig.prepared, not both.")
+    names = [name for name, _, _ in config.mixture]
+    weights = [float(weight) for _, weight, _ in config.mixture]
+    mixture_lib.check_weights(names, weights)
+    opened = [
+        prepared_lib.open_prepared(path, seq_len, config.tokenizer) for _, _, path in config.mixture
+    ]
+    tokenizer = opened[0][1]
+    for (name, _, path), (_, other, _) in zip(config.mixture, opened, strict=True):
+        if other.fingerprint != tokenizer.fingerprint:
+            raise DataError(
+                f"DataConfig.mixture source {name!r} ({path}) was prepared with another "
+                f"tokenizer than {names[0]!r}; prepare every source with one tokenizer "
+                "(DataConfig.tokenizer)."
+            )
+    seed = int(hashlib.sha256(repr(config.mixture).encode()).hexdigest()[:8], 16)
+    train = mixture_lib.MixtureSource([o[2]["train"] for o in opened], weights, names, seed)
+    validation = mixture_lib.ConcatSource([o[2]["validation"] for o in opened])
+    stats: dict[str, Any] = {
+        "dataset": "mixture:" + ",".join(f"{n}={w:g}" for n, w in zip(names, weights, strict=True)),
+        "tokenizer": tokenizer.path,
+        "vocab_size": tokenizer.vocab_size,
+        "seq_len": seq_len,
+        "sources": {n: o[0]["splits"] for n, o in zip(names, opened, strict=True)},
+        "train": {
+            "records": len(train),
+            "documents": sum(o[0]["splits"]["train"]["documents"] for o in opened),
+        },
+        "validation": {"records": len(validation)},
+    }
+    return PreparedData(
+        tokenizer=tokenizer,
+        train=train,  # type: ignore[arg-type]
+        validation=validation,  # type: ignore[arg-type]
+        seq_len=seq_len,
+        stats=stats,
+        loader_workers=config.loader_workers,
     )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from tinylm_jax.data import cache_lock
 from tinylm_jax.data import corpus as corpus_lib
 from tinylm_jax.data.packing import tokenize_documents
 from tinylm_jax.data.tokenizer import Tokenizer
@@ -84,14 +85,20 @@ def cached_counts(
 ) -> TokenCounts:
     """Counts over the train split, cached per (corpus, tokenizer) in the data dir."""
     path = data_dir / "token_counts" / f"{raw.fingerprint}-{tokenizer.fingerprint[:16]}.npz"
-    if path.exists():
-        with np.load(path) as f:
-            return TokenCounts(f["counts"], int(f["documents"]), int(f["bytes"]))
+    if not path.exists():
+        with cache_lock.exclusive(path, "token counts"):
+            if not path.exists():  # Else another process counted while this one waited.
+                _count_into(path, tokenizer, raw, threads)
+    with np.load(path) as f:
+        return TokenCounts(f["counts"], int(f["documents"]), int(f["bytes"]))
+
+
+def _count_into(
+    path: pathlib.Path, tokenizer: Tokenizer, raw: corpus_lib.RawCorpus, threads: int | None
+) -> None:
     log.info("Counting %s tokens over the train split of %s ...", tokenizer.path, raw.name)
     texts = corpus_lib.iter_texts(raw.splits["train"], raw.text_key)
     counts = count_tokens(tokenizer, texts, threads)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}.npz")
     np.savez(tmp, counts=counts.counts, documents=counts.documents, bytes=counts.bytes)
     os.replace(tmp, path)
-    return counts
