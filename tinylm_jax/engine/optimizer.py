@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
+import numpy as np
 import optax
 
 from tinylm_jax.config.optimizer import OptimizerConfig
@@ -59,12 +62,24 @@ def decay_mask(config: OptimizerConfig, params) -> object:
     return jax.tree_util.tree_map_with_path(keep, params)
 
 
+def restarted_schedule(config: OptimizerConfig, steps_per_round: Sequence[int]) -> optax.Schedule:
+    """The schedule run afresh in every round (warmup and decay over that round's steps)."""
+    schedules = [make_schedule(config, steps) for steps in steps_per_round]
+    return optax.join_schedules(schedules, [int(b) for b in np.cumsum(steps_per_round)[:-1]])
+
+
 def make_optimizer(
     config: OptimizerConfig,
     num_steps: int,
+    steps_per_round: Sequence[int] | None = None,
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """Clip → AdamW with masked decay; also returns the schedule for logging."""
-    schedule = make_schedule(config, num_steps)
+    """Clip → AdamW with masked decay; also returns the schedule for logging. With
+    `steps_per_round`, the schedule restarts at every round (`RoundsConfig.restart_schedule`)."""
+    schedule = (
+        make_schedule(config, num_steps)
+        if steps_per_round is None
+        else restarted_schedule(config, steps_per_round)
+    )
     adamw = optax.adamw(
         schedule,
         b1=config.b1,
