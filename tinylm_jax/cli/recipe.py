@@ -4,7 +4,6 @@ a report; the strategy lives in `tinylm_jax.orchestration.ladder`."""
 from __future__ import annotations
 
 import argparse
-import functools
 
 from tinylm_jax.cli import common
 
@@ -59,6 +58,7 @@ def add_recipe(commands) -> None:
 
 
 def cmd_recipe(args: argparse.Namespace) -> int:
+    import functools
     import shlex
 
     from tinylm_jax.orchestration import ladder as ladder_lib
