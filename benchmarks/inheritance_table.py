@@ -55,7 +55,16 @@ CHILD = [
 ARMS = {
     **{
         f"{metric}/ends": (metric, "ends")
-        for metric in ("random", "l1", "l2", "taylor", "activation", "learnable_mask")
+        for metric in (
+            "random",
+            "l1",
+            "l2",
+            "taylor",
+            "taylor_pooled",
+            "activation",
+            "learnable_mask",
+            "learnable_mask_joint",
+        )
     },
     **{f"l2/{rule}": ("l2", rule) for rule in ("uniform", "first", "block_influence")},
 }

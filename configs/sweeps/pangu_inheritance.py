@@ -51,8 +51,10 @@ def get_config() -> ml_collections.ConfigDict:
                         "l1",
                         "l2",
                         "taylor",
+                        "taylor_pooled",
                         "activation",
                         "learnable_mask",
+                        "learnable_mask_joint",
                     ],
                     "layer_selection": ["ends", "block_influence"],
                 }

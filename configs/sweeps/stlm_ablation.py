@@ -1,8 +1,9 @@
 """Super Tiny Language Models' levers (arXiv 2405.14159) on the STLM 10M config, one lever per
 arm at matched steps: the untied baseline, tied embedding/head, one FFN shared by all layers
-(after MobileLLM), byte-pooled input (a byte encoder instead of the token embedding table), and
-byte-pooled input with the byte decoder head. Compare params (`tinylm info`), tokens/s and the
-held-out bits per byte, which stays comparable across tokenizers and heads.
+(after MobiLlama, arXiv 2402.16840), byte-pooled input (a byte encoder instead of the token
+embedding table), and byte-pooled input with the byte decoder head. Compare params (`tinylm
+info`), tokens/s and the held-out bits per byte, which stays comparable across tokenizers and
+heads.
 Run: tinylm sweep run --spec=sweeps/stlm_ablation.py
 """
 

@@ -32,9 +32,10 @@ def test_dry_run_prints_every_arms_shape_and_every_step(tmp_path, capsys):
     assert cli.main([*argv, *(f"--gin_param={p}" for p in MICRO)]) == 0
     out = capsys.readouterr().out
     shapes = {line.split(":")[0].strip() for line in out.splitlines() if "params (" in line}
-    assert shapes == {"A", "B", "C", "D", "E", "parent"}
+    assert shapes == {"A", "B", "C", "C+", "D", "E", "parent"}
     assert out.count(f"{2 * 8 * 32:,} training tokens") == 6
-    assert "[10/10] arm_e" in out and not (tmp_path / "steps").exists()  # nothing ran
+    assert out.count(f"{2 * 2 * 8 * 32:,} training tokens") == 1  # C+: C's plus the parent's
+    assert "[11/11] arm_e" in out and not (tmp_path / "steps").exists()  # nothing ran
 
 
 def test_one_chain_of_every_step_kind_runs_resumes_and_reports(tmp_path, data_dir, capsys):

@@ -41,7 +41,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     # The config's shape and token budget too: orchestration plans runs from these.
     train_tokens = config.train.num_steps * config.train.tokens_per_step
     model = dataclasses.asdict(config.model)
-    print(json.dumps({**stats, "train_tokens": train_tokens, "model": model}))
+    tokens = {"train_tokens": train_tokens, "tokens_per_step": config.train.tokens_per_step}
+    print(json.dumps({**stats, **tokens, "model": model}))
     return 0
 
 

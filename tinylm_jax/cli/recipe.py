@@ -38,6 +38,17 @@ def add_recipe(commands) -> None:
             "--eval_steps", type=int, default=None, help="eval batches per arm (None: all)"
         )
         sub.add_argument(
+            "--arch_budget",
+            choices=["equal", "reinvest"],
+            help="arm C's size: equal to B's total, or near A's total spending what the compact "
+            "tokenizer freed on depth (default: tiny equal, 1b reinvest as released)",
+        )
+        sub.add_argument(
+            "--unit",
+            choices=["batch", "sequence"],
+            help="arm E's round unit (default batch, as PanGu's released rule)",
+        )
+        sub.add_argument(
             "--launcher",
             help="prefix of every step on a cluster, e.g. 'launch/tpu_pod.sh TPU ZONE --'",
         )
@@ -50,10 +61,13 @@ def add_recipe(commands) -> None:
 
 
 def cmd_recipe(args: argparse.Namespace) -> int:
+    import functools
     import shlex
 
     from tinylm_jax.orchestration import ladder as ladder_lib
 
+    # Planning C+ and the dry run ask for the same arms' sizes: one `tinylm info` each.
+    info = functools.cache(ladder_lib.arm_info)
     ladder = ladder_lib.pangu_ladder(
         args.root,
         args.scale,
@@ -63,13 +77,16 @@ def cmd_recipe(args: argparse.Namespace) -> int:
         args.tokenizer,
         args.big_vocab,
         args.compact_vocab,
+        args.arch_budget,
+        args.unit,
+        info=info,
     )
     launcher = shlex.split(args.launcher) if args.launcher else ()
     if not (args.recipe_command == "run" and args.dry_run):
         # Checked before any step trains: the report at the end draws the ladder's curves.
         require_extra("matplotlib", "plot", "the recipe report")
     if args.recipe_command == "run" and args.dry_run:
-        ladder_lib.dry_run(ladder, launcher)
+        ladder_lib.dry_run(ladder, launcher, info)
         return 0
     if args.recipe_command == "run":
         code = ladder_lib.run(ladder, launcher)

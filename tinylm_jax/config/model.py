@@ -43,7 +43,7 @@ class ModelConfig:
     bytes, embedded at `byte_embed_dim`, `byte_encoder_layers` bidirectional blocks, mean-pooled
     over real bytes); `output_head='bytes'` predicts the next token's bytes with
     `byte_decoder_layers` blocks instead of logits over the vocabulary; `ffn_sharing='all'`
-    makes every layer use one FFN (after MobileLLM, arXiv 2402.14905).
+    makes every layer use one FFN (STLM cites MobiLlama, arXiv 2402.16840, for it).
 
     `loss_chunk_tokens` > 0 computes the training cross entropy in chunks of about that many
     tokens of the (micro)batch, never holding the float32 `[tokens, vocab]` logits at once

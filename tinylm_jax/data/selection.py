@@ -64,15 +64,6 @@ def selected_count(part_size: int, fraction: float) -> int:
     return min(part_size, max(1, int(np.floor(fraction * part_size + 0.5))))
 
 
-def selection_fraction(selection: str, sampling_rate: float, round_index: int) -> float:
-    """The fraction of units round `round_index` (2, 3, ...) trains on: r for `softmax_loss`
-    and `uniform`; min(1, r·(k − 1)) for `easiest_first`, a curriculum that grows by r a round
-    (TinyHelen, arXiv 2501.00522: start from the easiest part, then widen it)."""
-    if selection == "easiest_first":
-        return min(1.0, sampling_rate * (round_index - 1))
-    return sampling_rate
-
-
 def gumbel_top_k(logits_N: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """k distinct indices drawn without replacement with p ∝ exp(logits), ascending [k]."""
     keys_N = logits_N.astype(np.float64) + rng.gumbel(size=logits_N.shape)
@@ -95,20 +86,74 @@ def select_units(
     The noise of part k of round `round_index` comes from the seed (seed, round_index, k), so
     the same run draws the same ids however often it is resumed.
     """
-    fraction = selection_fraction(selection, sampling_rate, round_index)
     bounds = partition_bounds(len(losses_U), partitions)
     chosen = []
     for part, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
         losses = losses_U[start:stop]
-        k = selected_count(len(losses), fraction)
-        if selection == "easiest_first":
-            picked = np.sort(np.argsort(losses, kind="stable")[:k])
-        else:
-            rng = np.random.default_rng([seed, round_index, part])
-            logits = losses / temperature if selection == "softmax_loss" else np.zeros_like(losses)
-            picked = gumbel_top_k(logits, k, rng)
+        k = selected_count(len(losses), sampling_rate)
+        rng = np.random.default_rng([seed, round_index, part])
+        logits = losses / temperature if selection == "softmax_loss" else np.zeros_like(losses)
+        picked = gumbel_top_k(logits, k, rng)
         chosen.append(picked + start)
     return np.concatenate(chosen).astype(np.int64)
+
+
+def stage_fraction(stage: int, start_fraction: float, fraction_step: float) -> float:
+    """The fraction of units TinyHelen's stage `stage` (1-based) trains on: start + step·(k − 1),
+    at most 1 (arXiv 2501.00522; its trainer's `_maybe_reinit_train_dataset`)."""
+    return min(1.0, round(start_fraction + fraction_step * (stage - 1), 12))
+
+
+def stage_count(num_units: int, fraction: float) -> int:
+    """Units a stage of `fraction` holds: ⌊fraction·n⌋ as TinyHelen's `select(range(int(f·n)))`,
+    at least one."""
+    return min(num_units, max(1, int(np.floor(fraction * num_units + 1e-9))))
+
+
+def easiest_units(difficulty_U: np.ndarray, fraction: float) -> np.ndarray:
+    """Ascending ids of the `stage_count` units of lowest difficulty (ties: lower id first)."""
+    k = stage_count(len(difficulty_U), fraction)
+    return np.sort(np.argsort(difficulty_U, kind="stable")[:k]).astype(np.int64)
+
+
+def first_units(num_units: int, fraction: float, seed: int) -> np.ndarray:
+    """Stage 1 under the model's own loss, before the model has learned anything: a seeded
+    uniform `stage_count` of the units (TinyHelen's code takes the unsorted dataset's first
+    ones; a random draw avoids the bias of document order)."""
+    rng = np.random.default_rng([seed, 1])
+    return np.sort(rng.permutation(num_units)[: stage_count(num_units, fraction)]).astype(np.int64)
+
+
+def record_lengths(segment_ids_NL: np.ndarray) -> np.ndarray:
+    """[N] mean length in tokens of the document pieces in each packed record (segment 0 is
+    padding): the `length` difficulty, shorter documents first."""
+    real_N = np.sum(segment_ids_NL > 0, axis=1)
+    return real_N / np.maximum(np.max(segment_ids_NL, axis=1), 1)
+
+
+def unit_means(values_N: np.ndarray, unit: str, batch_size: int) -> np.ndarray:
+    """[U] the mean of a per-record value over each unit's records."""
+    if unit == "sequence":
+        return values_N.astype(np.float64)
+    starts = np.arange(0, len(values_N), batch_size)
+    counts = np.diff(np.append(starts, len(values_N)))
+    return np.add.reduceat(values_N.astype(np.float64), starts) / counts
+
+
+def plateau_update(
+    plateau: dict, eval_loss: float, patience: int, min_delta: float
+) -> tuple[dict, bool]:
+    """TinyHelen's early-stopping check on the held-out loss: (new state, whether the stage
+    ends). A loss below the best by more than `min_delta` resets the count; otherwise it grows,
+    and at `patience` the stage ends and the count restarts. The best carries across stages,
+    as in its trainer's `check_iterative_metric_value`."""
+    best, bad = plateau.get("best"), int(plateau.get("bad", 0))
+    if best is None or (eval_loss < best and abs(eval_loss - best) > min_delta):
+        best, bad = float(eval_loss), 0
+    else:
+        bad += 1
+    ends = bad >= patience
+    return {"best": best, "bad": 0 if ends else bad}, ends
 
 
 def round_ends(steps_per_round: tuple[int, ...]) -> np.ndarray:

@@ -3,7 +3,10 @@ weight-decay mask and learning-rate schedules."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
+import numpy as np
 import optax
 
 from tinylm_jax.config.optimizer import OptimizerConfig
@@ -134,12 +137,24 @@ def _base(config: OptimizerConfig, schedule: optax.Schedule) -> optax.GradientTr
     return adamw
 
 
+def restarted_schedule(config: OptimizerConfig, steps_per_round: Sequence[int]) -> optax.Schedule:
+    """The schedule run afresh in every round (warmup and decay over that round's steps)."""
+    schedules = [make_schedule(config, steps) for steps in steps_per_round]
+    return optax.join_schedules(schedules, [int(b) for b in np.cumsum(steps_per_round)[:-1]])
+
+
 def make_optimizer(
     config: OptimizerConfig,
     num_steps: int,
+    steps_per_round: Sequence[int] | None = None,
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """Clip → `config.name`'s optimizer with masked decay; also returns the schedule."""
-    schedule = make_schedule(config, num_steps)
+    """Clip → `config.name`'s optimizer with masked decay; also returns the schedule. With
+    `steps_per_round`, the schedule restarts at every round (`RoundsConfig.restart_schedule`)."""
+    schedule = (
+        make_schedule(config, num_steps)
+        if steps_per_round is None
+        else restarted_schedule(config, steps_per_round)
+    )
     base = _base(config, schedule)
     if config.grad_clip:
         return optax.chain(optax.clip_by_global_norm(config.grad_clip), base), schedule

@@ -83,7 +83,8 @@ def build_run(config: RunConfig, token_bytes: TokenBytes | None = None) -> Run:
         tc.resolved_eval_batch_size, mesh, config.rules, "TrainConfig.eval_batch_size"
     )
     model = Transformer(mc, token_bytes=token_bytes)
-    tx, schedule = make_optimizer(config.optimizer, tc.num_steps)
+    rounds = config.rounds.steps_per_round(tc.num_steps) if config.rounds.restart_schedule else None
+    tx, schedule = make_optimizer(config.optimizer, tc.num_steps, rounds)
     init_fn = make_init_fn(model, tx, tc.seq_len)
     abstract, shardings = abstract_state(init_fn, mesh, config.rules)
     batch_shardings = rules_lib.batch_sharding(mesh, config.rules)

@@ -5,9 +5,15 @@ same tokens of the same corpus:
 
   A  baseline: wide-shallow body, big tokenizer, random init
   B  + compact tokenizer: the same body on the compressed tokenizer (Sec. 3.1)
-  C  + architecture: deeper and narrower at about B's parameter count (Sec. 3.2)
+  C  + architecture: deeper and narrower (Sec. 3.2); `arch_budget` sizes it: 'equal' (C's
+     total equals B's: depth against width at one size) or 'reinvest' (C's total near A's:
+     the embedding parameters the compact tokenizer freed go into a deeper body, as the
+     paper's released 1B configs do: A 1.03B, B 0.81B, C 0.95B)
+  C+ compute-matched control for D: C's model from random init on the parent's training
+     tokens plus its own, so D − C+ is what inheritance buys at equal total compute
   D  + parameter inheritance: C's shape initialized from a larger parent (Sec. 3.3)
-  E  + multiple rounds: D's start trained in two rounds with loss-weighted replay (Sec. 3.4)
+  E  + multiple rounds: D's start trained in two rounds with loss-weighted replay of batches
+     (Sec. 3.4: the released rule draws batches)
 
 Every step is one `tinylm` command; a step that finished writes `ROOT/steps/NAME.done`, so a
 rerun skips it, and a step killed midway resumes (training resumes from its checkpoints). The
@@ -29,18 +35,20 @@ from tinylm_jax.errors import ConfigError
 from tinylm_jax.orchestration import report as report_lib
 from tinylm_jax.orchestration import runner
 from tinylm_jax.orchestration.arm import Arm, gin_flags, tinylm
+from tinylm_jax.orchestration.ladder_report import (
+    ARMS,
+    FORMULAS,
+    PAPER_AVERAGES,
+    check_same_tokens,
+    gains,
+    write_report,
+)
+
+__all__ = ["FORMULAS", "PAPER_AVERAGES", "gains", "write_report"]  # the report's, re-exported
 
 SCALES = ("tiny", "1b")
 
-# The paper's ladder (average accuracy over its benchmarks) and each step's gain.
-PAPER_AVERAGES = {"A": 42.41, "B": 44.11, "C": 46.53, "D": 49.79, "E": 51.28}
-FORMULAS = {
-    "A": "baseline (wide-shallow, big tokenizer, random init)",
-    "B": "+ compact tokenizer",
-    "C": "+ architecture (deeper, narrower)",
-    "D": "+ parameter inheritance",
-    "E": "+ multiple-round training",
-}
+ARCH_BUDGETS = ("equal", "reinvest")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +56,33 @@ class Scale:
     big_vocab: int  # the big tokenizer's size (trained on the corpus unless given)
     compact_vocab: int  # the compressed tokenizer's size
     width_metric: str  # inheritance's importance metric (arXiv 2402.02791, Sec. 3.3)
+    arch_budget: str  # the default sizing of arm C (see the module docstring)
+    bodies: tuple[tuple[str, str], ...]  # arch_budget -> arm C's body gin
     rounds: int = 2
+    # Arm E's unit: PanGu's released rule draws batches (torch.multinomial over batch losses).
+    unit: str = "batch"
+
+    def body(self) -> str:
+        return dict(self.bodies)[self.arch_budget]
 
 
 SCALE_SETTINGS = {
-    "tiny": Scale(big_vocab=16384, compact_vocab=8192, width_metric="taylor"),
-    "1b": Scale(big_vocab=100883, compact_vocab=48000, width_metric="learnable_mask"),
+    # Today's tiny sizing holds totals equal (C 3.79M vs B 3.80M); 'reinvest' is 224 x 6.
+    "tiny": Scale(
+        big_vocab=16384,
+        compact_vocab=8192,
+        width_metric="taylor",
+        arch_budget="equal",
+        bodies=(("equal", "deep_narrow"), ("reinvest", "deep_narrow_reinvest")),
+    ),
+    # The released 1B Pro reinvests (0.95B vs A's 1.03B); 'equal' is its body at 16 layers.
+    "1b": Scale(
+        big_vocab=100883,
+        compact_vocab=48000,
+        width_metric="learnable_mask",
+        arch_budget="reinvest",
+        bodies=(("equal", "deep_narrow_equal"), ("reinvest", "deep_narrow")),
+    ),
 }
 
 
@@ -79,15 +108,26 @@ class Ladder:
         return self.root / self.arms[key].name
 
 
-def scale_settings(scale: str, big_vocab: int | None, compact_vocab: int | None) -> Scale:
-    """The scale's settings with the tokenizer sizes the user gave."""
+def scale_settings(
+    scale: str,
+    big_vocab: int | None,
+    compact_vocab: int | None,
+    arch_budget: str | None = None,
+    unit: str | None = None,
+) -> Scale:
+    """The scale's settings with the tokenizer sizes, arm C's sizing and arm E's unit the
+    user gave."""
     if scale not in SCALES:
         raise ConfigError(f"--scale={scale!r} is not one of {SCALES}")
+    if arch_budget is not None and arch_budget not in ARCH_BUDGETS:
+        raise ConfigError(f"--arch_budget={arch_budget!r} is not one of {ARCH_BUDGETS}")
     settings = SCALE_SETTINGS[scale]
     settings = dataclasses.replace(
         settings,
         big_vocab=big_vocab or settings.big_vocab,
         compact_vocab=compact_vocab or settings.compact_vocab,
+        arch_budget=arch_budget or settings.arch_budget,
+        unit=unit or settings.unit,
     )
     if not 0 < settings.compact_vocab < settings.big_vocab:
         raise ConfigError(
@@ -106,13 +146,19 @@ def pangu_ladder(
     tokenizer: str | None = None,
     big_vocab: int | None = None,
     compact_vocab: int | None = None,
+    arch_budget: str | None = None,
+    unit: str | None = None,
+    info: Info | None = None,
 ) -> Ladder:
     """The ladder's steps under `root`. `parent` (a trained workdir on the compact tokenizer,
     or on the big one with `InheritConfig.id_map` given) replaces the recipe's parent;
     `tokenizer` (a `.model`) replaces the big tokenizer trained on the corpus; `big_vocab` /
     `compact_vocab` replace the scale's tokenizer sizes (a small corpus cannot fill 16k
-    pieces). The user's `gin_files` / `gin_params` come last in every step."""
-    settings = scale_settings(scale, big_vocab, compact_vocab)
+    pieces); `arch_budget` sizes arm C ('equal' or 'reinvest'); `unit` is arm E's round unit
+    ('batch', the paper's, or 'sequence'). The user's `gin_files` / `gin_params` come last in
+    every step. With `info` (see `arm_info`), the plan holds arm C+ when the parent's tokens
+    are known (the recipe's parent, or a given one that has trained)."""
+    settings = scale_settings(scale, big_vocab, compact_vocab, arch_budget, unit)
     root = epath.Path(root)
     folder = f"recipes/pangu_ladder/{scale}"
     user = (tuple(gin_files), tuple(gin_params))
@@ -123,7 +169,32 @@ def pangu_ladder(
     common = gin_flags((f"{folder}/common.gin", *user[0]), user[1])
     steps = _tokenizer_steps(big, compact, settings, common, train_big=tokenizer is None)
     steps += _arm_steps(ladder, settings, str(parent or ladder.workdir("parent")))
-    return dataclasses.replace(ladder, steps=tuple(steps))
+    ladder = dataclasses.replace(ladder, steps=tuple(steps))
+    return ladder if info is None else with_control(ladder, info, parent)
+
+
+def with_control(ladder: Ladder, info: Info, parent: str | None) -> Ladder:
+    """`ladder` with arm C+ (and its step right after arm C's): C's model and gin, trained
+    from random init for the steps that hold the parent's training tokens plus C's own. A
+    given parent that has not trained (or logged no steps) leaves the ladder as it is."""
+    if parent is None:
+        parent_tokens = info(ladder.arms["parent"])["train_tokens"]
+    elif layout.is_trained(parent):
+        parent_tokens = trained_tokens(parent)
+    else:
+        return ladder
+    c = info(ladder.arms["C"])
+    steps = -(-(c["train_tokens"] + parent_tokens) // c["tokens_per_step"])
+    arm = ladder.arms["C"]
+    control = dataclasses.replace(
+        arm,
+        name="arm_cplus_compute_matched",
+        gin_params=(*arm.gin_params, f"TrainConfig.num_steps = {steps}"),
+    )
+    ladder = dataclasses.replace(ladder, arms={**ladder.arms, "C+": control})
+    step = Step("arm_cplus", control.train_args(ladder.workdir("C+")))
+    at = [s.name for s in ladder.steps].index("arm_c") + 1
+    return dataclasses.replace(ladder, steps=(*ladder.steps[:at], step, *ladder.steps[at:]))
 
 
 def _arms(
@@ -143,13 +214,13 @@ def _arms(
         group = folder.removeprefix("recipes/").replace("/", "_")  # e.g. pangu_ladder_tiny
         return Arm(folder_name, files, (*params, *user[1]), group=group)
 
-    compact_vocab = settings.compact_vocab
+    compact_vocab, body = settings.compact_vocab, settings.body()
     arms = {
         "A": arm("arm_a_baseline", "wide_shallow", big, settings.big_vocab),
         "B": arm("arm_b_compact_tokenizer", "wide_shallow", compact, compact_vocab),
-        "C": arm("arm_c_deep_narrow", "deep_narrow", compact, compact_vocab),
-        "D": arm("arm_d_inherited", "deep_narrow", compact, compact_vocab),
-        "E": arm("arm_e_rounds", "deep_narrow", compact, compact_vocab),
+        "C": arm("arm_c_deep_narrow", body, compact, compact_vocab),
+        "D": arm("arm_d_inherited", body, compact, compact_vocab),
+        "E": arm("arm_e_rounds", body, compact, compact_vocab),
     }
     if with_parent:
         arms["parent"] = arm("parent", "parent", compact, compact_vocab)
@@ -191,8 +262,11 @@ def _arm_steps(ladder: Ladder, settings: Scale, parent: str) -> list[Step]:
             Step(f"arm_{key.lower()}_inherit", arm.inherit_args(ladder.workdir(key), parent))
         )
     steps.append(Step("arm_d", ("train", f"--workdir={ladder.workdir('D')}")))
-    rounds = f"--gin_param=RoundsConfig.num_rounds = {settings.rounds}"
-    steps.append(Step("arm_e", ("train", f"--workdir={ladder.workdir('E')}", rounds)))
+    rounds = (
+        f"--gin_param=RoundsConfig.num_rounds = {settings.rounds}",
+        f"--gin_param=RoundsConfig.unit = '{settings.unit}'",
+    )
+    steps.append(Step("arm_e", ("train", f"--workdir={ladder.workdir('E')}", *rounds)))
     return steps
 
 
@@ -224,85 +298,6 @@ def run(ladder: Ladder, launcher: Sequence[str] = ()) -> int:
     return 0
 
 
-def gains(rows: dict[str, dict]) -> dict[str, dict]:
-    """Each arm's step against the arm before it: the change of held-out bits per byte
-    (lower is better; none while the arm before is not trained) beside the paper's
-    average-accuracy gain (higher is better)."""
-    out = {}
-    for name in sorted(rows):
-        before = chr(ord(name) - 1)
-        change = None
-        if before in rows:
-            change = rows[name]["eval_bits_per_byte"] - rows[before]["eval_bits_per_byte"]
-        paper_gain = None if name == "A" else PAPER_AVERAGES[name] - PAPER_AVERAGES[before]
-        out[name] = {
-            "bits_per_byte_change": change,
-            "paper_average": PAPER_AVERAGES[name],
-            "paper_gain": None if paper_gain is None else round(paper_gain, 2),
-        }
-    return out
-
-
-def check_same_tokens(rows: dict[str, dict]) -> None:
-    tokens = {name: row["train_tokens"] for name, row in rows.items()}
-    if len(set(tokens.values())) > 1:
-        raise ConfigError(
-            f"the ladder's arms must train on the same tokens; got {tokens}: give every arm "
-            "the same TrainConfig.num_steps, batch_size and seq_len"
-        )
-
-
-def _signed(value: float | None, digits: int) -> str:
-    return "—" if value is None else f"{value:+.{digits}f}"
-
-
-def report_lines(rows: dict[str, dict], plot_name: str | None, parent: dict | None) -> list[str]:
-    step_gains = gains(rows)
-    lines = [
-        "# PanGu-π Pro ladder",
-        "",
-        "Held-out bits per byte (lower is better; comparable across tokenizers) of every arm, "
-        "each trained on the same tokens, beside the paper's average accuracy "
-        "(arXiv 2402.02791, Fig. 1; higher is better).",
-        "",
-    ]
-    columns = ["arm", "formula", "params", "train tokens", "bits/byte", "change", "paper avg"]
-    table = [
-        [
-            name,
-            FORMULAS[name],
-            f"{rows[name]['params']:,}",
-            f"{rows[name]['train_tokens']:,}",
-            f"{rows[name]['eval_bits_per_byte']:.4f}",
-            _signed(step_gains[name]["bits_per_byte_change"], 4),
-            f"{step_gains[name]['paper_average']:.2f}",
-            _signed(step_gains[name]["paper_gain"], 2),
-        ]
-        for name in sorted(rows)
-    ]
-    lines += report_lib.table([*columns, "paper gain"], table)
-    if parent:
-        lines += [
-            "",
-            f"The parent of arm D ({parent['params']:,} params) cost {parent['train_tokens']:,} "
-            "training tokens on top of the arms' (PanGu inherited from an existing model).",
-        ]
-    if plot_name:
-        lines += ["", f"![training curves]({plot_name})"]
-    return lines
-
-
-def write_report(
-    root: epath.Path, rows: dict[str, dict], parent: dict | None, plot_name: str | None
-) -> dict:
-    """`report.json` and `report.md` under `root`; `rows` maps 'A'..'E' to params,
-    train_tokens, eval_bits_per_byte and eval_loss."""
-    check_same_tokens(rows)
-    report = {"arms": rows, "gains": gains(rows), "formulas": FORMULAS, "parent": parent}
-    report_lib.write(root, report, report_lines(rows, plot_name, parent))
-    return report
-
-
 def _json_line(text: str) -> dict:
     """The JSON object a `tinylm ... --json` command printed last."""
     return json.loads(text.strip().splitlines()[-1])
@@ -322,6 +317,13 @@ def check_plan(ladder: Ladder, info: Info = arm_info) -> dict[str, dict]:
     not fit inside the recipe's parent (before any step spends time training)."""
     shapes = {name: info(arm) for name, arm in ladder.arms.items()}
     check_same_tokens({k: v for k, v in shapes.items() if k != "parent"})
+    if "C+" in shapes and "parent" in shapes:
+        needed = shapes["C"]["train_tokens"] + shapes["parent"]["train_tokens"]
+        if shapes["C+"]["train_tokens"] < needed:
+            raise ConfigError(
+                f"arm C+ trains on {shapes['C+']['train_tokens']:,} tokens, fewer than C's plus "
+                f"the parent's ({needed:,}); do not bind TrainConfig.num_steps for C+ alone"
+            )
     if "parent" in shapes:
         child, parent = shapes["D"]["model"], shapes["parent"]["model"]
         larger = [f for f in ("d_model", "n_layers", "n_heads") if child[f] > parent[f]]
@@ -381,7 +383,7 @@ def collect_rows(ladder: Ladder, eval_steps: int | None) -> tuple[dict[str, dict
     """Rows of the arms A..E trained so far (a ladder midway reports its first rungs), and
     the parent's params and tokens (if the recipe trained it)."""
     trained = [key for key in ladder.arms if layout.is_trained(ladder.workdir(key))]
-    rows = {key: collect_row(ladder, key, eval_steps) for key in "ABCDE" if key in trained}
+    rows = {key: collect_row(ladder, key, eval_steps) for key in ARMS if key in trained}
     if not rows:
         raise ConfigError(
             f"no arm of the ladder in {ladder.root} is trained yet; run `tinylm recipe run` "

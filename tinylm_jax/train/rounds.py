@@ -24,28 +24,11 @@ from tinylm_jax.engine.run import Run
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.eval.score import score_records
 from tinylm_jax.parallel import rules as rules_lib
+from tinylm_jax.train import curriculum
 from tinylm_jax.train.hooks import Hook, StepInfo, SwitchableIterator
 from tinylm_jax.train.metrics import MetricsWriter
 from tinylm_jax.train.prefetch import DevicePrefetcher
-
-
-@dataclasses.dataclass(frozen=True)
-class RoundState:
-    """Round `round` (1-based) trains on `selected_ids` (record ids [M]; None: the whole
-    split); `history` holds one JSON summary per round started; `seed` keys the sampling."""
-
-    round: int
-    seed: int
-    selected_ids: np.ndarray | None
-    history: tuple[dict, ...]
-
-    def metadata(self) -> dict:
-        """`metadata.rounds` of a checkpoint."""
-        return {"round": self.round, "seed": self.seed, "history": list(self.history)}
-
-    def items(self) -> dict[str, np.ndarray] | None:
-        """The checkpoint's `rounds` array item (None in round 1)."""
-        return None if self.selected_ids is None else {"selected_ids": self.selected_ids}
+from tinylm_jax.train.round_state import RoundState
 
 
 def num_units(config: RunConfig, num_records: int) -> int:
@@ -58,37 +41,44 @@ def score_batch_size(config: RunConfig) -> int:
 
 def check_rounds(config: RunConfig, run: Run, num_records: int) -> None:
     """Fails before the first step on round settings this data or mesh cannot take."""
-    if config.rounds.num_rounds == 1:
+    rc = config.rounds
+    if not rc.scheduled:
         return
-    rounds_lib.partition_bounds(num_units(config, num_records), config.rounds.partitions)
+    if rc.tinyhelen:
+        curriculum.check(config, num_records)
+    else:
+        rounds_lib.partition_bounds(num_units(config, num_records), rc.partitions)
     rules_lib.check_batch_divisible(
         score_batch_size(config), run.mesh, run.rules, "RoundsConfig.score_batch_size"
     )
 
 
-def initial_state(config: RunConfig, num_records: int) -> RoundState:
+def initial_state(config: RunConfig, train_source) -> RoundState:
     seed = config.train.resolved_data_seed if config.rounds.seed is None else config.rounds.seed
+    if config.rounds.tinyhelen:
+        return curriculum.first_stage(config, train_source, seed)
     steps = config.rounds.steps_per_round(config.train.num_steps)
-    units = num_units(config, num_records)
+    units = num_units(config, len(train_source))
     first = {"round": 1, "start_step": 0, "steps": steps[0], "units_selected": units}
     return RoundState(round=1, seed=seed, selected_ids=None, history=(first,))
 
 
 def restored_state(
-    config: RunConfig, num_records: int, saved: dict | None, items: dict | None
+    config: RunConfig, train_source, saved: dict | None, items: dict | None
 ) -> RoundState:
     """The RoundState a checkpoint's `metadata.rounds` and `rounds` item describe (a
     checkpoint without them, e.g. an imported one, is in round 1)."""
     if not saved:
-        return initial_state(config, num_records)
+        return initial_state(config, train_source)
     ids = None if items is None else np.asarray(items["selected_ids"], np.int64)
-    if (ids is None) != (saved["round"] == 1):
+    if (ids is None) != (saved["round"] == 1 and not config.rounds.tinyhelen):
         raise ConfigError(
             f"a checkpoint in round {saved['round']} "
             f"{'lacks' if ids is None else 'has'} selected ids (the `rounds` item); it was not "
             "written by this trainer: move that step away or train in a new --workdir"
         )
-    return RoundState(saved["round"], saved["seed"], ids, tuple(saved["history"]))
+    history = tuple(saved["history"])
+    return RoundState(saved["round"], saved["seed"], ids, history, saved.get("plateau"))
 
 
 def round_at(config: RunConfig, step: int) -> int:
@@ -99,11 +89,15 @@ def describe_round(config: RunConfig, state: RoundState, num_records: int) -> st
     """The stdout line of a round (re)starting."""
     steps = config.rounds.steps_per_round(config.train.num_steps)
     start = int(np.sum(steps[: state.round - 1]))
+    if config.rounds.tinyhelen:
+        start = int(state.history[-1]["start_step"])
     what = (
         f"all {num_records} sequences"
         if state.selected_ids is None
         else f"{len(state.selected_ids)} selected of {num_records} sequences"
     )
+    if config.rounds.tinyhelen:
+        return curriculum.describe(config, state.round, start, what)
     return (
         f"round {state.round}/{config.rounds.num_rounds}: steps {start + 1}-"
         f"{start + steps[state.round - 1]} on {what}"
@@ -121,6 +115,8 @@ def next_round(
     """Scores every unit with frozen `params`, selects the next round's units; returns the new
     RoundState and its metrics record (selection summary and scoring throughput)."""
     config, rc = run.config, run.config.rounds
+    if rc.tinyhelen:
+        return curriculum.next_stage(run, params, train_source, state, step, after_score_batch)
     scores = score_records(run, params, train_source, score_batch_size(config), after_score_batch)
     losses_U, _ = rounds_lib.unit_losses(
         scores.nll_N, scores.tokens_N, rc.unit, config.train.batch_size
@@ -154,6 +150,8 @@ def next_round(
 
 
 def score_line(record: dict, step: int, train_tokens_per_second: float | None) -> str:
+    if "stage_fraction" in record:
+        return curriculum.stage_line(record, step)
     train = f", training {train_tokens_per_second:,.0f} tok/s" if train_tokens_per_second else ""
     return (
         f"round {record['round'] - 1} done at step {step}: scored {record['units_scored']} units "
@@ -175,13 +173,22 @@ class Rounds:
         self.run = run
         self._train = train_source
         self._make = make
-        self.state = initial_state(run.config, len(train_source))
+        self.state = initial_state(run.config, train_source)
+        self._fresh = False  # a fresh start logs its first stage's selection (TinyHelen)
 
     def save(self) -> tuple[dict, dict[str, np.ndarray] | None]:
         return self.state.metadata(), self.state.items()
 
     def restore(self, metadata: dict | None, arrays: dict[str, np.ndarray] | None) -> None:
-        self.state = restored_state(self.run.config, len(self._train), metadata, arrays)
+        self.state = restored_state(self.run.config, self._train, metadata, arrays)
+        self._fresh = metadata is None and self.run.config.rounds.tinyhelen
+
+    def first_record(self) -> dict | None:
+        """The first stage's selection record of a fresh start, once (TinyHelen)."""
+        if not self._fresh:
+            return None
+        self._fresh = False
+        return curriculum.stage_record(self.state.history[0])
 
     def iterator(self) -> Iterator:
         """The current round's batch iterator, from its first batch."""
@@ -194,8 +201,13 @@ class Rounds:
     def describe(self) -> str:
         return describe_round(self.run.config, self.state, len(self._train))
 
-    def due(self, step: int) -> bool:
-        """Whether the round ends at `step` steps done."""
+    def due(self, step: int, last: Mapping[str, float]) -> bool:
+        """Whether the round ends at `step` steps done (under TinyHelen's 'plateau', the
+        eval this step just ran, if any, in `last`, may end the stage)."""
+        rc = self.run.config.rounds
+        if rc.tinyhelen and rc.advance == "plateau":
+            self.state, ends = curriculum.observe_eval(self.run.config, self.state, step, last)
+            return ends
         return round_at(self.run.config, step) > self.state.round
 
     def advance(self, params, step: int, after_score_batch=None) -> dict:
@@ -222,7 +234,10 @@ def switch_hook(
     logged training metrics (their throughput goes into the scoring line)."""
 
     def switch(info: StepInfo) -> StepInfo:
-        if not rounds.due(info.step):
+        first = rounds.first_record()
+        if first is not None:
+            writer.write(0, first)
+        if not rounds.due(info.step, last):
             return info
         check(info)
         batches.stop()  # the finished round's batches read ahead are not needed

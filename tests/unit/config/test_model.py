@@ -19,7 +19,10 @@ NAMED = {
     # PanGu-pi-1B Pro released config: 1792 hidden, 14 heads, FFN 4864, 20 layers, 48k, untied.
     "models/pangu_pi_1b_pro.gin": llama_params(48000, 1792, 20, 14, 14, 128, 4864, False),
     "models/pangu_pi_1b.gin": llama_params(100883, 2048, 12, 16, 16, 128, 5632, False),
-    "models/pangu_pi_1_5b_pro.gin": llama_params(48000, 2048, 22, 16, 16, 128, 5632, False),
+    # The paper's table depth (21) next to the released code's (20).
+    "models/pangu_pi_1b_pro_21l.gin": llama_params(48000, 1792, 21, 14, 14, 128, 4864, False),
+    # FFN 6912 inferred from the paper's 1.5B (the paper gives no FFN width).
+    "models/pangu_pi_1_5b_pro.gin": llama_params(48000, 2048, 22, 16, 16, 128, 6912, False),
     "models/stlm_10m.gin": llama_params(4000, 384, 5, 6, 2, 64, 1024, True),
     "models/stlm_50m.gin": llama_params(16000, 512, 14, 8, 2, 64, 1536, True),
     "models/stlm_100m.gin": llama_params(16000, 768, 14, 12, 4, 64, 2048, True),
@@ -35,6 +38,11 @@ def test_pangu_1b_pro_embedding_share_matches_paper(gin_clean):
     stats = model_stats(config_lib.parse(["models/pangu_pi_1b_pro.gin"]).model)
     assert abs(stats.total_params - 0.95e9) < 0.01e9
     assert round(100 * stats.embedding_share, 2) == 18.07  # arXiv 2402.02791, Sec. 3.1
+
+
+def test_pangu_1_5b_pro_matches_paper_size(gin_clean):
+    total = model_stats(config_lib.parse(["models/pangu_pi_1_5b_pro.gin"]).model).total_params
+    assert 1.45e9 <= total <= 1.55e9  # arXiv 2402.02791, Table 1: 1.5B
 
 
 def test_ffn_ratio_rounds_up_to_multiple():

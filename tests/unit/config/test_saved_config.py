@@ -13,6 +13,19 @@ import pytest
 from tinylm_jax.config import gin as config_lib
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "saved_config"
+# Fields added since the fixtures were written: an old config.gin takes their defaults.
+ADDED = {
+    "rounds": {
+        "start_fraction": 0.05,
+        "fraction_step": 0.05,
+        "difficulty": "self_loss",
+        "reference": None,
+        "advance": "plateau",
+        "patience": 3,
+        "min_delta": 0.0,
+        "restart_schedule": False,
+    }
+}
 
 
 @pytest.mark.parametrize("name", ["demo", "pangu_rounds"])
@@ -20,6 +33,8 @@ def test_a_saved_config_gin_parses_to_the_run_config_it_had(name, gin_clean):
     config = config_lib.parse(workdir_config=FIXTURES / f"{name}.gin")
     parsed = json.loads(json.dumps(dataclasses.asdict(config), default=list))
     parsed.pop("gin_config")
+    for section, fields in ADDED.items():
+        assert {k: parsed[section].pop(k) for k in fields} == fields
     expected = json.loads((FIXTURES / f"{name}.json").read_text())
     got = json.loads(json.dumps(parsed, default=list))
     # Fields and parts (e.g. `cmc`) added since the fixture was written take their defaults;

@@ -59,7 +59,7 @@ def test_gumbel_top_k_draws_subsets_with_the_exact_without_replacement_probabili
     assert inclusion[4] > 5 * inclusion[0]
 
 
-@pytest.mark.parametrize("selection", ["softmax_loss", "uniform", "easiest_first"])
+@pytest.mark.parametrize("selection", ["softmax_loss", "uniform"])
 def test_selection_sizes_per_partition_are_exact_and_ids_never_repeat(selection):
     losses = np.random.default_rng(0).normal(3.0, 1.0, size=103)
     bounds = rounds.partition_bounds(103, 4)
@@ -74,15 +74,11 @@ def test_selection_sizes_per_partition_are_exact_and_ids_never_repeat(selection)
             seed=7,
             round_index=round_index,
         )
-        fraction = rounds.selection_fraction(selection, 0.3, round_index)
+        fraction = 0.3
         assert len(np.unique(picked)) == len(picked)
         for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
             inside = picked[(picked >= start) & (picked < stop)]
             assert len(inside) == rounds.selected_count(stop - start, fraction)
-        if selection == "easiest_first":  # the lowest losses of each part, growing by r a round
-            part = losses[:26]
-            assert set(picked[picked < 26]) == set(np.argsort(part)[: len(picked[picked < 26])])
-            assert fraction == pytest.approx(0.3 * (round_index - 1))
     again = rounds.select_units(
         losses,
         selection=selection,

@@ -95,3 +95,14 @@ def test_microbatch_accumulation_equals_full_batch():
         strict=True,
     ):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_restarted_schedule_runs_the_schedule_afresh_in_every_round():
+    from tinylm_jax.config.optimizer import OptimizerConfig as Config
+    from tinylm_jax.engine.optimizer import make_schedule, restarted_schedule
+
+    config = Config(learning_rate=1.0, warmup_steps=2, min_lr_ratio=0.1)
+    restarted = restarted_schedule(config, (10, 6))
+    first, second = make_schedule(config, 10), make_schedule(config, 6)
+    assert [float(restarted(i)) for i in range(10)] == [float(first(i)) for i in range(10)]
+    assert [float(restarted(10 + i)) for i in range(6)] == [float(second(i)) for i in range(6)]

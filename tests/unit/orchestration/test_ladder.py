@@ -42,6 +42,7 @@ def test_plan_lists_every_step_in_order_with_the_users_gin(tmp_path):
         "train",
         f"--workdir={tmp_path}/arm_e_rounds",
         "--gin_param=RoundsConfig.num_rounds = 2",
+        "--gin_param=RoundsConfig.unit = 'batch'",  # the paper's unit
     )
     assert f"--parent={tmp_path}/parent" in by_name["arm_d_inherit"]
     assert "--gin_param=InheritConfig.width_metric = 'taylor'" in by_name["arm_e_inherit"]
@@ -87,18 +88,39 @@ def test_plan_checks_tokens_and_the_parent_shape(tmp_path, capsys, gin_clean):
         ladder_lib.check_plan(with_param("D", "ModelConfig.d_model = 512"), info)
     with pytest.raises(ConfigError, match="same tokens"):
         ladder_lib.check_plan(with_param("A", "TrainConfig.num_steps = 9"), info)
-    ladder_lib.dry_run(ladder, info=info)
+    with_control = ladder_lib.pangu_ladder(tmp_path, "tiny", info=info)
+    ladder_lib.dry_run(with_control, info=info)
     out = capsys.readouterr().out
-    assert {line.split(":")[0].strip() for line in out.splitlines() if "params (" in line} == {
-        "A",
-        "B",
-        "C",
-        "D",
-        "E",
-        "parent",
+    sizes = {
+        line.split(":")[0].strip(): line for line in out.splitlines() if "non-embedding)" in line
     }
-    assert "[10/10] arm_e\n  " in out and "RoundsConfig.num_rounds = 2" in out.splitlines()[-1]
+    assert set(sizes) == {"A", "B", "C", "C+", "D", "E", "parent"}
+    assert f"{shapes['C']['non_embedding_params']:,} non-embedding" in sizes["C"]
+    # C+ trains C's model on C's tokens plus the parent's, from random init.
+    plus = with_control.arms["C+"]
+    assert plus.gin_files == ladder.arms["C"].gin_files and plus.parent is None
+    assert "TrainConfig.num_steps = 1800" in plus.gin_params[-1]  # C's 600 + the parent's 1200
+    expected = shapes["C"]["train_tokens"] + shapes["parent"]["train_tokens"]
+    assert f"{expected:,} training tokens" in sizes["C+"]
+    assert "[6/11] arm_cplus\n  " in out and "[11/11] arm_e\n  " in out
+    assert "RoundsConfig.num_rounds = 2" in out.splitlines()[-1]
     assert not (tmp_path / "steps").exists()  # nothing ran
+
+
+def test_arch_budget_sizes_arm_c_equal_to_b_or_near_a(tmp_path, capsys, gin_clean):
+    info = info_in_process(capsys)
+    sizes = {}
+    for budget in ("equal", "reinvest"):
+        ladder = ladder_lib.pangu_ladder(tmp_path, "tiny", arch_budget=budget)
+        sizes[budget] = {k: info(ladder.arms[k])["total_params"] for k in "ABC"}
+        assert ladder.arms["D"].gin_files == ladder.arms["C"].gin_files
+    equal, reinvest = sizes["equal"], sizes["reinvest"]
+    assert abs(equal["C"] / equal["B"] - 1) < 0.01  # today's tiny sizing
+    assert abs(reinvest["C"] / reinvest["A"] - 1) < 0.01  # spends what the compact one freed
+    default = ladder_lib.pangu_ladder(tmp_path, "1b")
+    assert default.arms["C"].gin_files[1] == "recipes/pangu_ladder/1b/deep_narrow.gin"
+    with pytest.raises(ConfigError, match="--arch_budget='half'"):
+        ladder_lib.pangu_ladder(tmp_path, "tiny", arch_budget="half")
 
 
 def test_run_skips_finished_steps_and_stops_at_a_failing_one(tmp_path, capsys, monkeypatch):
@@ -151,15 +173,22 @@ def test_report_lists_each_step_against_the_paper(tmp_path):
         name: {"params": 1000, "train_tokens": 64, "eval_bits_per_byte": bits, "eval_loss": 1.0}
         for name, bits in zip("ABCDE", [2.0, 1.9, 1.85, 1.7, 1.72], strict=True)
     }
+    rows["C+"] = {**rows["C"], "train_tokens": 192, "eval_bits_per_byte": 1.75}
+    rows["A"]["non_embedding_params"] = 600
     report = ladder_lib.write_report(epath.Path(tmp_path), rows, None, plot_name="ladder.png")
     assert report["gains"]["B"]["bits_per_byte_change"] == pytest.approx(-0.1)
     assert report["gains"]["E"]["paper_gain"] == 1.49
+    assert report["gains"]["C+"]["bits_per_byte_change"] == pytest.approx(-0.1)  # against C
+    assert report["gains"]["D"]["vs_control"] == pytest.approx(-0.05)
     text = (tmp_path / "report.md").read_text()
-    assert "| D | + parameter inheritance | 1,000 | 64 | 1.7000 | -0.1500 | 49.79 | +3.26 |" in text
     assert (
-        "| A | baseline (wide-shallow, big tokenizer, random init) | 1,000 | 64 | 2.0000 | — |"
+        "| D | + parameter inheritance | 1,000 | — | 64 | 1.7000 | -0.1500 | 49.79 | +3.26 |"
         in text
     )
+    assert "| C+ | control: C on the parent's tokens + its own | 1,000 | — | 192 | 1.7500 |" in text
+    assert "D − C+ = -0.0500 bits/byte" in text
+    baseline = "| A | baseline (wide-shallow, big tokenizer, random init) | 1,000 | 600 | 64 |"
+    assert f"{baseline} 2.0000 | — |" in text
     assert "![training curves](ladder.png)" in text
     assert json.loads((tmp_path / "report.json").read_text())["arms"]["A"]["params"] == 1000
     rows["E"] = {**rows["E"], "train_tokens": 65}

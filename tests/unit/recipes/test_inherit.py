@@ -55,7 +55,10 @@ def derive(parent_cfg, host, child_cfg, metric, layers=None, **inherit):
     config = config.replace(model=child_cfg)
     cut_host = pruning.take_layers(host, layers)
     params = jax.device_put(cut_host, run.shardings.params)
-    importance, extra = inherit_lib.width_importance(run, params, synthetic_batches(run), config)
+    importance, extra, trained = inherit_lib.width_importance(
+        run, params, synthetic_batches(run), config
+    )
+    assert (trained is None) == (metric != "learnable_mask_joint")
     selection = pruning.select(importance, layers, cut, child_cfg)
     return pruning.prune_params(cut_host, cut, child_cfg, selection), selection, extra
 
@@ -69,7 +72,8 @@ def flat(params: dict) -> dict:
     return traverse_util.flatten_dict(params, sep="/")
 
 
-@pytest.mark.parametrize("metric", WIDTH_METRICS)
+# The joint masks train the weights too: the child is not the parent (tested below).
+@pytest.mark.parametrize("metric", [m for m in WIDTH_METRICS if m != "learnable_mask_joint"])
 def test_identity_gives_the_parents_logits_exactly(metric):
     host = init_params(PARENT)
     child, _, _ = derive(PARENT, host, PARENT, metric, layers=(0, 1, 2))
@@ -217,15 +221,35 @@ def test_user_errors_name_the_fix():
     assert pruning.select_layers("uniform", 7, 3) == (0, 3, 6)
 
 
-def learn_masks(mesh: MeshConfig, steps: int):
-    """(selection, importance, report) of learnable masks on PARENT's layers 0 and 2."""
+def learn_masks(mesh: MeshConfig, steps: int, metric: str = "learnable_mask", **inherit):
+    """(selection, importance, report[, trained]) of learnable masks on PARENT's layers 0, 2."""
     cut = PARENT.replace(n_layers=2)
-    config, run = run_for(cut, mesh, width_metric="learnable_mask", mask_steps=steps)
+    config, run = run_for(cut, mesh, width_metric=metric, mask_steps=steps, **inherit)
     params = jax.device_put(pruning.take_layers(init_params(PARENT), (0, 2)), run.shardings.params)
-    importance, report = inherit_lib.width_importance(
+    importance, report, trained = inherit_lib.width_importance(
         run, params, synthetic_batches(run), config.replace(model=CHILD)
     )
-    return pruning.select(importance, (0, 2), cut, CHILD), importance, report
+    selection = pruning.select(importance, (0, 2), cut, CHILD)
+    return (selection, importance, report) + (() if trained is None else (trained,))
+
+
+@pytest.mark.slow
+def test_joint_masks_train_the_weights_the_child_inherits():
+    host = pruning.take_layers(init_params(PARENT), (0, 2))
+    _, _, _, trained = learn_masks(
+        ONE_DEVICE, 20, "learnable_mask_joint", mask_weight_learning_rate=1e-2
+    )
+    # Every weight matrix moved (Adam steps of ~1e-2), and the gates are folded in: the
+    # hidden channels the masks close are scaled down all along the residual stream.
+    for path, value in flat(host).items():
+        assert not np.array_equal(flat(trained)[path], value), path
+    # At a zero weight learning rate (in the limit), only the folded gates change the weights.
+    _, importance, _, still = learn_masks(
+        ONE_DEVICE, 20, "learnable_mask_joint", mask_weight_learning_rate=1e-30
+    )
+    ratio = flat(still)["token_embed"] / flat(host)["token_embed"]
+    np.testing.assert_allclose(ratio, np.broadcast_to(ratio[:1], ratio.shape), rtol=1e-5)
+    assert np.all((ratio >= 0) & (ratio <= 1))
 
 
 def test_learnable_mask_reaches_the_target_sizes():

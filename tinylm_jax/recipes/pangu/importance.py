@@ -3,8 +3,11 @@
 A unit (hidden channel, query head, kv head, FFN neuron, head_dim channel) owns the weights
 listed in `recipe/pruning.py`; a weight metric sums an element-wise score over them:
   l1        sum |w|,  l2  sum w^2 (the squared norm ranks like the norm and adds over groups);
-  taylor    |sum w * dL/dw|, the gradient summed over calibration batches (LLM-Pruner's
-            first-order vector-wise importance, arXiv 2305.11627, Sec. 3.2);
+  taylor    sum over the unit's weight matrices of |sum w * dL/dw| within each matrix, the
+            gradient summed over calibration batches (LLM-Pruner's first-order vector-wise
+            importance per parameter of a coupled group, arXiv 2305.11627, Sec. 3.2);
+  taylor_pooled  |sum w * dL/dw| over all of the unit's weights at once (this project's
+            earlier rule, kept as a variant: terms of different matrices can cancel);
   activation  Minitron's mean absolute activation (arXiv 2407.14679, Sec. 2.2): FFN neurons
             at the down-projection input, heads at the o-projection input (L2 over head_dim),
             hidden channels at the output of every RMSNorm; kv heads own nothing (a group
@@ -31,26 +34,33 @@ from tinylm_jax.recipes.pangu.pruning import Importance
 Batch = dict[str, jax.Array]
 
 
-def _unit_sums(score: dict, cfg: ModelConfig) -> dict[str, jax.Array]:
-    """Signed sums of an element-wise score tree (the param tree's layout, unrolled) per unit."""
-    hidden = score["token_embed"].sum(0) + score["final_norm"]["scale"]
+def unit_sums(score: dict, cfg: ModelConfig, per_matrix: bool = False) -> dict[str, jax.Array]:
+    """Sums of an element-wise score tree (the param tree's layout, unrolled) per unit: signed
+    over all of a unit's weights, or (`per_matrix`) the |sum| over its slice of each weight
+    matrix, added up, so terms of different matrices cannot cancel (LLM-Pruner)."""
+    m = jnp.abs if per_matrix else (lambda x: x)
+    hidden = m(score["token_embed"].sum(0)) + m(score["final_norm"]["scale"])
     if "lm_head" in score:
-        hidden = hidden + score["lm_head"].sum(1)
+        hidden = hidden + m(score["lm_head"].sum(1))
     heads, kv, ffn, head_dim = [], [], [], []
     for i in range(cfg.n_layers):
         layer = score[f"layers_{i}"]
-        q_DNH, o_NHD = layer["attn"]["q_proj"], layer["attn"]["o_proj"]
-        kv_DKH = layer["attn"]["k_proj"] + layer["attn"]["v_proj"]
-        mlp = layer["mlp"]
-        in_DF = mlp["up_proj"] + mlp["gate_proj"] if "gate_proj" in mlp else mlp["up_proj"]
+        attn, mlp = layer["attn"], layer["mlp"]
+        q_DNH, k_DKH, v_DKH, o_NHD = (attn[k] for k in ("q_proj", "k_proj", "v_proj", "o_proj"))
+        in_DF = [mlp[k] for k in ("up_proj", "gate_proj") if k in mlp]
         down_FD = mlp["down_proj"]
-        hidden = hidden + layer["attn_norm"]["scale"] + layer["mlp_norm"]["scale"]
-        hidden = hidden + q_DNH.sum((1, 2)) + kv_DKH.sum((1, 2)) + o_NHD.sum((0, 1))
-        hidden = hidden + in_DF.sum(1) + down_FD.sum(0)
-        heads.append(q_DNH.sum((0, 2)) + o_NHD.sum((1, 2)))
-        kv.append(kv_DKH.sum((0, 2)))
-        ffn.append(in_DF.sum(0) + down_FD.sum(1))
-        head_dim.append(q_DNH.sum((0, 1)) + kv_DKH.sum((0, 1)) + o_NHD.sum((0, 2)))
+        hidden = hidden + m(layer["attn_norm"]["scale"]) + m(layer["mlp_norm"]["scale"])
+        hidden = hidden + sum(m(w.sum((1, 2))) for w in (q_DNH, k_DKH, v_DKH))
+        hidden = hidden + m(o_NHD.sum((0, 1))) + sum(m(w.sum(1)) for w in in_DF)
+        hidden = hidden + m(down_FD.sum(0))
+        heads.append(m(q_DNH.sum((0, 2))) + m(o_NHD.sum((1, 2))))
+        kv.append(m(k_DKH.sum((0, 2))) + m(v_DKH.sum((0, 2))))
+        ffn.append(sum(m(w.sum(0)) for w in in_DF) + m(down_FD.sum(1)))
+        head_dim.append(
+            m(q_DNH.sum((0, 1)))
+            + sum(m(w.sum((0, 1))) for w in (k_DKH, v_DKH))
+            + m(o_NHD.sum((0, 2)))
+        )
     return {
         "hidden": hidden,
         "heads": jnp.stack(heads),
@@ -67,18 +77,20 @@ def _to_importance(sums: dict) -> Importance:
 
 
 def weight_importance(run: Run, params: dict, metric: str, grads: dict | None = None) -> Importance:
-    """l1, l2 or (with `grads`) taylor importance of `params` (unrolled, on the run's mesh)."""
+    """l1, l2 or (with `grads`) taylor / taylor_pooled importance of `params` (unrolled, on
+    the run's mesh)."""
     cfg = run.config.model
     elementwise = {
         "l1": lambda w, g: jnp.abs(w),
         "l2": lambda w, g: jnp.square(w),
         "taylor": lambda w, g: w * g,
+        "taylor_pooled": lambda w, g: w * g,
     }[metric]
 
     def fn(params, grads):
         f32 = lambda t: jax.tree_util.tree_map(lambda x: x.astype(jnp.float32), t)  # noqa: E731
         score = jax.tree_util.tree_map(elementwise, f32(params), f32(grads))
-        return _unit_sums(score, cfg)
+        return unit_sums(score, cfg, per_matrix=metric == "taylor")
 
     with run_context(run):
         return _to_importance(jax.jit(fn)(params, params if grads is None else grads))
@@ -116,8 +128,13 @@ def summed_gradient(run: Run, params: dict, batches: Sequence[Batch]) -> dict:
     return total
 
 
-def taylor_importance(run: Run, params: dict, batches: Sequence[Batch]) -> Importance:
-    return weight_importance(run, params, "taylor", summed_gradient(run, params, batches))
+def taylor_importance(
+    run: Run, params: dict, batches: Sequence[Batch], pooled: bool = False
+) -> Importance:
+    """LLM-Pruner's per-matrix Taylor importance, or (`pooled`) |Σ w·g| over all of a unit's
+    weights at once."""
+    metric = "taylor_pooled" if pooled else "taylor"
+    return weight_importance(run, params, metric, summed_gradient(run, params, batches))
 
 
 def _captured(run: Run, params: dict, batch: Batch, which) -> dict:

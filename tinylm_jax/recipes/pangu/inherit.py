@@ -123,22 +123,32 @@ def calibration_batches(run: Run, data: pipeline.PreparedData, seed: int) -> Ite
 
 def width_importance(
     run: Run, params: dict, batches: Iterator[dict] | None, config: RunConfig
-) -> tuple[pruning.Importance, dict]:
-    """(importance, extra report entries) of the depth-pruned parent `run` / `params`;
-    `batches` (calibration data) may be None for the metrics that need none."""
+) -> tuple[pruning.Importance, dict, dict | None]:
+    """(importance, extra report entries, trained weights or None) of the depth-pruned parent
+    `run` / `params`; `batches` (calibration data) may be None for the metrics that need
+    none. Only 'learnable_mask_joint' trains the weights the child then inherits."""
     ic, metric = config.inherit, config.inherit.width_metric
     if metric == "random":
-        return importance_lib.random_importance(run.config.model, ic.seed), {}
+        return importance_lib.random_importance(run.config.model, ic.seed), {}, None
     if metric in ("l1", "l2"):
-        return importance_lib.weight_importance(run, params, metric), {}
-    if metric == "learnable_mask":
+        return importance_lib.weight_importance(run, params, metric), {}, None
+    if metric in ("learnable_mask", "learnable_mask_joint"):
+        joint = ic.mask_weight_learning_rate if metric == "learnable_mask_joint" else None
         return masks.learn_masks(
-            run, params, batches, config.model, ic.mask_steps, ic.mask_learning_rate, ic.seed
+            run,
+            params,
+            batches,
+            config.model,
+            ic.mask_steps,
+            ic.mask_learning_rate,
+            ic.seed,
+            weight_learning_rate=joint,
         )
     calibration = list(itertools.islice(batches, ic.calibration_batches))
-    if metric == "taylor":
-        return importance_lib.taylor_importance(run, params, calibration), {}
-    return importance_lib.activation_importance(run, params, calibration), {}
+    if metric in ("taylor", "taylor_pooled"):
+        pooled = metric == "taylor_pooled"
+        return importance_lib.taylor_importance(run, params, calibration, pooled), {}, None
+    return importance_lib.activation_importance(run, params, calibration), {}, None
 
 
 def _count(params) -> int:
@@ -215,8 +225,10 @@ def inherit(
     cut_run = build_run(config.replace(model=cut)) if cut != parent_flat else parent_run
     cut_host = pruning.take_layers(host_params, layers)
     cut_params = jax.device_put(cut_host, cut_run.shardings.params)
-    importance, extra = width_importance(cut_run, cut_params, batches, config)
+    importance, extra, trained = width_importance(cut_run, cut_params, batches, config)
     del cut_params  # frees the depth-pruned parent's device copy before the child's run
+    if trained is not None:  # masks trained jointly with the weights: prune those weights
+        cut_host = trained
     selection = pruning.select(importance, layers, cut, child)
     child_params = pruning.prune_params(cut_host, cut, child, selection)
     if tokenizers.id_map is not None:

@@ -17,6 +17,12 @@ parent's size (tried: 100 steps stopped 16 hidden channels short of a 64-channel
 log_alpha starts at 2 (keep probability 0.97) rather than higher, so that a hundred steps can
 move it. The child keeps the units with the highest keep probability, so its sizes are the
 targets exactly; the report lists the final expected sizes next to them.
+
+`joint=True` is Sheared-LLaMA's own setting (its `l0_module.py` trains the masks and the model
+together): the parent's weights take Adam steps on the same masked loss at the weight learning
+rate, and the child inherits those weights with the deterministic gates of the kept units,
+min(1, max(0, sigmoid(log_alpha) (r - l) + l)) (Louizos et al., Sec. 4), folded in. With the
+parent frozen (the default) the child inherits the parent's weights as they were.
 """
 
 from __future__ import annotations
@@ -100,6 +106,14 @@ def _init_state(
     )
 
 
+def deterministic_gates(log_alpha: dict) -> dict:
+    """The hard-concrete gates at test time (no noise), per kind."""
+    return {
+        k: jnp.clip(jax.nn.sigmoid(v) * (LIMIT_R - LIMIT_L) + LIMIT_L, 0.0, 1.0)
+        for k, v in log_alpha.items()
+    }
+
+
 def _mask_step_fn(
     run: Run,
     child: ModelConfig,
@@ -107,10 +121,11 @@ def _mask_step_fn(
     seed: int,
     tx_mask: optax.GradientTransformation,
     tx_lambda: optax.GradientTransformation,
+    tx_weights: optax.GradientTransformation | None = None,
 ) -> Callable:
-    """`(state, params, batch, step) -> (state, masked lm loss)`: one Adam step down on
-    log_alpha and up on the lambdas of loss + Lagrangian, the target ramping over the first
-    half of `steps`."""
+    """`(state, params, batch, step) -> (state, params, masked lm loss)`: one Adam step down
+    on log_alpha (and, with `tx_weights`, on the params) and up on the lambdas of loss +
+    Lagrangian, the target ramping over the first half of `steps`."""
     cfg = run.config.model
     full, target = _sizes(cfg), _sizes(child)
     ramp = max(steps // 2, 1)
@@ -128,14 +143,17 @@ def _mask_step_fn(
             penalty += jnp.sum(lambdas[k][0] * deviation + lambdas[k][1] * deviation**2)
         return lm_loss + penalty, lm_loss
 
+    joint = tx_weights is not None
+    argnums = (0, 1, 2) if joint else (0, 1)  # the frozen parent needs no weight gradient
+
     def mask_step(state, params, batch, step):
         key = jax.random.fold_in(jax.random.key(seed), step)
-        grad_fn = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)
-        (_, lm_loss), (g_alpha, g_lambda) = grad_fn(
+        grad_fn = jax.value_and_grad(objective, argnums=argnums, has_aux=True)
+        (_, lm_loss), grads = grad_fn(
             state["log_alpha"], state["lambdas"], params, batch, step, key
         )
-        updates, opt_mask = tx_mask.update(g_alpha, state["opt_mask"])
-        ascent = jax.tree_util.tree_map(jnp.negative, g_lambda)
+        updates, opt_mask = tx_mask.update(grads[0], state["opt_mask"])
+        ascent = jax.tree_util.tree_map(jnp.negative, grads[1])
         lambda_updates, opt_lambda = tx_lambda.update(ascent, state["opt_lambda"])
         new = {
             "log_alpha": optax.apply_updates(state["log_alpha"], updates),
@@ -143,7 +161,12 @@ def _mask_step_fn(
             "opt_mask": opt_mask,
             "opt_lambda": opt_lambda,
         }
-        return new, lm_loss
+        if joint:
+            weight_updates, new["opt_weights"] = tx_weights.update(
+                grads[2], state["opt_weights"], params
+            )
+            params = optax.apply_updates(params, weight_updates)
+        return new, params, lm_loss
 
     return mask_step
 
@@ -156,22 +179,31 @@ def learn_masks(
     steps: int,
     learning_rate: float,
     seed: int,
-) -> tuple[Importance, dict]:
-    """Trains the gates of `run`'s (depth-pruned) parent for `steps` batches, parent frozen.
+    weight_learning_rate: float | None = None,
+) -> tuple[Importance, dict, dict | None]:
+    """Trains the gates of `run`'s (depth-pruned) parent for `steps` batches: parent frozen,
+    or (with `weight_learning_rate`) trained jointly.
 
     Returns the importance (keep probabilities; kv heads own nothing; head_dim is not gated
-    and falls back to l2) and a report: final expected sizes against the targets.
+    and falls back to l2), a report (final expected sizes against the targets) and, when
+    joint, the trained weights with the deterministic gates folded in (host arrays).
     """
     cfg = run.config.model
     replicated = rules_lib.replicated(run.mesh)
     tx_mask, tx_lambda = optax.adam(learning_rate), optax.adam(learning_rate)
+    tx_weights = None if weight_learning_rate is None else optax.adam(weight_learning_rate)
     state = _init_state(cfg, seed, tx_mask, tx_lambda, replicated)
-    mask_step = _mask_step_fn(run, child, steps, seed, tx_mask, tx_lambda)
-    step_fn = jax.jit(mask_step, out_shardings=(replicated, replicated), donate_argnums=0)
+    if tx_weights is not None:
+        state["opt_weights"] = jax.jit(tx_weights.init, out_shardings=None)(params)
+    mask_step = _mask_step_fn(run, child, steps, seed, tx_mask, tx_lambda, tx_weights)
+    param_shardings = run.shardings.params
+    step_fn = jax.jit(
+        mask_step, out_shardings=(None, param_shardings, replicated), donate_argnums=0
+    )
     losses = []
     with run_context(run):
         for step in range(steps):
-            state, lm_loss = step_fn(state, params, next(batches), jnp.int32(step))
+            state, params, lm_loss = step_fn(state, params, next(batches), jnp.int32(step))
             losses.append(lm_loss)
     log_alpha = {
         k: np.asarray(jax.device_get(v), np.float64) for k, v in state["log_alpha"].items()
@@ -191,4 +223,8 @@ def learn_masks(
         ffn=keep["ffn"],
         head_dim=weight_importance(run, params, "l2").head_dim,
     )
-    return importance, report
+    if tx_weights is None:
+        return importance, report, None
+    with run_context(run):
+        gated = masked_params(params, deterministic_gates(state["log_alpha"]), cfg)
+    return importance, report, jax.device_get(gated)
