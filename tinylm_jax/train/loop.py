@@ -322,12 +322,7 @@ def _train_loop(
     state, metadata = restore_or_init(run, data, source, hooks, manager)
     start_step = int(jax.device_get(state.step))
     if primary:
-        print(
-            f"training {tc.num_steps} steps from step {start_step} on "
-            f"{jax.device_count()} device(s), mesh {dict(run.mesh.shape)}, compute dtype "
-            f"{run.config.model.resolved_dtype} (params {run.config.model.param_dtype})",
-            flush=True,
-        )
+        print(_start_line(run, start_step), flush=True)
         print(schedule.describe(), flush=True)
     run_start = time.perf_counter()
     last: dict[str, float] = {}
@@ -346,28 +341,16 @@ def _train_loop(
         _running(batches),
     ):
         ask, stop = preemption_hooks(preemption, manager, workdir)
-        if faults.after_step:
-            hooks.add(on_step(faults.after_step))
-        if faults.edit_state:
-            edit = faults.edit_state
-            hooks.add(lambda info: dataclasses.replace(info, state=edit(info.step, info.state)))
+        _add_fault_hooks(hooks, faults)
         hooks.add(log_hook(run, saver, writer, throughput, schedule.tags, last))
         if tc.eval_every and tc.eval_steps:
             hooks.add(eval_hook(run, evaluate_at), every=tc.eval_every)
-        hooks.add(
-            rounds_part.switch_hook(
-                schedule,
-                source,
-                batches,
-                writer,
-                check=saver.check,
-                last=last,
-                after_score_batch=faults.after_score_batch,
-            )
-        )
-        hooks.add(ask)
-        hooks.add(saver)
-        hooks.add(stop)
+        switch = rounds_part.switch_hook(
+            schedule, source, batches, writer, check=saver.check, last=last,
+            after_score_batch=faults.after_score_batch,
+        )  # fmt: skip
+        for hook in (switch, ask, saver, stop):
+            hooks.add(hook)
 
         restarter = rollback_lib.Restarter(
             functools.partial(restore_or_init, run, data, source, hooks, manager),
@@ -402,6 +385,24 @@ def _train_loop(
             flush=True,
         )
     return last
+
+
+def _start_line(run: Run, start_step: int) -> str:
+    model = run.config.model
+    return (
+        f"training {run.config.train.num_steps} steps from step {start_step} on "
+        f"{jax.device_count()} device(s), mesh {dict(run.mesh.shape)}, compute dtype "
+        f"{model.resolved_dtype} (params {model.param_dtype})"
+    )
+
+
+def _add_fault_hooks(hooks: Hooks, faults: TrainHooks) -> None:
+    """The test hooks that inject faults: after each step, and a replacement of the state."""
+    if faults.after_step:
+        hooks.add(on_step(faults.after_step))
+    if faults.edit_state:
+        edit = faults.edit_state
+        hooks.add(lambda info: dataclasses.replace(info, state=edit(info.step, info.state)))
 
 
 def _run_steps(
