@@ -173,10 +173,10 @@ def test_sweep_spec_inherits_each_arm_once(tmp_path, capsys):
 
     spec = REPO / "configs" / "sweeps" / "pangu_inheritance.py"
     arms = sweep.expand(sweep.load_spec(spec))
-    assert len(arms) == 12
+    assert len(arms) == 16
     assert cli.main(["sweep", "run", f"--spec={spec}", f"--root={tmp_path}", "--dry_run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 24 and " inherit --parent=runs/inheritance/parent " in lines[0]
+    assert len(lines) == 32 and " inherit --parent=runs/inheritance/parent " in lines[0]
     assert " train " in lines[1] and "InheritConfig.width_metric = 'random'" in arms[0].gin_params
     workdir = tmp_path / "pangu_inheritance" / arms[0].name
     workdir.mkdir(parents=True)
