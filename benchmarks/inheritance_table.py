@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from tinylm_jax import layout
+from tinylm_jax.config.inherit import WIDTH_METRICS
 from tinylm_jax.orchestration import report, runner
 from tinylm_jax.orchestration.arm import Arm
 
@@ -53,19 +54,7 @@ CHILD = [
     "ModelConfig.ffn_dim = 192",
 ]
 ARMS = {
-    **{
-        f"{metric}/ends": (metric, "ends")
-        for metric in (
-            "random",
-            "l1",
-            "l2",
-            "taylor",
-            "taylor_pooled",
-            "activation",
-            "learnable_mask",
-            "learnable_mask_joint",
-        )
-    },
+    **{f"{metric}/ends": (metric, "ends") for metric in WIDTH_METRICS},
     **{f"l2/{rule}": ("l2", rule) for rule in ("uniform", "first", "block_influence")},
 }
 

@@ -12,6 +12,8 @@ Each arm runs `tinylm inherit` once, then `tinylm train` (which resumes on rerun
 
 import ml_collections
 
+from tinylm_jax.config.inherit import WIDTH_METRICS
+
 
 def get_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
@@ -46,16 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
             },
             "grid": {
                 "InheritConfig": {
-                    "width_metric": [
-                        "random",
-                        "l1",
-                        "l2",
-                        "taylor",
-                        "taylor_pooled",
-                        "activation",
-                        "learnable_mask",
-                        "learnable_mask_joint",
-                    ],
+                    "width_metric": list(WIDTH_METRICS),
                     "layer_selection": ["ends", "block_influence"],
                 }
             },

@@ -6,6 +6,8 @@ The plan, its checks and the report's table are unit-tested (tests/unit/orchestr
 import dataclasses
 import json
 
+import pytest
+
 from tinylm_jax.cli import main as cli
 from tinylm_jax.orchestration import ladder as ladder_lib
 
@@ -38,6 +40,7 @@ def test_dry_run_prints_every_arms_shape_and_every_step(tmp_path, capsys):
     assert "[11/11] arm_e" in out and not (tmp_path / "steps").exists()  # nothing ran
 
 
+@pytest.mark.slow
 def test_one_chain_of_every_step_kind_runs_resumes_and_reports(tmp_path, data_dir, capsys):
     # The steps run on 8 virtual CPU devices (tests/conftest.py), arm E's scoring pass too.
     root = tmp_path / "ladder"

@@ -139,17 +139,22 @@ def generate(
             f"prompt ({longest} tokens) + --max_new_tokens ({config.max_new_tokens}) "
             f"exceeds ModelConfig.max_seq_len={model.config.max_seq_len}"
         )
-    tokens = np.full((len(prompts), longest), pad_id, np.int32)
-    pads = np.array([longest - len(p) for p in prompts], np.int32)
+    tokens, pads = left_pad(prompts, longest, pad_id)
+    static = dataclasses.replace(config, seed=0)
+    out = generate_ids(model, params, tokens, pads, config.seed, static, eos_id)
+    return cut_at_eos(np.asarray(out), eos_id)
+
+
+def left_pad(prompts: list[list[int]], width: int, pad_id: int) -> tuple[jax.Array, jax.Array]:
+    """Prompts right-aligned in a [B, width] int32 array (pads on the left), and each row's
+    pad count [B]: decoding then writes every row's next token at the same position."""
+    tokens = np.full((len(prompts), width), pad_id, np.int32)
+    pads = np.array([width - len(p) for p in prompts], np.int32)
     for row, prompt in enumerate(prompts):
         tokens[row, pads[row] :] = prompt
-    static = dataclasses.replace(config, seed=0)
-    out = np.asarray(
-        generate_ids(
-            model, params, jnp.asarray(tokens), jnp.asarray(pads), config.seed, static, eos_id
-        )
-    )
-    completions = []
-    for row in out.tolist():
-        completions.append(row[: row.index(eos_id)] if eos_id in row else row)
-    return completions
+    return jnp.asarray(tokens), jnp.asarray(pads)
+
+
+def cut_at_eos(ids_BT: np.ndarray, eos_id: int) -> list[list[int]]:
+    """Each row's ids up to (and excluding) its first EOS."""
+    return [row[: row.index(eos_id)] if eos_id in row else row for row in ids_BT.tolist()]

@@ -15,7 +15,7 @@ import numpy as np
 from tinylm_jax.config.sampling import SamplingConfig
 from tinylm_jax.engine.combined import combined_logits
 from tinylm_jax.errors import ConfigError
-from tinylm_jax.eval.generate import sample_logits
+from tinylm_jax.eval.generate import cut_at_eos, left_pad, sample_logits
 from tinylm_jax.model.transformer import Transformer, init_kv_cache
 
 
@@ -100,17 +100,14 @@ def generate_with_delta(
                 f"prompt ({longest} tokens) + --max_new_tokens ({config.max_new_tokens}) "
                 f"exceeds the {name}'s ModelConfig.max_seq_len={model.config.max_seq_len}"
             )
-    tokens = np.full((len(prompts), longest), pad_id, np.int32)
-    pads = np.array([longest - len(p) for p in prompts], np.int32)
-    for row, prompt in enumerate(prompts):
-        tokens[row, pads[row] :] = prompt
+    tokens, pads = left_pad(prompts, longest, pad_id)
     static = dataclasses.replace(config, seed=0)
     out = np.asarray(
         _generate_combined(
             models,
             params,
-            jnp.asarray(tokens),
-            jnp.asarray(pads),
+            tokens,
+            pads,
             config.seed,
             static,
             eos_id,
@@ -118,4 +115,4 @@ def generate_with_delta(
             float(alpha),
         )
     )
-    return [row[: row.index(eos_id)] if eos_id in row else row for row in out.tolist()]
+    return cut_at_eos(out, eos_id)
