@@ -84,6 +84,25 @@ def decode_mask(segment_ids_BL: Array | None, kv_valid_BS: Array | None) -> Arra
     return mask
 
 
+def write_cache(
+    cache: Array, new_BLKH: Array, cache_index: Array, layer: int | None
+) -> tuple[Array, Array]:
+    """(the cache with `new_BLKH` written at `cache_index`, this layer's view [B, K, S, H]).
+
+    `layer=None`: `cache` is one layer's [B, K, S, H]. Otherwise it is the stacked
+    [n_layers, B, K, S, H] cache and the slot is written into it directly: carrying the stack
+    through the layers lets XLA update it in place, where writing per-layer copies and
+    re-stacking them rewrote the whole cache at every decoding step."""
+    new_BKLH = new_BLKH.transpose(0, 2, 1, 3).astype(cache.dtype)
+    if layer is None:
+        cache = jax.lax.dynamic_update_slice_in_dim(cache, new_BKLH, cache_index, 2)
+        return cache, cache
+    zero = jnp.zeros((), jnp.asarray(cache_index).dtype)
+    start = (jnp.asarray(layer, zero.dtype), zero, zero, jnp.asarray(cache_index), zero)
+    cache = jax.lax.dynamic_update_slice(cache, new_BKLH[None], start)
+    return cache, cache[layer]
+
+
 def cached_attention(q_BLNH: Array, k_BKSH: Array, v_BKSH: Array, mask_B1LS: Array) -> Array:
     """Softmax attention of queries [B, L, N, H] over a head-major KV cache [B, K, S, H]
     (grouped: query head n reads KV head n // (N // K)), float32 scores and softmax."""
@@ -110,10 +129,13 @@ class Attention(nn.Module):
         mask_B1LS: Array | None,
         kv_cache: KVCache | None = None,
         cache_index: Array | None = None,
+        cache_layer: int | None = None,
     ) -> tuple[Array, KVCache | None]:
         """Training (no `kv_cache`): causal attention within the documents of `segment_ids_BL`
         (None: one document per row). Decoding: attends over the cache's filled prefix,
-        restricted further by `mask_B1LS` (see `decode_mask`)."""
+        restricted further by `mask_B1LS` (see `decode_mask`). With `cache_layer`, `kv_cache`
+        is the whole stacked cache [n_layers, B, K, S, H] and this layer's slot is written in
+        place (see `write_cache`); without, it is this layer's [B, K, S, H]."""
         cfg = self.config
         N, K, H, D = cfg.n_heads, cfg.resolved_n_kv_heads, cfg.resolved_head_dim, cfg.d_model
 
@@ -139,19 +161,16 @@ class Attention(nn.Module):
             # Decoding: write this chunk at cache_index and attend over the filled prefix. The
             # cache is head-major ([B, K, S, H]), the layout the score and value matmuls read,
             # so a step writes its one slot in place instead of re-laying-out the whole cache.
-            k_BKSH = jax.lax.dynamic_update_slice_in_dim(
-                kv_cache[0], k_BLKH.transpose(0, 2, 1, 3).astype(kv_cache[0].dtype), cache_index, 2
-            )
-            v_BKSH = jax.lax.dynamic_update_slice_in_dim(
-                kv_cache[1], v_BLKH.transpose(0, 2, 1, 3).astype(kv_cache[1].dtype), cache_index, 2
-            )
+            assert cache_index is not None  # decoding writes at a position
+            k_cache, k_BKSH = write_cache(kv_cache[0], k_BLKH, cache_index, cache_layer)
+            v_cache, v_BKSH = write_cache(kv_cache[1], v_BLKH, cache_index, cache_layer)
             S, L = k_BKSH.shape[2], x_BLD.shape[1]
             visible_LS = jnp.arange(S)[None, :] <= (cache_index + jnp.arange(L))[:, None]
             mask = visible_LS[None, None]
             if mask_B1LS is not None:
                 mask = jnp.logical_and(mask, mask_B1LS)
             out_BLNH = cached_attention(q_BLNH, k_BKSH, v_BKSH, mask)
-            kv_cache = (k_BKSH, v_BKSH)
+            kv_cache = (k_cache, v_cache)
 
         # Collected only when 'intermediates' is mutable (importance for inheritance).
         self.sow("intermediates", "heads_BLNH", out_BLNH)
@@ -236,12 +255,20 @@ class Block(nn.Module):
         kv_cache: KVCache | None = None,
         cache_index: Array | None = None,
         shared_mlp: dict[str, Array] | None = None,
+        cache_layer: int | None = None,
     ) -> tuple[Array, KVCache | None]:
-        """`shared_mlp`: the FFN kernels of `ffn_sharing='all'`; None uses this block's own."""
+        """`shared_mlp`: the FFN kernels of `ffn_sharing='all'`; None uses this block's own.
+        `cache_layer`: see `Attention`."""
         cfg = self.config
         norm = lambda name: RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.weight_dtype, name=name)
         attn_out, kv_cache = Attention(cfg, name="attn")(
-            norm("attn_norm")(x_BLD), positions_BL, segment_ids_BL, mask_B1LS, kv_cache, cache_index
+            norm("attn_norm")(x_BLD),
+            positions_BL,
+            segment_ids_BL,
+            mask_B1LS,
+            kv_cache,
+            cache_index,
+            cache_layer,
         )
         x_BLD = x_BLD + attn_out
         h_BLD = norm("mlp_norm")(x_BLD)

@@ -160,21 +160,19 @@ class Transformer(nn.Module):
             return stack(
                 x_BLD, positions_BL, segment_ids_BL, mask_B1LS, kv_cache, cache_index, shared_mlp
             )
-        new_cache = []
+        # Unrolled, every block writes its slot into the stacked cache it is handed (in place
+        # under XLA), instead of returning a layer copy to be re-stacked.
         for i in range(cfg.n_layers):
-            layer_cache = None if kv_cache is None else (kv_cache[0][i], kv_cache[1][i])
-            x_BLD, layer_cache = block(cfg, name=f"layers_{i}")(
+            x_BLD, kv_cache = block(cfg, name=f"layers_{i}")(
                 x_BLD,
                 positions_BL,
                 segment_ids_BL,
                 mask_B1LS,
-                layer_cache,
+                kv_cache,
                 cache_index,
                 shared_mlp,
+                None if kv_cache is None else i,
             )
-            new_cache.append(layer_cache)
-        if kv_cache is not None:
-            kv_cache = tuple(jnp.stack([c[j] for c in new_cache]) for j in range(2))
         return x_BLD, kv_cache
 
 
