@@ -24,7 +24,7 @@ from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.config.sampling import SamplingConfig
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.eval.generate import generate_ids, prefill
-from tinylm_jax.model.transformer import Transformer
+from tinylm_jax.model.transformer import Transformer, init_kv_cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +49,7 @@ class DecodeResult:
     params: int
     weight_bytes_per_step: int
     kv_cache_bytes_per_step: int
+    xla_bytes_per_step: int
     memory_bandwidth_bytes_per_second: float
     bandwidth_utilisation: float
     compute_dtype: str
@@ -88,6 +89,25 @@ def bytes_per_step(config: ModelConfig, params: dict, batch: int, length: int) -
     kv = 2 * config.n_layers * batch * length * config.resolved_n_kv_heads
     kv *= config.resolved_head_dim * jnp.dtype(config.compute_dtype).itemsize
     return weights, kv
+
+
+def xla_bytes_per_step(model: Transformer, params: dict, batch: int, length: int) -> int:
+    """The bytes XLA's cost analysis counts for one compiled decode step (one token per row
+    against a `length`-slot cache): beside `bytes_per_step`'s floor it shows the traffic the
+    step adds, e.g. copies of the cache."""
+    cfg = model.config
+
+    def step(params: dict, cache: tuple[jax.Array, jax.Array], tokens_B1: jax.Array):
+        return model.apply(
+            {"params": params}, tokens_B1, kv_cache=cache, cache_index=jnp.int32(length - 1)
+        )
+
+    cache = init_kv_cache(cfg, batch, length)
+    tokens_B1 = jnp.zeros((batch, 1), jnp.int32)
+    compiled = jax.jit(step, donate_argnums=1).lower(params, cache, tokens_B1).compile()
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    return int(analysis["bytes accessed"])
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -157,6 +177,7 @@ def decode_bench(
         params=sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params)),
         weight_bytes_per_step=weight_bytes,
         kv_cache_bytes_per_step=kv_bytes,
+        xla_bytes_per_step=xla_bytes_per_step(model, params, batch_size, length),
         memory_bandwidth_bytes_per_second=bandwidth,
         bandwidth_utilisation=(weight_bytes + kv_bytes) * steps / decode_s / bandwidth,
         compute_dtype=cfg.resolved_dtype,
@@ -177,7 +198,8 @@ def decode_summary(result: DecodeResult) -> str:
         f"{result.decode_tokens_per_second:,.1f} tokens/s "
         f"({1e3 * result.decode_step_seconds:.2f} ms/step)\n"
         f"per step: weights {result.weight_bytes_per_step / mib:,.1f} MiB + KV cache "
-        f"{result.kv_cache_bytes_per_step / mib:,.1f} MiB; bandwidth utilisation "
+        f"{result.kv_cache_bytes_per_step / mib:,.1f} MiB (XLA counts "
+        f"{result.xla_bytes_per_step / mib:,.1f} MiB); bandwidth utilisation "
         f"{100 * result.bandwidth_utilisation:.1f}% of "
         f"{result.memory_bandwidth_bytes_per_second / 1e9:.1f} GB/s measured"
     )
