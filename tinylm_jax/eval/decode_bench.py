@@ -106,7 +106,10 @@ def xla_bytes_per_step(model: Transformer, params: dict, batch: int, length: int
     tokens_B1 = jnp.zeros((batch, 1), jnp.int32)
     compiled = jax.jit(step, donate_argnums=1).lower(params, cache, tokens_B1).compile()
     analysis = compiled.cost_analysis()
-    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    if isinstance(analysis, list):  # older jax returned one dict per computation
+        analysis = analysis[0]
+    if not analysis:
+        raise RuntimeError("XLA gave no cost analysis for the decode step")
     return int(analysis["bytes accessed"])
 
 
