@@ -85,7 +85,7 @@ def decode_mask(segment_ids_BL: Array | None, kv_valid_BS: Array | None) -> Arra
 
 
 def write_cache(
-    cache: Array, new_BLKH: Array, cache_index: Array, layer: int | None
+    cache: Array, new_BLKH: Array, cache_index: Array, layer: int | Array | None
 ) -> tuple[Array, Array]:
     """(the cache with `new_BLKH` written at `cache_index`, this layer's view [B, K, S, H]).
 
@@ -129,7 +129,7 @@ class Attention(nn.Module):
         mask_B1LS: Array | None,
         kv_cache: KVCache | None = None,
         cache_index: Array | None = None,
-        cache_layer: int | None = None,
+        cache_layer: int | Array | None = None,
     ) -> tuple[Array, KVCache | None]:
         """Training (no `kv_cache`): causal attention within the documents of `segment_ids_BL`
         (None: one document per row). Decoding: attends over the cache's filled prefix,
@@ -255,7 +255,7 @@ class Block(nn.Module):
         kv_cache: KVCache | None = None,
         cache_index: Array | None = None,
         shared_mlp: dict[str, Array] | None = None,
-        cache_layer: int | None = None,
+        cache_layer: int | Array | None = None,
     ) -> tuple[Array, KVCache | None]:
         """`shared_mlp`: the FFN kernels of `ffn_sharing='all'`; None uses this block's own.
         `cache_layer`: see `Attention`."""
@@ -278,3 +278,27 @@ class Block(nn.Module):
             x_BLD = x_BLD + mlp_forward(cfg, h_BLD, shared_mlp)
         x_BLD = nn.with_logical_constraint(x_BLD, ("act_batch", "act_length", "act_embed"))
         return x_BLD, kv_cache
+
+
+class CarriedCacheBlock(Block):
+    """`Block` as the body of a layer scan when decoding (same parameters): the carry is
+    (x_BLD, the stacked cache) and `layer` the scanned layer index, so every layer writes its
+    slot into the one stacked cache, in place, as the unrolled blocks do; scanning the cache
+    as per-layer slices instead would copy it out and re-stack it every step."""
+
+    def __call__(  # type: ignore[override]
+        self,
+        carry: tuple[Array, KVCache],
+        layer: Array,
+        positions_BL: Array,
+        segment_ids_BL: Array | None,
+        mask_B1LS: Array | None,
+        cache_index: Array,
+        shared_mlp: dict[str, Array] | None,
+    ) -> tuple[tuple[Array, KVCache], None]:
+        x_BLD, kv_cache = carry
+        x_BLD, new_cache = super().__call__(
+            x_BLD, positions_BL, segment_ids_BL, mask_B1LS, kv_cache, cache_index, shared_mlp, layer
+        )
+        assert new_cache is not None  # decoding always returns the cache
+        return (x_BLD, new_cache), None

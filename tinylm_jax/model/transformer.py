@@ -22,6 +22,7 @@ from tinylm_jax.errors import ConfigError
 from tinylm_jax.model.byte_level import BYTE_PAD, ByteDecoder, ByteEmbedder, TokenBytes
 from tinylm_jax.model.layers import (
     Block,
+    CarriedCacheBlock,
     KVCache,
     MlpKernels,
     RMSNorm,
@@ -148,18 +149,37 @@ class Transformer(nn.Module):
             block = nn.remat(
                 Block, policy=_remat_policy(cfg.remat), prevent_cse=not cfg.scan_layers
             )
+        if cfg.scan_layers and kv_cache is not None:
+            assert cache_index is not None  # decoding writes at a position
+            stack = nn.scan(
+                CarriedCacheBlock,
+                variable_axes={"params": 0},
+                split_rngs={"params": True},
+                in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
+                length=cfg.n_layers,
+                metadata_params={nn.PARTITION_NAME: "layers"},
+            )(cfg, name="layers")
+            (x_BLD, kv_cache), _ = stack(
+                (x_BLD, kv_cache),
+                jnp.arange(cfg.n_layers),
+                positions_BL,
+                segment_ids_BL,
+                mask_B1LS,
+                cache_index,
+                shared_mlp,
+            )
+            return x_BLD, kv_cache
         if cfg.scan_layers:
             stack = nn.scan(
                 block,
                 variable_axes={"params": 0},
                 split_rngs={"params": True},
-                in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, 0, nn.broadcast, nn.broadcast),
+                in_axes=nn.broadcast,
                 length=cfg.n_layers,
                 metadata_params={nn.PARTITION_NAME: "layers"},
             )(cfg, name="layers")
-            return stack(
-                x_BLD, positions_BL, segment_ids_BL, mask_B1LS, kv_cache, cache_index, shared_mlp
-            )
+            x_BLD, _ = stack(x_BLD, positions_BL, segment_ids_BL, mask_B1LS, None, None, shared_mlp)
+            return x_BLD, None
         # Unrolled, every block writes its slot into the stacked cache it is handed (in place
         # under XLA), instead of returning a layer copy to be re-stacked.
         for i in range(cfg.n_layers):

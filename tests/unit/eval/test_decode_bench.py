@@ -33,12 +33,19 @@ def test_bytes_per_step_counts_weights_once_and_the_whole_cache():
     assert kv == 2 * 2 * 3 * 10 * 1 * 8 * 4  # k and v, layers, batch, slots, kv heads, dim, fp32
 
 
-def test_a_decode_step_does_not_copy_the_kv_cache():
+@pytest.mark.parametrize("scan", [False, True])
+def test_a_decode_step_does_not_copy_the_kv_cache(scan):
     """At a cache-dominated shape a step's XLA traffic stays near the floor: about 3x (the
     in-place slot write is counted as the whole buffer); re-stacking per-layer copies, as
     decoding once did, came to 7.8x."""
     config = ModelConfig(
-        vocab_size=64, d_model=64, n_layers=2, n_heads=2, ffn_dim=64, max_seq_len=1024
+        vocab_size=64,
+        d_model=64,
+        n_layers=2,
+        n_heads=2,
+        ffn_dim=64,
+        max_seq_len=1024,
+        scan_layers=scan,
     )
     model = Transformer(config)
     params = model.init(jax.random.key(0), np.zeros((1, 4), np.int32))["params"]
