@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from tinylm_jax.config import gin as config_lib
 from tinylm_jax.config.model import ModelConfig, resolve_dtype
 from tinylm_jax.errors import ConfigError
 
@@ -36,3 +37,22 @@ def test_float16_is_refused_with_the_fix(field):
 def test_auto_is_not_a_param_dtype():
     with pytest.raises(ConfigError, match="param_dtype"):
         ModelConfig(param_dtype="auto")
+
+
+def named_run_configs() -> list[str]:
+    root = config_lib.CONFIGS_DIR
+    return sorted(
+        str(p.relative_to(root))
+        for d in ("models", "experiments")
+        for p in (root / d).glob("*.gin")
+    )
+
+
+@pytest.mark.parametrize("name", named_run_configs())
+def test_every_named_config_computes_in_bfloat16_on_accelerators(name, monkeypatch, gin_clean):
+    """No named config pins float32 compute: on GPU/TPU each trains in bf16 as it stands."""
+    model = config_lib.parse([name], []).model
+    for platform, expected in (("gpu", "bfloat16"), ("tpu", "bfloat16"), ("cpu", "float32")):
+        monkeypatch.setattr(jax, "default_backend", lambda p=platform: p)
+        assert model.resolved_dtype == expected, (name, platform)
+    assert model.weight_dtype == jnp.float32
