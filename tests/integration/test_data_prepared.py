@@ -2,17 +2,19 @@
 weighted mixtures of them (errors; a run killed and resumed bit-exactly)."""
 
 import dataclasses
-import json
+import pathlib
 import shutil
 import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from etils import epath
 
 from tests.helpers import tiny_run, train_losses, write_byte_level_bpe
 from tinylm_jax.config.data import DataConfig
-from tinylm_jax.data import pipeline, prepared
+from tinylm_jax.data import pipeline, prepare_single_host, prepared
 from tinylm_jax.errors import DataError
 
 # The corpus of the rounds tests (TINY_DATA on 12 documents): the session cache is shared.
@@ -23,33 +25,42 @@ CONFIG = DataConfig(
 
 @pytest.fixture(scope="module")
 def prepared_dir(tmp_path_factory, data_dir):
-    """Today's packed records laid out as a one-shard-per-split prepared dataset."""
-    data = pipeline.prepare_data(CONFIG, seq_len=32)
+    """The single-host writer's prepared dataset (several train shards) and today's data."""
     out = tmp_path_factory.mktemp("prepared")
-    data.tokenizer.save(out / prepared.TOKENIZER_DIR)
-    splits = {}
-    for split in ("train", "validation"):
-        stats = data.stats[split]
-        name = prepared.shard_name(split, 0, 1)
-        shutil.copyfile(f"{data.stats['packed_path']}/{split}.array_record", out / name)
-        splits[split] = {"records": stats["records"], "documents": stats["documents"]}
-        splits[split]["shards"] = [name]
-    manifest = {"format": prepared.FORMAT, "format_version": prepared.FORMAT_VERSION}
-    manifest.update(dataset="python_stdlib", seq_len=32, fingerprint="f", splits=splits)
-    (out / prepared.MANIFEST).write_text(json.dumps(manifest))
-    return out, data
+    manifest = prepare_single_host.prepare(dataclasses.replace(CONFIG, records_per_shard=10), 32, out)
+    assert len(manifest["splits"]["train"]["shards"]) > 1
+    return out, pipeline.prepare_data(CONFIG, seq_len=32)
 
 
-def test_a_prepared_dataset_reads_as_the_records_it_holds(prepared_dir):
+def test_a_prepared_dataset_holds_the_single_host_records(prepared_dir):
     out, data = prepared_dir
     config = DataConfig(prepared=str(out), dataset="never_built")  # nothing is built
     read = pipeline.prepare_data(config, seq_len=32)
     assert read.tokenizer.fingerprint == data.tokenizer.fingerprint
-    assert len(read.train) == len(data.train) > 0
-    for i in (0, len(data.train) - 1):
-        assert (read.train[i]["tokens"] == data.train[i]["tokens"]).all()
-        assert read.train[i]["id"] == i
+    for split in ("train", "validation"):
+        ours, theirs = getattr(data, split), getattr(read, split)
+        assert len(ours) == len(theirs) > 0
+        for i in range(len(ours)):
+            assert all(np.array_equal(ours[i][k], theirs[i][k]) for k in ours[i]), (split, i)
     assert read.stats["train"]["documents"] == data.stats["train"]["documents"]
+    again = prepare_single_host.prepare(dataclasses.replace(CONFIG, records_per_shard=10), 32, out)
+    assert again == prepared.read_manifest(out)  # reused as it is
+    with pytest.raises(DataError, match="other inputs"):
+        prepare_single_host.prepare(CONFIG, 64, out)
+
+
+def test_a_remote_datasets_local_copy_is_made_once_and_checked(prepared_dir, tmp_path):
+    out, _ = prepared_dir
+    manifest = prepared.read_manifest(out)
+    staged = pathlib.Path(prepared.stage_locally(epath.Path(out), manifest, tmp_path))
+    name = manifest["splits"]["train"]["shards"][0]
+    assert (staged / name).read_bytes() == (out / name).read_bytes()
+    stamp = (staged / name).stat().st_mtime_ns
+    assert prepared.stage_locally(epath.Path(out), manifest, tmp_path) == str(staged)
+    assert (staged / name).stat().st_mtime_ns == stamp  # reused, not copied again
+    (staged / name).write_bytes(b"truncated")
+    assert prepared.stage_locally(epath.Path(out), manifest, tmp_path) == str(staged)
+    assert (staged / name).read_bytes() == (out / name).read_bytes()  # a damaged copy is redone
 
 
 def test_mismatches_and_missing_shards_fail_before_work(prepared_dir, tmp_path):

@@ -13,7 +13,7 @@ import sys
 import pytest
 from etils import epath
 
-from tests.helpers import tiny_run
+from tests.helpers import tiny_run, train_losses
 
 pytest.importorskip("gcsfs")
 emulator = pytest.importorskip("gcp_storage_emulator.server")
@@ -147,3 +147,38 @@ def test_a_gs_workdir_trains_is_killed_resumes_and_serves(gcs, data_dir, tmp_pat
     plotted = tinylm(gcs, "plot", f"--workdir={remote}", f"--out={remote}/curves.png")
     assert plotted.returncode == 0, plotted.stderr[-3000:]
     assert bucket_path(remote, "curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_a_gs_prepared_dataset_trains_two_rounds_is_killed_and_resumes(gcs, tmp_path):
+    prepared = f"gs://{BUCKET}/prepared/tiny"
+    params = [p.removeprefix("--gin_param=") for p in FLAGS[1:]]
+    made = tinylm(
+        gcs, "data", "prepare", f"--out={prepared}", "--runner=none",
+        *(f"--gin_param={p}" for p in [*params, "DataConfig.records_per_shard = 16"]),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr[-3000:]
+    manifest = json.loads(bucket_path(prepared, "manifest.json").read_text())
+    assert len(manifest["splits"]["train"]["shards"]) > 1
+
+    rounds = [
+        "RoundsConfig.num_rounds = 2",  # round 2 replays records by stable id
+        "RoundsConfig.partitions = 2",
+        "RoundsConfig.score_batch_size = 64",
+    ]
+    own = tinylm(gcs, "train", f"--workdir={tmp_path / 'own'}", *FLAGS, *_params(rounds))
+    assert own.returncode == 0, own.stderr[-3000:]
+    on_gs = [*rounds, f"DataConfig.prepared = '{prepared}'", "DataConfig.dataset = 'none'"]
+    run = tmp_path / "run"
+    killed = tinylm(gcs, "train", f"--workdir={run}", *FLAGS, *_params(on_gs), fault="KILL@3")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    resumed = tinylm(gcs, "train", f"--workdir={run}", *FLAGS, *_params(on_gs))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "round 2/2: steps 4-6 on" in resumed.stdout, resumed.stdout[-2000:]
+    expected, logged = train_losses(tmp_path / "own"), train_losses(run)
+    assert set(range(1, STEPS + 1)) <= logged.keys()
+    assert logged == {step: expected[step] for step in logged}  # bit-exact, as if uninterrupted
+
+
+def _params(params: list[str]) -> list[str]:
+    return [f"--gin_param={p}" for p in params]

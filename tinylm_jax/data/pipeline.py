@@ -202,7 +202,7 @@ def _open_prepared(config: DataConfig, seq_len: int) -> PreparedData:
     """A dataset `tinylm data prepare` wrote: nothing is built, only read."""
     assert config.prepared is not None
     manifest, tokenizer, sources = prepared_lib.open_prepared(
-        config.prepared, seq_len, config.tokenizer
+        config.prepared, seq_len, config.tokenizer, resolve_data_dir(config)
     )
     stats: dict[str, Any] = {
         "dataset": manifest["dataset"],
@@ -235,7 +235,8 @@ def _open_mixture(config: DataConfig, seq_len: int) -> PreparedData:
     weights = [float(weight) for _, weight, _ in config.mixture]
     mixture_lib.check_weights(names, weights)
     opened = [
-        prepared_lib.open_prepared(path, seq_len, config.tokenizer) for _, _, path in config.mixture
+        prepared_lib.open_prepared(path, seq_len, config.tokenizer, resolve_data_dir(config))
+        for _, _, path in config.mixture
     ]
     tokenizer = opened[0][1]
     for (name, _, path), (_, other, _) in zip(config.mixture, opened, strict=True):
