@@ -21,13 +21,14 @@ from tinylm_jax.errors import DataError
 CONFIG = DataConfig(
     dataset="python_stdlib", max_documents=12, vocab_size=512, validation_fraction=0.05
 )
+SHARDED = dataclasses.replace(CONFIG, records_per_shard=10)  # several train shards
 
 
 @pytest.fixture(scope="module")
 def prepared_dir(tmp_path_factory, data_dir):
     """The single-host writer's prepared dataset (several train shards) and today's data."""
     out = tmp_path_factory.mktemp("prepared")
-    manifest = prepare_single_host.prepare(dataclasses.replace(CONFIG, records_per_shard=10), 32, out)
+    manifest = prepare_single_host.prepare(SHARDED, 32, out)
     assert len(manifest["splits"]["train"]["shards"]) > 1
     return out, pipeline.prepare_data(CONFIG, seq_len=32)
 
@@ -43,7 +44,7 @@ def test_a_prepared_dataset_holds_the_single_host_records(prepared_dir):
         for i in range(len(ours)):
             assert all(np.array_equal(ours[i][k], theirs[i][k]) for k in ours[i]), (split, i)
     assert read.stats["train"]["documents"] == data.stats["train"]["documents"]
-    again = prepare_single_host.prepare(dataclasses.replace(CONFIG, records_per_shard=10), 32, out)
+    again = prepare_single_host.prepare(SHARDED, 32, out)
     assert again == prepared.read_manifest(out)  # reused as it is
     with pytest.raises(DataError, match="other inputs"):
         prepare_single_host.prepare(CONFIG, 64, out)
