@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from etils import epath
 
-from tests.helpers import tiny_run, train_losses, write_byte_level_bpe
+from tests.helpers import read_metrics, tiny_run, write_byte_level_bpe
 from tinylm_jax.config.data import DataConfig
 from tinylm_jax.data import pipeline, prepare_single_host, prepared
 from tinylm_jax.errors import DataError
@@ -112,6 +112,9 @@ def _train(workdir, mixture, fault=None):
         f"DataConfig.mixture = {mixture!r}",
         "CheckpointConfig.every_steps = 2",
         "TrainConfig.eval_every = 0",
+        "RoundsConfig.num_rounds = 2",  # round 2 replays records by their place in the mixture
+        "RoundsConfig.partitions = 2",
+        "RoundsConfig.score_batch_size = 64",
     ]
     argv = ["train", f"--workdir={workdir}", "--gin_file=models/tiny_test.gin"]
     argv += [f"--gin_param={p}" for p in params]
@@ -120,8 +123,14 @@ def _train(workdir, mixture, fault=None):
     )
 
 
+def _train_records(workdir) -> dict[int, dict]:
+    return {r["step"]: r for r in read_metrics(workdir) if "loss" in r}
+
+
 @pytest.mark.slow
-def test_a_mixture_trains_is_killed_and_resumes_bit_exactly(prepared_dir, tmp_path):
+def test_a_two_round_mixture_run_counts_tokens_per_source_and_resumes_bit_exactly(
+    prepared_dir, tmp_path
+):
     out, _ = prepared_dir
     mixture = (("prose", 0.7, str(out)), ("code", 0.3, str(out)))
     done = _train(tmp_path / "uninterrupted", mixture)
@@ -131,6 +140,11 @@ def test_a_mixture_trains_is_killed_and_resumes_bit_exactly(prepared_dir, tmp_pa
     resumed = _train(tmp_path / "run", mixture)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "from step 2" in resumed.stdout
-    expected, logged = train_losses(tmp_path / "uninterrupted"), train_losses(tmp_path / "run")
+    assert "round 2/2: steps 4-6 on" in resumed.stdout, resumed.stdout[-2000:]
+    expected, logged = _train_records(tmp_path / "uninterrupted"), _train_records(tmp_path / "run")
     assert set(range(1, 7)) <= logged.keys()
-    assert logged == {step: expected[step] for step in logged}  # the mixture state resumed
+    fields = ("loss", "tokens/prose", "tokens/code")
+    for step, record in logged.items():  # the mixture state and the counts resumed exactly
+        assert {k: record[k] for k in fields} == {k: expected[step][k] for k in fields}, step
+    drawn = [expected[s]["tokens/prose"] + expected[s]["tokens/code"] for s in range(1, 7)]
+    assert all(0 < drawn[i] - drawn[i - 1] <= 8 * 32 for i in range(1, 6))  # batch 8 x 32

@@ -69,6 +69,7 @@ class PreparedData:
     stats: dict[str, Any]
     loader_workers: int = 0
     cache_dir: str = ""
+    source_names: tuple[str, ...] = ()  # a mixture's sources, by index (`mixture.source_of`)
 
 
 def _tokenizer(config: DataConfig, raw: corpus_lib.RawCorpus, data_dir: pathlib.Path) -> Tokenizer:
@@ -268,6 +269,7 @@ def _open_mixture(config: DataConfig, seq_len: int) -> PreparedData:
         seq_len=seq_len,
         stats=stats,
         loader_workers=config.loader_workers,
+        source_names=tuple(names),
     )
 
 
