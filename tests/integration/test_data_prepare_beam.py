@@ -16,6 +16,7 @@ from tinylm_jax.config.data import DataConfig
 from tinylm_jax.data import pipeline, prepared
 
 pytest.importorskip("apache_beam")
+pytestmark = pytest.mark.beam
 
 WORDS = ["alpha", "beta", "gamma", "delta", "pack", "token", "cache", "lock", "river", "stone"]
 
@@ -51,14 +52,15 @@ def test_one_and_two_workers_give_the_single_host_records(tmp_path, gin_clean, c
     assert "NoSuchRunner" in capsys.readouterr().err and not (tmp_path / "bad").exists()
     assert _prepare(tmp_path / "w1", *params) == 0
     assert _prepare(tmp_path / "w2", *params, workers=2) == 0
+    assert _prepare(tmp_path / "none", *params, runner="none") == 0  # the single-host writer
     paths = (str(tmp_path / "docs.jsonl"),)
     config = DataConfig("text_files", paths, vocab_size=300, validation_fraction=0.1)
     single = pipeline.prepare_data(config, seq_len=32)
-    manifests = [prepared.read_manifest(tmp_path / w) for w in ("w1", "w2")]
-    assert manifests[0] == manifests[1]
+    manifests = [prepared.read_manifest(tmp_path / w) for w in ("w1", "w2", "none")]
+    assert manifests[0] == manifests[1] == manifests[2]
     assert len(manifests[0]["splits"]["train"]["shards"]) > 1
     assert manifests[0]["splits"]["train"]["skipped"] == {"empty": 1}
-    for w in ("w1", "w2"):
+    for w in ("w1", "w2", "none"):
         _, _, sources = prepared.open_prepared(tmp_path / w, 32, None)
         for split in ("train", "validation"):
             ours, theirs = getattr(single, split), sources[split]
