@@ -104,3 +104,30 @@ def test_a_two_round_run_on_a_prepared_dataset_has_its_own_datas_losses_and_resu
     expected, logged = train_losses(tmp_path / "own"), train_losses(tmp_path / "run")
     assert set(range(1, 7)) <= logged.keys()
     assert logged == {step: expected[step] for step in logged}  # bit-exact, as if uninterrupted
+
+
+@pytest.mark.slow
+def test_beam_writes_a_prepared_dataset_to_gs_that_reads_as_the_local_one(gcs, tmp_path, gin_clean):
+    import fsspec
+
+    from tests.gcs_emulator import BUCKET
+
+    _corpus(tmp_path / "docs.jsonl", n_docs=120)
+    params = [
+        "DataConfig.dataset = 'text_files'",
+        f"DataConfig.paths = ('{tmp_path / 'docs.jsonl'}',)",
+        "DataConfig.vocab_size = 300",
+        "DataConfig.records_per_shard = 20",
+        "TrainConfig.seq_len = 32",
+    ]
+    remote = f"gs://{BUCKET}/prepared/beam"
+    assert _prepare(remote, *params, workers=2) == 0
+    assert _prepare(tmp_path / "local", *params, runner="none") == 0
+    fsspec.filesystem("gcs").invalidate_cache()  # the workers wrote what this process listed
+    assert prepared.read_manifest(remote) == prepared.read_manifest(tmp_path / "local")
+    _, _, theirs = prepared.open_prepared(remote, 32, None, cache_dir=tmp_path / "cache")
+    _, _, ours = prepared.open_prepared(tmp_path / "local", 32, None)
+    assert len(theirs["train"]) == len(ours["train"]) > 20  # several shards
+    for split, source in ours.items():
+        for i in range(len(source)):
+            assert all(np.array_equal(source[i][k], theirs[split][i][k]) for k in source[i])
