@@ -236,10 +236,10 @@ def prepare(
     with beam.Pipeline(options=pipeline_options(runner, num_workers, beam_args)) as p:
         for split, source in raw.splits.items():
             _split_pipeline(p, split, len(source), config, ctx)
-    return _write_manifest(root, config, raw, tokenizer, seq_len, fingerprint)
+    return _write_manifest(root, config, raw, tokenizer, seq_len)
 
 
-def _write_manifest(root, config, raw, tokenizer, seq_len, fingerprint) -> dict[str, Any]:
+def _write_manifest(root, config, raw, tokenizer, seq_len) -> dict[str, Any]:
     splits = {}
     for split in raw.splits:
         stats = json.loads((root / STATS_DIR / f"{split}.json").read_text())
@@ -247,13 +247,6 @@ def _write_manifest(root, config, raw, tokenizer, seq_len, fingerprint) -> dict[
         skipped = Counter(raw_stats.get("skipped", {}))
         skipped.update(stats["skipped"])
         splits[split] = {**stats, "skipped": dict(skipped), "bytes": raw_stats.get("bytes")}
-    manifest = prepared_lib.build_manifest(
-        fingerprint=fingerprint,
-        dataset={"dataset": raw.name, "raw_fingerprint": raw.fingerprint, "raw_path": raw.path},
-        tokenizer=tokenizer,
-        seq_len=seq_len,
-        records_per_shard=config.records_per_shard,
-        splits=splits,
+    return prepared_lib.write_manifest(
+        root, raw, tokenizer, seq_len, config.records_per_shard, splits
     )
-    write_atomically(root / prepared_lib.MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
-    return manifest

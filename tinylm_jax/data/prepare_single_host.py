@@ -9,7 +9,6 @@ on an object store (gs://).
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 from etils import epath
@@ -18,7 +17,6 @@ from tinylm_jax.config.data import DataConfig
 from tinylm_jax.data import pipeline
 from tinylm_jax.data import prepared as prepared_lib
 from tinylm_jax.errors import DataError
-from tinylm_jax.files import write_atomically
 
 
 def prepare(config: DataConfig, seq_len: int, out: str) -> dict[str, Any]:
@@ -36,20 +34,14 @@ def prepare(config: DataConfig, seq_len: int, out: str) -> dict[str, Any]:
     if finished is not None:
         return finished
     data = pipeline.prepare_data(config, seq_len)
-    manifest = prepared_lib.build_manifest(
-        fingerprint=fingerprint,
-        dataset={"dataset": raw.name, "raw_fingerprint": raw.fingerprint, "raw_path": raw.path},
-        tokenizer=tokenizer,
-        seq_len=seq_len,
-        records_per_shard=config.records_per_shard,
-        splits={split: data.stats[split] for split in raw.splits},
-    )
     sources = {"train": data.train, "validation": data.validation}
     rps = config.records_per_shard
-    for split, stats in manifest["splits"].items():
+    for split in raw.splits:
         source = sources[split]
-        for shard, name in enumerate(stats["shards"]):
+        count = prepared_lib.num_shards(len(source), rps)
+        for shard in range(count):
             ids = range(shard * rps, min((shard + 1) * rps, len(source)))
+            name = prepared_lib.shard_name(split, shard, count)
             prepared_lib.write_shard(source.raw_records(ids), root, name)
-    write_atomically(root / prepared_lib.MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
-    return manifest
+    splits = {split: data.stats[split] for split in raw.splits}
+    return prepared_lib.write_manifest(root, raw, tokenizer, seq_len, rps, splits)

@@ -31,9 +31,10 @@ from array_record.python import array_record_module
 from etils import epath
 
 from tinylm_jax.data import cache_lock, packing
+from tinylm_jax.data.corpus import RawCorpus
 from tinylm_jax.data.tokenizer import Tokenizer, load_tokenizer
 from tinylm_jax.errors import DataError
-from tinylm_jax.files import is_local
+from tinylm_jax.files import is_local, write_atomically
 
 FORMAT = "tinylm-prepared"
 FORMAT_VERSION = 1
@@ -223,17 +224,16 @@ def write_shard(records: Iterable[bytes], out: epath.Path, name: str) -> None:
             shutil.copyfileobj(src, dst, COPY_CHUNK)
 
 
-def build_manifest(
-    *,
-    fingerprint: str,
-    dataset: dict[str, Any],
+def write_manifest(
+    root: epath.Path,
+    raw: RawCorpus,
     tokenizer: Tokenizer,
     seq_len: int,
     records_per_shard: int,
     splits: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    """The manifest of a prepared dataset; `dataset` holds `dataset`, `raw_fingerprint` and
-    `raw_path`, `splits` each split's documents, tokens, skipped (by reason) and bytes."""
+    """Writes (last, atomically) and returns the manifest of a prepared dataset whose
+    `splits` hold each split's documents, tokens, skipped (by reason) and bytes."""
     described = {}
     for split, stats in splits.items():
         records = -(-stats["tokens"] // (seq_len + 1))
@@ -244,15 +244,19 @@ def build_manifest(
             "padding_tokens": records * (seq_len + 1) - stats["tokens"],
             "shards": [shard_name(split, i, count) for i in range(count)],
         }
-    return {
+    manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "packing_format_version": packing.FORMAT_VERSION,
-        "fingerprint": fingerprint,
-        **dataset,
+        "fingerprint": fingerprint(raw.fingerprint, tokenizer, seq_len),
+        "dataset": raw.name,
+        "raw_fingerprint": raw.fingerprint,
+        "raw_path": raw.path,
         "tokenizer_fingerprint": tokenizer.fingerprint,
         "vocab_size": tokenizer.vocab_size,
         "seq_len": seq_len,
         "records_per_shard": records_per_shard,
         "splits": described,
     }
+    write_atomically(root / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+    return manifest
