@@ -148,3 +148,28 @@ def test_a_two_round_mixture_run_counts_tokens_per_source_and_resumes_bit_exactl
         assert {k: record[k] for k in fields} == {k: expected[step][k] for k in fields}, step
     drawn = [expected[s]["tokens/prose"] + expected[s]["tokens/code"] for s in range(1, 7)]
     assert all(0 < drawn[i] - drawn[i - 1] <= 8 * 32 for i in range(1, 6))  # batch 8 x 32
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_two_processes_reading_their_own_rows_count_the_whole_batchs_tokens(prepared_dir, tmp_path):
+    from tests.integration.test_multiprocess_resume import train_two_processes
+
+    out, _ = prepared_dir
+    mixture = (("prose", 0.7, str(out)), ("code", 0.3, str(out)))
+    params = [
+        "TrainConfig.num_steps = 4",
+        "TrainConfig.eval_steps = 0",
+        "TrainConfig.data_sharding = 'process'",  # each process counts only its own rows
+        f"DataConfig.mixture = {mixture!r}",
+    ]
+    results = train_two_processes(
+        tmp_path / "run", tmp_path / "xla_cache", extra=[f"--gin_param={p}" for p in params]
+    )
+    for code, output, _ in results:
+        assert code == 0, output[-3000:]
+    records = _train_records(tmp_path / "run")
+    drawn = [0] + [records[s]["tokens/prose"] + records[s]["tokens/code"] for s in range(1, 5)]
+    # Each step adds the global batch (8 rows x 32 targets, less a last record's padding),
+    # not one process's half of it.
+    assert all(128 < step <= 8 * 32 for step in np.diff(drawn)), drawn
