@@ -41,11 +41,7 @@ class SourceTokens:
 
     def totals(self) -> np.ndarray:
         """[S] tokens drawn so far by the whole run (a collective when processes sum)."""
-        since = self._since
-        if self._sum_processes:
-            from jax.experimental import multihost_utils
-
-            since = np.sum(multihost_utils.process_allgather(since), axis=0)
+        since = sum_over_processes(self._since) if self._sum_processes else self._since
         return self._restored + since
 
     def tags(self) -> dict[str, int]:
@@ -58,3 +54,13 @@ class SourceTokens:
         saved = (metadata or {}).get("tokens", {})
         self._restored = np.array([saved.get(n, 0) for n in self.names], np.int64)
         self._since = np.zeros(len(self.names), np.int64)
+
+
+def sum_over_processes(counts: np.ndarray) -> np.ndarray:
+    """[S] int64 counts summed over processes, exactly: JAX gathers 32-bit integers (x64 is
+    off), so each count travels as two 30-bit halves."""
+    from jax.experimental import multihost_utils
+
+    halves = np.stack([counts >> 30, counts & (2**30 - 1)]).astype(np.int32)
+    gathered = np.asarray(multihost_utils.process_allgather(halves)).astype(np.int64)  # [P, 2, S]
+    return (gathered[:, 0] << 30).sum(axis=0) + gathered[:, 1].sum(axis=0)

@@ -4,7 +4,7 @@ import numpy as np
 
 from tinylm_jax.data import mixture
 from tinylm_jax.train.hooks import Hooks, StepInfo
-from tinylm_jax.train.source_tokens import SourceTokens
+from tinylm_jax.train.source_tokens import SourceTokens, sum_over_processes
 
 
 def _step(hooks: Hooks, step: int, ids) -> None:
@@ -32,3 +32,8 @@ def test_counts_accumulate_per_source_and_resume_from_the_saved_counts():
     resumed.restore(saved, {})
     _step(resumed, 3, [4, 5, 6])
     assert resumed.tags() == hooks.tags() == {"tokens/prose": 24, "tokens/code": 12}
+
+
+def test_sums_over_processes_stay_exact_past_32_bits():
+    counts = np.array([3 * 2**33 + 5, 7], np.int64)  # JAX gathers 32-bit integers
+    assert sum_over_processes(counts).tolist() == counts.tolist()  # one process here
