@@ -173,3 +173,12 @@ def test_two_processes_reading_their_own_rows_count_the_whole_batchs_tokens(prep
     # Each step adds the global batch (8 rows x 32 targets, less a last record's padding),
     # not one process's half of it.
     assert all(128 < step <= 8 * 32 for step in np.diff(drawn)), drawn
+
+
+def test_the_single_host_runner_refuses_beam_options(tmp_path, gin_clean, capsys):
+    from tinylm_jax.cli import main as cli
+
+    argv = ["data", "prepare", f"--out={tmp_path / 'out'}", "--runner=none", "--", "--project=p"]
+    assert cli.main(argv) == 2
+    assert "takes no Beam options" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
