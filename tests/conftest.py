@@ -50,3 +50,15 @@ def gin_clean():
     gin.clear_config()
     yield
     gin.clear_config()
+
+
+@pytest.fixture(scope="module")
+def gcs(tmp_path_factory, data_dir):
+    """A GCS emulator (tests/gcs_emulator.py) for the module's tests: the environment that
+    subprocesses need, also set in this process. Skips without gcsfs or the emulator."""
+    pytest.importorskip("gcsfs")
+    pytest.importorskip("gcp_storage_emulator.server")
+    from tests.gcs_emulator import running
+
+    with running(tmp_path_factory.mktemp("xla_cache")) as env:
+        yield env

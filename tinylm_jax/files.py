@@ -17,7 +17,7 @@ def write_atomically(path: PathLike, data: str | bytes) -> None:
     atomically on their own.
     """
     target = epath.Path(path)
-    if not _is_local(target):
+    if not is_local(target):
         _write(target, data)
         return
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -32,5 +32,6 @@ def _write(path: epath.Path, data: str | bytes) -> None:
         path.write_text(data)
 
 
-def _is_local(path: epath.Path) -> bool:
+def is_local(path: PathLike) -> bool:
+    """Whether `path` is on a local filesystem (not an object store URL such as gs://)."""
     return "://" not in os.fspath(path)

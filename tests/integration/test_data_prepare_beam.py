@@ -16,6 +16,7 @@ from tinylm_jax.config.data import DataConfig
 from tinylm_jax.data import pipeline, prepared
 
 pytest.importorskip("apache_beam")
+pytestmark = pytest.mark.beam
 
 WORDS = ["alpha", "beta", "gamma", "delta", "pack", "token", "cache", "lock", "river", "stone"]
 
@@ -51,14 +52,15 @@ def test_one_and_two_workers_give_the_single_host_records(tmp_path, gin_clean, c
     assert "NoSuchRunner" in capsys.readouterr().err and not (tmp_path / "bad").exists()
     assert _prepare(tmp_path / "w1", *params) == 0
     assert _prepare(tmp_path / "w2", *params, workers=2) == 0
+    assert _prepare(tmp_path / "none", *params, runner="none") == 0  # the single-host writer
     paths = (str(tmp_path / "docs.jsonl"),)
     config = DataConfig("text_files", paths, vocab_size=300, validation_fraction=0.1)
     single = pipeline.prepare_data(config, seq_len=32)
-    manifests = [prepared.read_manifest(tmp_path / w) for w in ("w1", "w2")]
-    assert manifests[0] == manifests[1]
+    manifests = [prepared.read_manifest(tmp_path / w) for w in ("w1", "w2", "none")]
+    assert manifests[0] == manifests[1] == manifests[2]
     assert len(manifests[0]["splits"]["train"]["shards"]) > 1
     assert manifests[0]["splits"]["train"]["skipped"] == {"empty": 1}
-    for w in ("w1", "w2"):
+    for w in ("w1", "w2", "none"):
         _, _, sources = prepared.open_prepared(tmp_path / w, 32, None)
         for split in ("train", "validation"):
             ours, theirs = getattr(single, split), sources[split]
@@ -102,3 +104,30 @@ def test_a_two_round_run_on_a_prepared_dataset_has_its_own_datas_losses_and_resu
     expected, logged = train_losses(tmp_path / "own"), train_losses(tmp_path / "run")
     assert set(range(1, 7)) <= logged.keys()
     assert logged == {step: expected[step] for step in logged}  # bit-exact, as if uninterrupted
+
+
+@pytest.mark.slow
+def test_beam_writes_a_prepared_dataset_to_gs_that_reads_as_the_local_one(gcs, tmp_path, gin_clean):
+    import fsspec
+
+    from tests.gcs_emulator import BUCKET
+
+    _corpus(tmp_path / "docs.jsonl", n_docs=120)
+    params = [
+        "DataConfig.dataset = 'text_files'",
+        f"DataConfig.paths = ('{tmp_path / 'docs.jsonl'}',)",
+        "DataConfig.vocab_size = 300",
+        "DataConfig.records_per_shard = 20",
+        "TrainConfig.seq_len = 32",
+    ]
+    remote = f"gs://{BUCKET}/prepared/beam"
+    assert _prepare(remote, *params, workers=2) == 0
+    assert _prepare(tmp_path / "local", *params, runner="none") == 0
+    fsspec.filesystem("gcs").invalidate_cache()  # the workers wrote what this process listed
+    assert prepared.read_manifest(remote) == prepared.read_manifest(tmp_path / "local")
+    _, _, theirs = prepared.open_prepared(remote, 32, None, cache_dir=tmp_path / "cache")
+    _, _, ours = prepared.open_prepared(tmp_path / "local", 32, None)
+    assert len(theirs["train"]) == len(ours["train"]) > 20  # several shards
+    for split, source in ours.items():
+        for i in range(len(source)):
+            assert all(np.array_equal(source[i][k], theirs[split][i][k]) for k in source[i])

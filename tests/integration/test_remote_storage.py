@@ -1,24 +1,18 @@
-"""A gs:// workdir end to end against a local GCS emulator on 127.0.0.1: train, SIGKILL,
-resume, sample, eval and plot, with every run file (config.gin, tokenizer, Orbax checkpoints,
-metrics.jsonl, TensorBoard events) in the bucket. epath reaches the emulator through gcsfs
-(STORAGE_EMULATOR_HOST), Orbax's arrays through TensorStore (TENSORSTORE_GCS_HTTP_URL)."""
+"""gs:// against a local GCS emulator on 127.0.0.1 (the `gcs` fixture): a workdir end to end
+(train, SIGKILL, resume, sample, eval and plot, with every run file in the bucket), and a
+prepared dataset in the bucket that a two-round run trains on, is killed and resumes."""
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 
 import pytest
 from etils import epath
 
-from tests.helpers import tiny_run
+from tests.gcs_emulator import BUCKET
+from tests.helpers import tiny_run, train_losses
 
-pytest.importorskip("gcsfs")
-emulator = pytest.importorskip("gcp_storage_emulator.server")
-
-BUCKET = "tinylm-test"
 STEPS = 6
 FLAGS = ["--gin_file=models/tiny_test.gin"] + [
     f"--gin_param={p}"
@@ -32,63 +26,6 @@ FLAGS = ["--gin_file=models/tiny_test.gin"] + [
         "peak_flops_per_device.override = 1e9",
     ]
 ]
-
-
-def _send_generation_headers() -> None:
-    """Real GCS names an object's generation in the headers of every media download, and
-    TensorStore (Orbax's array store) needs it to update its manifests; this emulator omits
-    it, so the test adds it to the emulator's download handler."""
-    from gcp_storage_emulator import server
-    from gcp_storage_emulator.handlers import objects
-
-    original = objects.download
-    if getattr(original, "sends_generation", False):
-        return
-
-    def download(request, response, storage, *args, **kwargs):
-        original(request, response, storage, *args, **kwargs)
-        try:
-            obj = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
-        except Exception:  # noqa: BLE001 - a missing object already answered 404
-            return
-        response["x-goog-generation"] = obj["generation"]
-        response["x-goog-metageneration"] = obj.get("metageneration", "1")
-
-    download.sends_generation = True
-    objects.download = download
-    for _, methods in server.HANDLERS:
-        for method, handler in methods.items():
-            if handler is original:
-                methods[method] = download
-
-
-@pytest.fixture(scope="module")
-def gcs(tmp_path_factory, data_dir):
-    """The emulator's environment: set here for this process, passed to subprocesses."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    _send_generation_headers()
-    server = emulator.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    variables = {
-        "STORAGE_EMULATOR_HOST": url,
-        "TENSORSTORE_GCS_HTTP_URL": url,
-        "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",  # TensorStore: skip credential lookup
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
-        "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("xla_cache")),
-    }
-    saved = {k: os.environ.get(k) for k in variables}
-    os.environ.update({k: v for k, v in variables.items() if k.startswith(("STORAGE", "TENSOR"))})
-    yield {**os.environ, **variables}
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    server.stop()
 
 
 def tinylm(env, *args: str, fault: str | None = None) -> subprocess.CompletedProcess:
@@ -147,3 +84,38 @@ def test_a_gs_workdir_trains_is_killed_resumes_and_serves(gcs, data_dir, tmp_pat
     plotted = tinylm(gcs, "plot", f"--workdir={remote}", f"--out={remote}/curves.png")
     assert plotted.returncode == 0, plotted.stderr[-3000:]
     assert bucket_path(remote, "curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_a_gs_prepared_dataset_trains_two_rounds_is_killed_and_resumes(gcs, tmp_path):
+    prepared = f"gs://{BUCKET}/prepared/tiny"
+    params = [p.removeprefix("--gin_param=") for p in FLAGS[1:]]
+    made = tinylm(
+        gcs, "data", "prepare", f"--out={prepared}", "--runner=none",
+        *(f"--gin_param={p}" for p in [*params, "DataConfig.records_per_shard = 16"]),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr[-3000:]
+    manifest = json.loads(bucket_path(prepared, "manifest.json").read_text())
+    assert len(manifest["splits"]["train"]["shards"]) > 1
+
+    rounds = [
+        "RoundsConfig.num_rounds = 2",  # round 2 replays records by stable id
+        "RoundsConfig.partitions = 2",
+        "RoundsConfig.score_batch_size = 64",
+    ]
+    own = tinylm(gcs, "train", f"--workdir={tmp_path / 'own'}", *FLAGS, *_params(rounds))
+    assert own.returncode == 0, own.stderr[-3000:]
+    on_gs = [*rounds, f"DataConfig.prepared = '{prepared}'", "DataConfig.dataset = 'none'"]
+    run = tmp_path / "run"
+    killed = tinylm(gcs, "train", f"--workdir={run}", *FLAGS, *_params(on_gs), fault="KILL@3")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    resumed = tinylm(gcs, "train", f"--workdir={run}", *FLAGS, *_params(on_gs))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "round 2/2: steps 4-6 on" in resumed.stdout, resumed.stdout[-2000:]
+    expected, logged = train_losses(tmp_path / "own"), train_losses(run)
+    assert set(range(1, STEPS + 1)) <= logged.keys()
+    assert logged == {step: expected[step] for step in logged}  # bit-exact, as if uninterrupted
+
+
+def _params(params: list[str]) -> list[str]:
+    return [f"--gin_param={p}" for p in params]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -26,7 +25,6 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
-from array_record.python import array_record_module
 from etils import epath
 
 from tinylm_jax.config.data import DataConfig
@@ -154,13 +152,8 @@ class _WriteShard(beam.DoFn):
         name = prepared_lib.shard_name(
             self._split, shard, prepared_lib.num_shards(total_records, self._rps)
         )
-        with tempfile.TemporaryDirectory() as tmp:
-            local = os.path.join(tmp, name)
-            writer = array_record_module.ArrayRecordWriter(local, "group_size:1")
-            for _, data in sorted(records, key=lambda r: r[0]):
-                writer.write(data)
-            writer.close()
-            epath.Path(local).copy(epath.Path(self._out) / name, overwrite=True)
+        ordered = (data for _, data in sorted(records, key=lambda r: r[0]))
+        prepared_lib.write_shard(ordered, epath.Path(self._out), name)
         yield name
 
 
@@ -229,17 +222,10 @@ def prepare(
     data_dir, raw, tokenizer = pipeline.corpus_and_tokenizer(config)
     fingerprint = prepared_lib.fingerprint(raw.fingerprint, tokenizer, seq_len)
     root = epath.Path(out)
-    if (root / prepared_lib.MANIFEST).exists():
-        manifest = prepared_lib.read_manifest(root)
-        if manifest["fingerprint"] == fingerprint:
-            return manifest
-        raise DataError(
-            f"--out={out} holds a prepared dataset of other inputs (fingerprint "
-            f"{manifest['fingerprint']}, these give {fingerprint}); choose another --out."
-        )
-    (root / prepared_lib.TOKENIZER_DIR).mkdir(parents=True, exist_ok=True)
+    finished = prepared_lib.start_output(root, fingerprint, tokenizer)
+    if finished is not None:
+        return finished
     (root / STATS_DIR).mkdir(exist_ok=True)
-    tokenizer.save(root / prepared_lib.TOKENIZER_DIR)
     ctx = {
         "seq_len": seq_len,
         "data_dir": str(data_dir),
@@ -250,39 +236,17 @@ def prepare(
     with beam.Pipeline(options=pipeline_options(runner, num_workers, beam_args)) as p:
         for split, source in raw.splits.items():
             _split_pipeline(p, split, len(source), config, ctx)
-    return _write_manifest(root, config, raw, tokenizer, seq_len, fingerprint)
+    return _write_manifest(root, config, raw, tokenizer, seq_len)
 
 
-def _write_manifest(root, config, raw, tokenizer, seq_len, fingerprint) -> dict[str, Any]:
+def _write_manifest(root, config, raw, tokenizer, seq_len) -> dict[str, Any]:
     splits = {}
     for split in raw.splits:
         stats = json.loads((root / STATS_DIR / f"{split}.json").read_text())
-        records = -(-stats["tokens"] // (seq_len + 1))
-        count = prepared_lib.num_shards(records, config.records_per_shard)
         raw_stats = raw.stats.get(split, {})
         skipped = Counter(raw_stats.get("skipped", {}))
         skipped.update(stats["skipped"])
-        splits[split] = {
-            **stats,
-            "skipped": dict(skipped),
-            "bytes": raw_stats.get("bytes"),
-            "records": records,
-            "padding_tokens": records * (seq_len + 1) - stats["tokens"],
-            "shards": [prepared_lib.shard_name(split, i, count) for i in range(count)],
-        }
-    manifest = {
-        "format": prepared_lib.FORMAT,
-        "format_version": prepared_lib.FORMAT_VERSION,
-        "packing_format_version": packing.FORMAT_VERSION,
-        "fingerprint": fingerprint,
-        "dataset": raw.name,
-        "raw_fingerprint": raw.fingerprint,
-        "raw_path": raw.path,
-        "tokenizer_fingerprint": tokenizer.fingerprint,
-        "vocab_size": tokenizer.vocab_size,
-        "seq_len": seq_len,
-        "records_per_shard": config.records_per_shard,
-        "splits": splits,
-    }
-    write_atomically(root / prepared_lib.MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
-    return manifest
+        splits[split] = {**stats, "skipped": dict(skipped), "bytes": raw_stats.get("bytes")}
+    return prepared_lib.write_manifest(
+        root, raw, tokenizer, seq_len, config.records_per_shard, splits
+    )

@@ -17,8 +17,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import grain
 import numpy as np
@@ -28,6 +28,14 @@ from tinylm_jax.errors import DataError
 log = logging.getLogger(__name__)
 
 Batch = dict[str, np.ndarray]
+
+
+class RecordSource(Protocol):
+    """Random-access records (`packing.PackedSource`, a mixture, a subset of either)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> Any: ...
 
 
 def record_to_example(record: dict[str, np.ndarray]) -> Batch:
@@ -51,7 +59,7 @@ class _ToExample(grain.transforms.Map):
 class SubsetSource:
     """The records of `source` whose ids are `ids` (any order, repeats allowed)."""
 
-    def __init__(self, source: Sequence[Any], ids: np.ndarray):
+    def __init__(self, source: RecordSource, ids: np.ndarray):
         ids = np.asarray(ids)
         if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
             raise DataError(
@@ -77,8 +85,26 @@ class SubsetSource:
         return f"SubsetSource({self.source!r}, n={len(self.ids)}, sha={self._digest})"
 
 
+class PositionIdSource:
+    """`source` with each record's `id` replaced by its index in `source`.
+
+    Scores and selections are indexed by position: for a packed split the two agree (record
+    i has id i); a mixture's ids also name their source, and its positions are its order.
+    """
+
+    def __init__(self, source: RecordSource):
+        self.source = source
+        self.seq_len = getattr(source, "seq_len", None)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {**self.source[int(i)], "id": np.int64(i)}
+
+
 def make_train_loader(
-    source: Sequence[Any],
+    source: RecordSource,
     batch_size: int,
     seed: int,
     shard_index: int = 0,
@@ -130,7 +156,7 @@ def make_train_loader(
 
 
 def iter_eval_batches(
-    source: Sequence[Any],
+    source: RecordSource,
     batch_size: int,
     num_batches: int | None = None,
     shard_index: int = 0,
@@ -155,7 +181,7 @@ def iter_eval_batches(
 
 
 def _eval_batches(
-    source: Sequence[Any], batch_size: int, total: int, shard_index: int, shard_count: int
+    source: RecordSource, batch_size: int, total: int, shard_index: int, shard_count: int
 ) -> Iterator[Batch]:
     indices = np.arange(shard_index, len(source), shard_count)
     seq_len = getattr(source, "seq_len", None) or (len(source[0]["tokens"]) - 1)

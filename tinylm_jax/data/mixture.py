@@ -32,6 +32,16 @@ def source_of(ids: np.ndarray) -> np.ndarray:
     return np.asarray(ids) // SOURCE_STRIDE
 
 
+def source_tokens(ids_B: np.ndarray, weights_BL: np.ndarray, num_sources: int) -> np.ndarray:
+    """[num_sources] target tokens (weight > 0) of a batch's rows, by the source their
+    ids name; padding rows (id < 0) count for none."""
+    ids_B = np.asarray(ids_B)
+    real = ids_B >= 0
+    tokens_B = np.asarray(weights_BL)[real].sum(axis=1)
+    counts = np.bincount(source_of(ids_B[real]), weights=tokens_B, minlength=num_sources)
+    return np.rint(counts).astype(np.int64)
+
+
 def block_quotas(weights: Sequence[float]) -> np.ndarray:
     """Entries per block of each source: `BLOCK * weight / sum`, largest remainder first."""
     w = np.asarray(weights, np.float64)

@@ -201,8 +201,11 @@ class PackedSource:
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, np.ndarray]]:
         indices = [int(i) for i in indices]
-        raws = self._records.__getitems__(indices) if indices else []
-        return [self._decode(r, i) for r, i in zip(raws, indices, strict=True)]
+        return [self._decode(r, i) for r, i in zip(self.raw_records(indices), indices, strict=True)]
+
+    def raw_records(self, indices: Sequence[int]) -> list[bytes]:
+        """The stored bytes of records `indices` (an int32 [3, seq_len + 1] array each)."""
+        return self._records.__getitems__([int(i) for i in indices]) if len(indices) else []
 
     def __repr__(self) -> str:
         return f"PackedSource({self.path!r}, seq_len={self.seq_len}, records={self._len})"

@@ -69,6 +69,7 @@ class PreparedData:
     stats: dict[str, Any]
     loader_workers: int = 0
     cache_dir: str = ""
+    source_names: tuple[str, ...] = ()  # a mixture's sources, by index (`mixture.source_of`)
 
 
 def _tokenizer(config: DataConfig, raw: corpus_lib.RawCorpus, data_dir: pathlib.Path) -> Tokenizer:
@@ -202,7 +203,7 @@ def _open_prepared(config: DataConfig, seq_len: int) -> PreparedData:
     """A dataset `tinylm data prepare` wrote: nothing is built, only read."""
     assert config.prepared is not None
     manifest, tokenizer, sources = prepared_lib.open_prepared(
-        config.prepared, seq_len, config.tokenizer
+        config.prepared, seq_len, config.tokenizer, resolve_data_dir(config)
     )
     stats: dict[str, Any] = {
         "dataset": manifest["dataset"],
@@ -235,7 +236,8 @@ def _open_mixture(config: DataConfig, seq_len: int) -> PreparedData:
     weights = [float(weight) for _, weight, _ in config.mixture]
     mixture_lib.check_weights(names, weights)
     opened = [
-        prepared_lib.open_prepared(path, seq_len, config.tokenizer) for _, _, path in config.mixture
+        prepared_lib.open_prepared(path, seq_len, config.tokenizer, resolve_data_dir(config))
+        for _, _, path in config.mixture
     ]
     tokenizer = opened[0][1]
     for (name, _, path), (_, other, _) in zip(config.mixture, opened, strict=True):
@@ -267,6 +269,7 @@ def _open_mixture(config: DataConfig, seq_len: int) -> PreparedData:
         seq_len=seq_len,
         stats=stats,
         loader_workers=config.loader_workers,
+        source_names=tuple(names),
     )
 
 

@@ -29,7 +29,8 @@ from tinylm_jax.parallel.dispatch import DispatchWindow
 @dataclasses.dataclass(frozen=True)
 class Scores:
     """`nll_N`: summed negative log-likelihood (nats) of each record's targets, `tokens_N`: its
-    target tokens, both indexed by record id; `seconds`: wall time of the pass."""
+    target tokens, both indexed by the record's position in the source (its id, in a packed
+    split); `seconds`: wall time of the pass."""
 
     nll_N: np.ndarray
     tokens_N: np.ndarray
@@ -56,12 +57,13 @@ def score_records(
     batch_size: int,
     after_batch: Callable[[int], None] | None = None,
 ) -> Scores:
-    """Scores every record of `source` (a packed split) once, `batch_size` (global) rows at a
-    time; `after_batch(i)` runs after batch i (1-based) is dispatched (tests inject faults)."""
+    """Scores every record of `source` (a packed split or a mixture, by position) once,
+    `batch_size` (global) rows at a time; `after_batch(i)` runs after batch i (1-based) is
+    dispatched (tests inject faults)."""
     replicated = rules_lib.replicated(run.mesh)
     gather = jax.jit(_ids_and_tokens, out_shardings=(replicated, replicated))
     batches = loader_lib.iter_eval_batches(
-        source,
+        loader_lib.PositionIdSource(source),
         batch_size // jax.process_count(),
         shard_index=jax.process_index(),
         shard_count=jax.process_count(),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import jax
 import numpy as np
@@ -34,6 +34,7 @@ class StepInfo:
       save: checkpoint this step (the save hook writes it even off its schedule).
       preempted: the job is being evicted: save this step, then stop.
       paused: a hook took time off the steps; the next throughput figure starts afresh.
+      batch_info: host-side facts of the step's batch (see `Hooks.describe_batch`).
     """
 
     step: int
@@ -42,6 +43,7 @@ class StepInfo:
     save: bool = False
     preempted: bool = False
     paused: bool = False
+    batch_info: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 Hook = Callable[[StepInfo], StepInfo]
@@ -56,6 +58,20 @@ class CheckpointPart(Protocol):
     def restore(self, metadata: dict | None, arrays: dict[str, np.ndarray] | None) -> None:
         """Takes the state of a checkpoint (both None: a fresh start or a checkpoint written
         without this part)."""
+
+
+@runtime_checkable
+class Tagging(Protocol):
+    """A part whose state every metrics record names (e.g. the round)."""
+
+    def tags(self) -> dict: ...
+
+
+@runtime_checkable
+class BatchDescribing(Protocol):
+    """A part that reads facts off each host batch (see `StepInfo.batch_info`)."""
+
+    def describe_batch(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
 class Hooks:
@@ -96,6 +112,23 @@ class Hooks:
             if arrays is not None:
                 extras[name] = arrays
         return metadata, extras
+
+    def tags(self) -> dict:
+        """What every metrics record says of the parts' state (the parts that say any)."""
+        merged: dict = {}
+        for part in self._parts.values():
+            if isinstance(part, Tagging):
+                merged.update(part.tags())
+        return merged
+
+    def describe_batch(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Host-side facts of a batch from the parts that read any (the loop's prefetcher
+        calls this ahead of the step; hooks find them in `StepInfo.batch_info`)."""
+        merged: dict = {}
+        for part in self._parts.values():
+            if isinstance(part, BatchDescribing):
+                merged.update(part.describe_batch(batch))
+        return merged
 
     def restore(self, metadata: Mapping, extras: Mapping[str, dict[str, np.ndarray]]) -> None:
         """Hands each part its share of a checkpoint's metadata and extra items ({} and {}

@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import jax
 from etils import epath
@@ -59,6 +59,7 @@ from tinylm_jax.train.run_data import (
     prepare_data_once,
     write_run_files,
 )
+from tinylm_jax.train.source_tokens import SourceTokens
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +107,10 @@ def train(
     )
     hooks = Hooks()
     hooks.add_part("rounds", schedule)
+    if data.source_names:  # a mixture: tokens drawn per source in every record
+        drawn = SourceTokens(data.source_names, config.train.data_sharding == "process")
+        hooks.add_part("source_tokens", drawn)
+        hooks.add(drawn)
     rollbacks = rollback_lib.Rollbacks(config.train)
     if config.train.on_nonfinite == "rollback":
         hooks.add_part("rollbacks", rollbacks)
@@ -328,12 +333,11 @@ def _train_loop(
     last: dict[str, float] = {}
     chosen = trackers.make_trackers(workdir, run.config) if primary else []
     writer = MetricsWriter(workdir, primary, trackers=chosen)
-    batches = DevicePrefetcher(
-        source, functools.partial(batch_to_devices, run=run), tc.prefetch_batches
-    )
+    to_device = functools.partial(batch_to_devices, run=run)
+    batches = DevicePrefetcher(source, to_device, tc.prefetch_batches, hooks.describe_batch)
     throughput = Throughput(tc.tokens_per_step)
     saver = Saver(run, manager, batches, hooks, metadata, faults.after_save)
-    evaluate_at = eval_fn(run, data, writer, schedule.tags, last)
+    evaluate_at = eval_fn(run, data, writer, hooks.tags, last)
     with (
         contextlib.closing(writer),
         PreemptionWatcher() as preemption,
@@ -342,7 +346,7 @@ def _train_loop(
     ):
         ask, stop = preemption_hooks(preemption, manager, workdir)
         _add_fault_hooks(hooks, faults)
-        hooks.add(log_hook(run, saver, writer, throughput, schedule.tags, last))
+        hooks.add(log_hook(run, saver, writer, throughput, hooks.tags, last))
         if tc.eval_every and tc.eval_steps:
             hooks.add(eval_hook(run, evaluate_at), every=tc.eval_every)
         switch = rounds_part.switch_hook(
@@ -359,7 +363,7 @@ def _train_loop(
             batches,
             saver,
             writer,
-            schedule.tags,
+            hooks.tags,
         )
         state = rollback_lib.run_with_rollbacks(
             rollbacks,
@@ -408,7 +412,7 @@ def _add_fault_hooks(hooks: Hooks, faults: TrainHooks) -> None:
 def _run_steps(
     run: Run,
     state: TrainState,
-    batches: Iterator,
+    batches: DevicePrefetcher,
     hooks: Hooks,
     throughput: Throughput,
     guard: FiniteGuard,
@@ -426,7 +430,7 @@ def _run_steps(
         guard.update(step + 1, metrics)
         window.push(metrics)
         throughput.add_step()
-        info = hooks.run(StepInfo(step + 1, state, metrics))
+        info = hooks.run(StepInfo(step + 1, state, metrics, batch_info=batches.batch_info))
         state = info.state
         if info.paused:  # keep eval and checkpoint time out of the next throughput figure
             throughput.reset()

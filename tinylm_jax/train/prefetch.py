@@ -31,12 +31,22 @@ class DevicePrefetcher:
     (switching the data, restoring) and `start()` again after.
     """
 
-    def __init__(self, source: Iterator, to_device: Callable[[dict], dict], depth: int):
+    def __init__(
+        self,
+        source: Iterator,
+        to_device: Callable[[dict], dict],
+        depth: int,
+        describe: Callable[[dict], dict] | None = None,
+    ):
+        """`describe(host batch)`: host-side facts of each batch, read from `batch_info`
+        for the batch the loop took last."""
         if depth < 1:
             raise ValueError(f"prefetch depth must be at least 1, got {depth}")
         self._source = source
         self._to_device = to_device
+        self._describe = describe
         self._depth = depth
+        self.batch_info: dict = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._queue: queue.Queue = queue.Queue()
@@ -66,7 +76,8 @@ class DevicePrefetcher:
         while not stop.is_set():
             try:
                 batch = next(self._source)
-                item = (self._to_device(batch), self._source.get_state())
+                info = self._describe(batch) if self._describe else {}
+                item: tuple | _Failure = (self._to_device(batch), info, self._source.get_state())
             except BaseException as error:  # noqa: BLE001 - re-raised in the loop's thread
                 item = _Failure(error)
             while not stop.is_set():
@@ -88,7 +99,7 @@ class DevicePrefetcher:
         if isinstance(item, _Failure):
             self.stop()
             raise item.error
-        batch, self._state = item
+        batch, self.batch_info, self._state = item
         return batch
 
     def get_state(self) -> bytes:

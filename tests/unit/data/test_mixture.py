@@ -69,3 +69,10 @@ def test_bad_weights_and_names_are_errors():
         mixture.MixtureSource(sources, [1.0, 1.0], ["a", "a"], seed=0)
     with pytest.raises(DataError, match="needs records"):
         mixture.MixtureSource([sources[0], []], [1.0, 1.0], ["a", "b"], seed=0)
+
+
+def test_source_tokens_count_each_rows_real_targets_by_its_source():
+    ids = np.array([mixture.SOURCE_STRIDE + 4, 7, -1, mixture.SOURCE_STRIDE])
+    weights = np.ones((4, SEQ), np.float32)
+    weights[0, 5:] = 0  # the padded end of a source's last record
+    assert mixture.source_tokens(ids, weights, 3).tolist() == [SEQ, 5 + SEQ, 0]
