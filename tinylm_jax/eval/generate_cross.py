@@ -117,7 +117,7 @@ class CachedRows:
         if slots > size:
             grown = 1 << (slots - 1).bit_length()
             pad = [(0, 0)] * 3 + [(0, grown - size), (0, 0)]
-            self.cache = tuple(jnp.pad(c, pad) for c in self.cache)
+            self.cache = (jnp.pad(self.cache[0], pad), jnp.pad(self.cache[1], pad))
 
 
 def generate_across(
@@ -136,10 +136,11 @@ def generate_across(
     for name, model in zip(("model", "delta"), models, strict=True):
         if model.config.output_head != "tokens":
             raise ConfigError(f"--delta needs token heads; the {name} has a byte head")
-    S = max(len(ids) for ids in user_ids) + config.max_new_tokens
+    longest = max(len(ids) for ids in user_ids)
+    S = longest + config.max_new_tokens
     if S > models[0].config.max_seq_len:
         raise ConfigError(
-            f"prompt ({S - config.max_new_tokens} tokens) + --max_new_tokens ({config.max_new_tokens}) "
+            f"prompt ({longest} tokens) + --max_new_tokens ({config.max_new_tokens}) "
             f"exceeds the model's ModelConfig.max_seq_len={models[0].config.max_seq_len}"
         )
     delta_ids = [prompt_delta_ids(cross, p) for p in prompts]

@@ -91,7 +91,7 @@ def reference(models, params, cross, normalization, alpha):
     """Greedy completions that recompute both models over every whole prefix (no cache), the
     delta's prefix kept by the same rule (`extend_delta_ids`); and how many steps changed
     delta tokens already read."""
-    user, delta = cross.user, cross.delta
+    user = cross.user
     map_V = jnp.asarray(cross.map_for(models[0].config.vocab_size))
     applies = [jax.jit(m.apply) for m in models]
 
