@@ -16,7 +16,7 @@ models have then read the same text and predict what follows it. When no delta t
 e_j (one straddles it), or the delta's tokens stop reproducing the run's bytes before e_j (a
 normalizing tokenizer, a character cut at a row's end), position j gets a zero shift, as an
 unmatched token does. A user special token is shifted by its mapped delta token's logits (zero
-shift when it has none).
+shift when it has none); a BOS that opens a piece reads as the delta's BOS.
 """
 
 from __future__ import annotations
@@ -130,7 +130,11 @@ def align_segment(cross: CrossVocab, user_ids: Sequence[int]) -> tuple[list[int]
             delta_ids += encoded
             index += run_index
         if end < len(user_ids):
-            target = cross.mapped(int(user_ids[end]))
+            token = int(user_ids[end])
+            # A piece's first token, when it is the BOS, is the delta's BOS: a tokenizer
+            # without one starts documents with its EOS, which the map sends to the EOS.
+            opens = end == 0 and token == cross.user.bos_id
+            target = cross.delta.bos_id if opens else cross.mapped(token)
             if target >= 0:
                 delta_ids.append(target)
             index.append(len(delta_ids) - 1 if target >= 0 else -1)

@@ -84,6 +84,15 @@ def test_each_aligned_position_has_read_the_same_text(tokenizers):
     assert matched > 100 and unmatched > 10
 
 
+def test_a_document_opened_by_an_eos_as_bos_opens_with_the_deltas_bos(tokenizers):
+    sentencepiece, bpe = tokenizers
+    assert bpe.bos_id == bpe.eos_id  # byte-level BPE has no BOS
+    cross = CrossVocab(bpe, sentencepiece, build_map(bpe, sentencepiece))
+    text = stdlib_texts()[0]
+    delta_ids, _ = align_segment(cross, [bpe.bos_id, *bpe.encode(text), bpe.eos_id])
+    assert delta_ids == [sentencepiece.bos_id, *sentencepiece.encode(text), sentencepiece.eos_id]
+
+
 def test_rows_stack_with_offsets_padding_and_positions_per_piece(tokenizers):
     user, delta = tokenizers
     cross = CrossVocab(user, delta, build_map(user, delta))
