@@ -25,8 +25,8 @@ from tinylm_jax.data.cross_vocab import (
     prompt_delta_ids,
 )
 from tinylm_jax.engine.combined import combined_logits
-from tinylm_jax.errors import ConfigError
-from tinylm_jax.eval.generate import sample_logits
+from tinylm_jax.eval.generate import check_length, sample_logits
+from tinylm_jax.eval.generate_delta import check_token_heads
 from tinylm_jax.model.transformer import KVCache, Transformer, init_kv_cache
 
 
@@ -133,16 +133,10 @@ def generate_across(
     excluding) the user's EOS; sampling draws as `generate` does (step i: `fold_in(seed, i)`)."""
     user, delta = cross.user, cross.delta
     user_ids = [[user.bos_id, *user.encode(p)] for p in prompts]
-    for name, model in zip(("model", "delta"), models, strict=True):
-        if model.config.output_head != "tokens":
-            raise ConfigError(f"--delta needs token heads; the {name} has a byte head")
+    check_token_heads(models)
     longest = max(len(ids) for ids in user_ids)
+    check_length(models[0], longest, config, "model")
     S = longest + config.max_new_tokens
-    if S > models[0].config.max_seq_len:
-        raise ConfigError(
-            f"prompt ({longest} tokens) + --max_new_tokens ({config.max_new_tokens}) "
-            f"exceeds the model's ModelConfig.max_seq_len={models[0].config.max_seq_len}"
-        )
     delta_ids = [prompt_delta_ids(cross, p) for p in prompts]
     texts = [p.encode("utf-8") for p in prompts]
     # The user's rows need prompt + new tokens; the delta's usually at most twice as many new
