@@ -66,6 +66,7 @@ def _next_tokens(
     normalization: str,
     alpha: jax.Array,
 ) -> jax.Array:
+    """Next user tokens [B] from the last logits of both models, the delta's through the map."""
     logits_BV = combined_logits(user_BV, delta_BW, normalization, alpha, map_V)
     return sample_logits(logits_BV, rng, config)
 
@@ -98,7 +99,7 @@ class CachedRows:
         tokens_BT = np.full((len(chunks), width), self.pad_id, np.int32)
         for r, chunk in enumerate(chunks):
             tokens_BT[r, : len(chunk)] = chunk
-        self._hold(max(s for s in starts) + width)
+        self._hold(max(starts) + width)
         logits_BV, self.cache = _extend(
             self.model,
             self.params,
