@@ -1,6 +1,6 @@
 """Eval and score steps with a delta of another vocabulary (text-offset alignment): identical
-tokenizers through that path give the shared-vocabulary results exactly, and a zero delta
-with 'add' leaves the model's results unchanged across vocabularies."""
+tokenizers through that path give the shared-vocabulary results exactly, a zero delta with
+'add' leaves the model's results unchanged across vocabularies, and 8 devices give 1's."""
 
 import flax.linen as nn
 import jax
@@ -29,7 +29,7 @@ def tokenizers(tmp_path_factory):
     return load_tokenizer(sentencepiece), load_tokenizer(bpe)
 
 
-def user_run(vocab_size: int):
+def user_run(vocab_size: int, devices: int = 1):
     model = ModelConfig(
         vocab_size=vocab_size,
         d_model=16,
@@ -42,8 +42,8 @@ def user_run(vocab_size: int):
     )
     config = RunConfig(
         model=model,
-        train=TrainConfig(batch_size=4, seq_len=SEQ_LEN),
-        mesh=MeshConfig(num_devices=1),
+        train=TrainConfig(batch_size=8, seq_len=SEQ_LEN),
+        mesh=MeshConfig(num_devices=devices),
     )
     run = build_run(config)
     params = nn.unbox(run.model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32)))["params"]
@@ -84,7 +84,7 @@ def test_identical_tokenizers_through_the_cross_path_equal_the_shared_path(token
     user, _ = tokenizers
     run, params = user_run(user.vocab_size)
     delta, delta_params = delta_model(user.vocab_size)
-    batch = packed_batch(user, stdlib_texts(), rows=4, seq_len=SEQ_LEN)
+    batch = packed_batch(user, stdlib_texts(), rows=8, seq_len=SEQ_LEN)
     shared = with_delta(run, delta, "base", 1.5)
     cross = with_delta(run, delta, "base", 1.5, CrossVocab(user, user, build_map(user, user)))
     sums, scores = run_steps(shared, (params, delta_params), batch)
@@ -101,7 +101,7 @@ def test_a_zero_delta_with_add_leaves_eval_and_score_unchanged_across_vocabulari
     user, delta_tokenizer = tokenizers
     run, params = user_run(user.vocab_size)
     delta, zero = delta_model(delta_tokenizer.vocab_size, zero_head=True)
-    batch = packed_batch(user, stdlib_texts(), rows=4, seq_len=SEQ_LEN)
+    batch = packed_batch(user, stdlib_texts(), rows=8, seq_len=SEQ_LEN)
     cross = CrossVocab(user, delta_tokenizer, build_map(user, delta_tokenizer))
     sums, scores = run_steps(with_delta(run, delta, "add", 2.0, cross), (params, zero), batch)
     alone, alone_scores = run_steps(run, params, batch)
@@ -110,3 +110,19 @@ def test_a_zero_delta_with_add_leaves_eval_and_score_unchanged_across_vocabulari
     # The delta read its own, longer tokenization of the rows.
     prepared = with_delta(run, delta, "add", 2.0, cross).prepare_batch(batch)
     assert prepared["delta_inputs"].shape[1] > SEQ_LEN
+
+
+@pytest.mark.slow
+def test_eight_devices_equal_one_across_vocabularies(tokenizers):
+    user, delta_tokenizer = tokenizers
+    delta, delta_params = delta_model(delta_tokenizer.vocab_size)
+    batch = packed_batch(user, stdlib_texts(), rows=8, seq_len=SEQ_LEN)
+    cross = CrossVocab(user, delta_tokenizer, build_map(user, delta_tokenizer))
+    results = []
+    for devices in (1, 8):
+        run, params = user_run(user.vocab_size, devices)
+        combined = with_delta(run, delta, "base", 1.0, cross)
+        results.append(run_steps(combined, (params, delta_params), batch))
+    (sums_1, scores_1), (sums_8, scores_8) = results
+    np.testing.assert_allclose(sums_8["loss_sum"], sums_1["loss_sum"], rtol=1e-5)
+    np.testing.assert_allclose(scores_8, scores_1, rtol=1e-5)
