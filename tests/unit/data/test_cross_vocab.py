@@ -52,6 +52,9 @@ def test_decoding_appends_an_exact_match_and_re_encodes_otherwise(tokenizers):
 
 
 def test_identical_tokenizers_align_one_to_one(tokenizers):
+    for tokenizer in tokenizers:  # byte pieces and one-byte tokens share bytes, not kinds
+        identity = build_map(tokenizer, tokenizer).map_V
+        np.testing.assert_array_equal(identity, np.arange(tokenizer.vocab_size))
     user, _ = tokenizers
     cross = CrossVocab(user, user, build_map(user, user))
     batch = packed_batch(user, stdlib_texts(), rows=4, seq_len=48)
