@@ -197,6 +197,6 @@ def cached_map(path: epath.PathLike, user: Tokenizer, delta: Tokenizer) -> Token
             path.parent.mkdir(parents=True, exist_ok=True)
             write_map(token_map, path)
             return token_map
-    except PermissionError as e:  # the lock or the entry could not be written
+    except OSError as e:  # the lock or the entry could not be written (read-only storage)
         log.warning("Could not cache the token map at %s (%s); building it in memory.", path, e)
         return build_map(user, delta)
