@@ -35,25 +35,9 @@ def train_losses(workdir: str | Path) -> dict[int, float]:
 
 
 def write_byte_level_bpe(directory: str | Path, texts: list[str], vocab_size: int) -> Path:
-    """Trains a GPT-2-style byte-level BPE `tokenizer.json` on `texts` with the `tokenizers`
-    library, plus a `tokenizer_config.json` declaring its EOS (no BOS, as GPT-2 has none) and
-    pad; returns the directory."""
-    import tokenizers
-    from tokenizers import decoders, models, pre_tokenizers, trainers
+    """A byte-level BPE `tokenizer.json` trained on `texts` (`train_byte_level_bpe`: EOS and
+    pad declared, no BOS, as GPT-2); returns the directory."""
+    from tinylm_jax.data.tokenizer_hf import train_byte_level_bpe
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = tokenizers.Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>", "<|pad|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    tokenizer.save(str(directory / "tokenizer.json"))
-    config = {"eos_token": "<|endoftext|>", "pad_token": "<|pad|>", "bos_token": None}
-    (directory / "tokenizer_config.json").write_text(json.dumps(config))
-    return directory
+    train_byte_level_bpe(texts, vocab_size, directory)
+    return Path(directory)

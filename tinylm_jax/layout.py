@@ -18,6 +18,7 @@ INHERITANCE_FILE = "inheritance.json"
 LM_EVAL_DIR = "lm_eval"
 WANDB_ID_FILE = "wandb_run_id"
 CMC_FILE = "cmc.json"
+TOKEN_MAPS_DIR = "token_maps"
 
 
 def config_file(workdir: epath.PathLike) -> epath.Path:
@@ -56,6 +57,15 @@ def cmc_file(workdir: epath.PathLike) -> epath.Path:
     """`WORKDIR/cmc.json`: what `tinylm cmc train` trained a delta workdir beside (its
     template and the tokenizer fingerprint they share)."""
     return epath.Path(workdir) / CMC_FILE
+
+
+def token_map_file(
+    workdir: epath.PathLike, user_fingerprint: str, delta_fingerprint: str
+) -> epath.Path:
+    """`WORKDIR/token_maps/<user>-<delta>.json`: a delta workdir's cached PM-MinED map from a
+    user tokenizer onto its own, named by both tokenizers' fingerprints (16 hex digits each)."""
+    name = f"{user_fingerprint[:16]}-{delta_fingerprint[:16]}.json"
+    return epath.Path(workdir) / TOKEN_MAPS_DIR / name
 
 
 def read_metrics(workdir: epath.PathLike) -> list[dict]:

@@ -75,3 +75,48 @@ def sentencepiece_tokenizer(directory: Path, vocab_size: int = 400) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "tokenizer.model").write_bytes(train_tokenizer(TEXTS * 3, vocab_size))
     return directory
+
+
+def stdlib_texts() -> list[str]:
+    """Paragraphs of the standard library's `textwrap.py` (code, docstrings, comments)."""
+    import textwrap
+
+    source = Path(textwrap.__file__).read_text()
+    return [p + "\n\n" for p in source.split("\n\n") if p.strip()]
+
+
+def cross_tokenizers(directory: Path) -> tuple[Path, Path]:
+    """(a unigram SentencePiece of 400 pieces, a byte-level BPE of 320 tokens), both trained on
+    `stdlib_texts`: two vocabularies of one text."""
+    from tinylm_jax.data.tokenizer_sentencepiece import train_tokenizer
+
+    texts = stdlib_texts()
+    sentencepiece = directory / "sentencepiece"
+    sentencepiece.mkdir(parents=True, exist_ok=True)
+    (sentencepiece / "tokenizer.model").write_bytes(train_tokenizer(texts * 3, 400))
+    return sentencepiece, write_byte_level_bpe(directory / "bpe", texts, vocab_size=320)
+
+
+def packed_batch(tokenizer, texts: list[str], rows: int, seq_len: int) -> dict:
+    """An eval batch as the loader makes one: `[BOS] text [EOS]` documents packed into
+    `rows` records of `seq_len + 1` tokens (pieces that continue a document, and padding in
+    the last row when the texts run out)."""
+    import numpy as np
+
+    from tinylm_jax.data.loader import record_to_example
+    from tinylm_jax.data.packing import Packer
+
+    packer = Packer(seq_len + 1, tokenizer.pad_id)
+    records = []
+    for text in texts:
+        ids = [tokenizer.bos_id, *tokenizer.encode(text), tokenizer.eos_id]
+        records += packer.add(np.asarray(ids, np.int32))
+        if len(records) >= rows:
+            break
+    last, _ = packer.finish()
+    records = (records + ([] if last is None else [last]))[:rows]
+    examples = [
+        record_to_example({"tokens": r[0], "segment_ids": r[1], "positions": r[2], "id": i})
+        for i, r in enumerate(records)
+    ]
+    return {k: np.stack([e[k] for e in examples]) for k in examples[0] if k != "ids"}

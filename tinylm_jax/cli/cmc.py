@@ -23,6 +23,7 @@ def add_cmc(commands) -> None:
         "--delta_init", help="a trained small model's workdir: the delta's model and initial params"
     )
     common.add_gin_flags(train)
+    common.add_distributed_flags(train)
     train.set_defaults(fn=cmd_cmc_train, accepts_train_hooks=True)
     mapping = sub.add_parser("map", help="write the PM-MinED token map user -> delta and a report")
     mapping.add_argument("--user", required=True, help="the user model's workdir")
@@ -32,6 +33,7 @@ def add_cmc(commands) -> None:
 
 
 def cmd_cmc_train(args: argparse.Namespace, hooks=None) -> int:
+    common.initialize_distributed(args)
     from tinylm_jax import layout
     from tinylm_jax.config import gin as config_lib
     from tinylm_jax.workdir.load import config_path

@@ -7,7 +7,8 @@ vocabulary spellings: SentencePiece's `▁` and byte-level BPE's `Ġ` both becom
 byte, and a byte-fallback piece `<0xNN>` its one byte, so any two backends compare. Rules, in
 order: special tokens map to the delta's token of the same role (BOS, EOS, pad, unknown) or
 the same spelling; byte pieces map to the delta token of that one byte; an exact byte match
-wins; otherwise, among the delta tokens where one is a prefix of the other, the one at minimum
+wins, a token of the same kind (byte piece or not) first, so identical tokenizers give the
+identity; otherwise, among the delta tokens where one is a prefix of the other, the one at minimum
 Levenshtein distance, lowest id on ties — for a prefix pair that distance is the difference
 in length; a lone space never matches a token that is not all spaces. -1: no match.
 """
@@ -16,16 +17,23 @@ from __future__ import annotations
 
 import bisect
 import collections
+import contextlib
 import dataclasses
 import json
+import logging
+import os
+import pathlib
 
 import numpy as np
 from etils import epath
 
+from tinylm_jax.data import cache_lock
 from tinylm_jax.data.tokenizer import Tokenizer
 from tinylm_jax.data.tokenizer_base import PieceKind
 from tinylm_jax.errors import DataError
 from tinylm_jax.files import write_atomically
+
+log = logging.getLogger(__name__)
 
 EXACT, PREFIX, SPECIAL, UNMATCHED = "exact", "prefix", "special", "unmatched"
 
@@ -68,21 +76,27 @@ class TokenMap:
 
 def build_map(user: Tokenizer, delta: Tokenizer) -> TokenMap:
     """The PM-MinED map of every user token (see the module docstring for the rules)."""
-    delta_pieces = delta.pieces
-    by_bytes: dict[bytes, int] = {}
-    for i, (kind, raw) in enumerate(delta_pieces):
+    by_kind: dict[PieceKind, dict[bytes, int]] = {PieceKind.NORMAL: {}, PieceKind.BYTE: {}}
+    for i, (kind, raw) in enumerate(delta.pieces):
         if kind != PieceKind.SPECIAL and raw:
-            by_bytes.setdefault(raw, i)  # lowest id first
+            by_kind[kind].setdefault(raw, i)  # lowest id first
+    # Exact matches prefer a token of the same kind (a byte piece its byte piece, so identical
+    # tokenizers give the identity); prefix relatives come from both kinds.
+    by_bytes = {**by_kind[PieceKind.BYTE], **by_kind[PieceKind.NORMAL]}
     ordered = sorted(by_bytes)
     specials = _special_targets(user, delta)
     map_V = np.full(user.vocab_size, -1, np.int64)
     distance_V = np.full(user.vocab_size, -1, np.int64)
     match: list[str] = []
     for i, (kind, raw) in enumerate(user.pieces):
+        exact = None
+        if kind != PieceKind.SPECIAL and raw:
+            other = PieceKind.BYTE if kind == PieceKind.NORMAL else PieceKind.NORMAL
+            exact = by_kind[kind].get(raw, by_kind[other].get(raw))
         if kind == PieceKind.SPECIAL or not raw:
             target, how, distance = specials.get(i, -1), SPECIAL, 0
-        elif raw in by_bytes:
-            target, how, distance = by_bytes[raw], EXACT, 0
+        elif exact is not None:
+            target, how, distance = exact, EXACT, 0
         elif kind == PieceKind.BYTE:
             target, how, distance = -1, UNMATCHED, -1
         else:
@@ -159,3 +173,30 @@ def read_map(path: epath.PathLike, user: Tokenizer, delta: Tokenizer) -> TokenMa
         tuple(saved["match"]),
         np.asarray(saved["distance"], np.int64),
     )
+
+
+def cached_map(path: epath.PathLike, user: Tokenizer, delta: Tokenizer) -> TokenMap:
+    """The map of `user` onto `delta`, read from `path` (a cache entry whose name the caller
+    keys by both fingerprints) or built and written there once. Local entries are built under
+    `cache_lock` (concurrent runs wait for one builder, then read its file); every write is
+    atomic. A cache that cannot be written (read-only storage) only costs a rebuild next time."""
+    path = epath.Path(path)
+    if path.exists():
+        return read_map(path, user, delta)
+    local = "://" not in os.fspath(path)
+    lock = (
+        cache_lock.exclusive(pathlib.Path(path), "a token map")
+        if local
+        else contextlib.nullcontext()
+    )
+    try:
+        with lock:
+            if path.exists():
+                return read_map(path, user, delta)
+            token_map = build_map(user, delta)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_map(token_map, path)
+            return token_map
+    except OSError as e:  # the lock or the entry could not be written (read-only storage)
+        log.warning("Could not cache the token map at %s (%s); building it in memory.", path, e)
+        return build_map(user, delta)

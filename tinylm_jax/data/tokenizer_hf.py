@@ -222,3 +222,27 @@ class HFTokenizer(Tokenizer):
 
     def __reduce__(self):
         return HFTokenizer, (self._json, self._config_files, self.path)
+
+
+def train_byte_level_bpe(texts: Iterable[str], vocab_size: int, directory: epath.PathLike) -> None:
+    """Trains a GPT-2-style byte-level BPE `tokenizer.json` of `vocab_size` tokens (the 256
+    byte symbols, merges and two special tokens) on `texts` into `directory`, with a
+    `tokenizer_config.json` declaring its EOS `<|endoftext|>` and pad `<|pad|>` and no BOS
+    (documents start with the EOS, as GPT-2's do)."""
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    directory = epath.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = tokenizers.Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>", "<|pad|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    write_atomically(directory / HF_FILE, tokenizer.to_str())
+    config = {"eos_token": "<|endoftext|>", "pad_token": "<|pad|>", "bos_token": None}
+    write_atomically(directory / "tokenizer_config.json", json.dumps(config))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import flax.linen as nn
 import jax
+import numpy as np
 import optax
 
 from tinylm_jax.config.mesh import Rules
@@ -24,14 +25,19 @@ from tinylm_jax.errors import ConfigError
 from tinylm_jax.model.byte_level import TokenBytes
 from tinylm_jax.model.transformer import Transformer
 from tinylm_jax.parallel import rules as rules_lib
+from tinylm_jax.parallel.batch import to_global
 from tinylm_jax.parallel.mesh import make_mesh
+
+HostBatch = dict[str, np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
     """Everything a step needs. The steps are jitted once here and reused for every call:
     `train_step(state, batch) -> (state, metrics)`, `eval_step(params, batch, byte_lengths_V)
-    -> sums`, `score_step(params, batch) -> [B] summed target log-likelihoods`."""
+    -> sums`, `score_step(params, batch) -> [B] summed target log-likelihoods`.
+    `prepare_batch`, when set, adds what the eval and score steps need beyond the packed
+    arrays to a process's host batch (a delta of another vocabulary: its tokenization)."""
 
     config: RunConfig
     mesh: jax.sharding.Mesh
@@ -44,10 +50,18 @@ class Run:
     train_step: Callable
     eval_step: Callable
     score_step: Callable
+    prepare_batch: Callable[[HostBatch], HostBatch] | None = None
 
     @property
     def rules(self) -> Rules:
         return self.config.rules
+
+    def eval_batch(self, host_batch: HostBatch) -> dict[str, jax.Array]:
+        """A process's rows of an eval or score batch (after `prepare_batch`), as one global
+        batch on the mesh."""
+        if self.prepare_batch is not None:
+            host_batch = self.prepare_batch(host_batch)
+        return to_global(host_batch, self.mesh, self.rules)
 
 
 def build_run(config: RunConfig, token_bytes: TokenBytes | None = None) -> Run:

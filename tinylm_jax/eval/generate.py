@@ -134,15 +134,22 @@ def generate(
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ConfigError("every prompt needs at least one token (encode with a BOS token)")
     longest = max([len(p) for p in prompts] + [prompt_width or 0])
-    if longest + config.max_new_tokens > model.config.max_seq_len:
-        raise ConfigError(
-            f"prompt ({longest} tokens) + --max_new_tokens ({config.max_new_tokens}) "
-            f"exceeds ModelConfig.max_seq_len={model.config.max_seq_len}"
-        )
+    check_length(model, longest, config)
     tokens, pads = left_pad(prompts, longest, pad_id)
     static = dataclasses.replace(config, seed=0)
     out = generate_ids(model, params, tokens, pads, config.seed, static, eos_id)
     return cut_at_eos(np.asarray(out), eos_id)
+
+
+def check_length(model: Transformer, longest: int, config: SamplingConfig, name: str = "") -> None:
+    """Fails unless `longest` prompt tokens plus the new tokens fit `model`'s max_seq_len
+    (`name`: which model, in the message)."""
+    if longest + config.max_new_tokens > model.config.max_seq_len:
+        whose = f"the {name}'s " if name else ""
+        raise ConfigError(
+            f"prompt ({longest} tokens) + --max_new_tokens ({config.max_new_tokens}) "
+            f"exceeds {whose}ModelConfig.max_seq_len={model.config.max_seq_len}"
+        )
 
 
 def left_pad(prompts: list[list[int]], width: int, pad_id: int) -> tuple[jax.Array, jax.Array]:

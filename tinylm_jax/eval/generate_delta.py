@@ -15,7 +15,7 @@ import numpy as np
 from tinylm_jax.config.sampling import SamplingConfig
 from tinylm_jax.engine.combined import combined_logits
 from tinylm_jax.errors import ConfigError
-from tinylm_jax.eval.generate import cut_at_eos, left_pad, sample_logits
+from tinylm_jax.eval.generate import check_length, cut_at_eos, left_pad, sample_logits
 from tinylm_jax.model.transformer import Transformer, init_kv_cache
 
 
@@ -78,6 +78,13 @@ def _generate_combined(
     return out_BN
 
 
+def check_token_heads(models: tuple[Transformer, Transformer]) -> None:
+    """Combined logits need both models' token heads."""
+    for name, model in zip(("model", "delta"), models, strict=True):
+        if model.config.output_head != "tokens":
+            raise ConfigError(f"--delta needs token heads; the {name} has a byte head")
+
+
 def generate_with_delta(
     models: tuple[Transformer, Transformer],
     params: tuple[dict, dict],
@@ -92,14 +99,9 @@ def generate_with_delta(
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ConfigError("every prompt needs at least one token (encode with a BOS token)")
     longest = max(len(p) for p in prompts)
+    check_token_heads(models)
     for name, model in zip(("model", "delta"), models, strict=True):
-        if model.config.output_head != "tokens":
-            raise ConfigError(f"--delta needs token heads; the {name} has a byte head")
-        if longest + config.max_new_tokens > model.config.max_seq_len:
-            raise ConfigError(
-                f"prompt ({longest} tokens) + --max_new_tokens ({config.max_new_tokens}) "
-                f"exceeds the {name}'s ModelConfig.max_seq_len={model.config.max_seq_len}"
-            )
+        check_length(model, longest, config, name)
     tokens, pads = left_pad(prompts, longest, pad_id)
     static = dataclasses.replace(config, seed=0)
     out = np.asarray(

@@ -11,7 +11,6 @@ from tinylm_jax.data import pipeline
 from tinylm_jax.engine.run import Run, run_context
 from tinylm_jax.errors import ConfigError
 from tinylm_jax.parallel import rules as rules_lib
-from tinylm_jax.parallel.batch import to_global
 
 
 def evaluate(
@@ -36,9 +35,7 @@ def evaluate(
     with run_context(run):
         for batch in iterator:
             batch.pop("ids", None)
-            sums = jax.device_get(
-                run.eval_step(params, to_global(batch, run.mesh, run.rules), table)
-            )
+            sums = jax.device_get(run.eval_step(params, run.eval_batch(batch), table))
             for key in totals:
                 totals[key] += float(sums[key])
     if totals["tokens"] == 0:

@@ -24,7 +24,6 @@ import numpy as np
 from tinylm_jax.data.tokenizer import Tokenizer
 from tinylm_jax.engine.run import Run, run_context
 from tinylm_jax.errors import DataError
-from tinylm_jax.parallel.batch import to_global
 
 Request = tuple[list[int], list[int]]  # (context ids incl. BOS, continuation ids)
 
@@ -138,7 +137,7 @@ def request_batches(
             host["segment_ids"][r, : len(seq) - 1] = 1
             host["weights"][r, len(seq) - 1 - n : len(seq) - 1] = 1.0
         local = {k: v[first_row : first_row + process_rows] for k, v in host.items()}
-        yield rows, to_global(local, run.mesh, run.rules)
+        yield rows, run.eval_batch(local)
 
 
 def score_task(run: Run, params, tokenizer: Tokenizer, task: Task) -> dict[str, float]:

@@ -22,7 +22,6 @@ from tinylm_jax.data import loader as loader_lib
 from tinylm_jax.engine.run import Run, run_context
 from tinylm_jax.files import write_atomically
 from tinylm_jax.parallel import rules as rules_lib
-from tinylm_jax.parallel.batch import to_global
 from tinylm_jax.parallel.dispatch import DispatchWindow
 
 
@@ -74,7 +73,7 @@ def score_records(
     window = DispatchWindow()
     with run_context(run):
         for index, host_batch in enumerate(batches, start=1):
-            batch = to_global(host_batch, run.mesh, run.rules)
+            batch = run.eval_batch(host_batch)
             outputs.append((run.score_step(params, batch), *gather(batch["ids"], batch["weights"])))
             window.push(outputs[-1])
             if after_batch:

@@ -28,13 +28,14 @@ from tinylm_jax.errors import ConfigError, DataError
 from tinylm_jax.eval import multiple_choice
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.eval.generate import generate
+from tinylm_jax.eval.generate_cross import generate_across
 from tinylm_jax.eval.generate_delta import generate_with_delta
 from tinylm_jax.eval.heldout import evaluate
 from tinylm_jax.eval.score import Scores, score_records, write_scores
 from tinylm_jax.files import write_atomically
 from tinylm_jax.parallel.mesh import make_mesh
 from tinylm_jax.parallel.rules import batch_shards
-from tinylm_jax.workdir.delta import DeltaFlags, apply_delta, check_delta
+from tinylm_jax.workdir.delta import AppliedDelta, DeltaFlags, apply_delta, check_delta
 
 
 def config_path(workdir: epath.PathLike) -> epath.Path:
@@ -102,15 +103,15 @@ def load_workdir_for_requests(
 
 def load_with_delta(
     config: RunConfig, workdir: epath.PathLike, delta: DeltaFlags | None
-) -> tuple[Run, object, Tokenizer, Run | None]:
+) -> tuple[Run, object, Tokenizer, AppliedDelta | None]:
     """`load_workdir`, and with `delta` (checked before any weights load) the run whose eval
-    and score steps use the combined logits, params as (model's, delta's), the delta's run."""
+    and score steps use the combined logits, params as (model's, delta's), the loaded delta."""
     checked = None if delta is None else check_delta(delta, tokenizer_of(workdir))
     run, params, tokenizer = load_workdir(config, workdir)
     if checked is None:
         return run, params, tokenizer, None
-    run, pair, delta_run = apply_delta(run, params, checked)
-    return run, pair, tokenizer, delta_run
+    run, pair, applied = apply_delta(run, params, checked)
+    return run, pair, tokenizer, applied
 
 
 def evaluate_workdir(
@@ -208,29 +209,42 @@ def sample_workdir(
     sampling: SamplingConfig,
     delta: DeltaFlags | None = None,
 ) -> list[dict]:
-    run, params, tokenizer, delta_run = load_with_delta(config, workdir, delta)
+    run, params, tokenizer, applied = load_with_delta(config, workdir, delta)
     encoded = [[tokenizer.bos_id] + tokenizer.encode(p) for p in prompts]
+    # Decoding is small: one host copy of the params, no sharded cache.
     with run_context(run):
-        if delta_run is not None:
-            completions = generate_with_delta(
-                (run.model, delta_run.model),
-                jax.device_get(params),
-                encoded,
-                sampling,
-                tokenizer.eos_id,
-                delta_run.config.cmc.normalization,
-                delta_run.config.cmc.alpha,
-                pad_id=tokenizer.pad_id,
-            )
-        else:
+        if applied is None:
             completions = generate(
                 run.model,
-                jax.device_get(params),  # decoding is small: one host copy, no sharded cache
+                jax.device_get(params),
                 encoded,
                 sampling,
                 eos_id=tokenizer.eos_id,
                 pad_id=tokenizer.pad_id,
             )
+        else:
+            models, cmc = (run.model, applied.run.model), applied.run.config.cmc
+            if applied.cross is None:
+                completions = generate_with_delta(
+                    models,
+                    jax.device_get(params),
+                    encoded,
+                    sampling,
+                    tokenizer.eos_id,
+                    cmc.normalization,
+                    cmc.alpha,
+                    pad_id=tokenizer.pad_id,
+                )
+            else:
+                completions = generate_across(
+                    models,
+                    jax.device_get(params),
+                    prompts,
+                    applied.cross,
+                    sampling,
+                    cmc.normalization,
+                    cmc.alpha,
+                )
     return [
         {"prompt": p, "completion": continuation_text(tokenizer, ids), "completion_ids": ids}
         for p, ids in zip(prompts, completions, strict=True)

@@ -76,3 +76,28 @@ def test_exact_prefix_minimum_distance_and_the_lone_space_rule():
     report = token_map.report()
     assert report[EXACT] == 1 and report[PREFIX] == 3 and report[UNMATCHED] == 3
     assert report["prefix_distance_histogram"] == {"1": 3}
+
+
+def test_the_map_cache_builds_once_then_reads_and_survives_read_only_storage(tmp_path, monkeypatch):
+    from tinylm_jax.data import token_map as token_map_lib
+
+    user = Vocab([(S, ""), (S, ""), (N, " the"), (N, "ab")], "user")
+    delta = Vocab([(S, ""), (S, ""), (N, " the"), (N, "abc")], "delta")
+    entry = tmp_path / "token_maps" / "user-delta.json"
+    built = token_map_lib.cached_map(entry, user, delta)
+    assert entry.exists() and built.map_V.tolist() == [0, 1, 2, 3]
+
+    def refuse(*_):
+        raise AssertionError("the cached map was rebuilt")
+
+    monkeypatch.setattr(token_map_lib, "build_map", refuse)
+    assert token_map_lib.cached_map(entry, user, delta).to_json() == built.to_json()
+    monkeypatch.undo()
+
+    def read_only(*_):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(token_map_lib, "write_map", read_only)
+    elsewhere = tmp_path / "other" / "user-delta.json"
+    assert token_map_lib.cached_map(elsewhere, user, delta).to_json() == built.to_json()
+    assert not elsewhere.exists()
