@@ -4,7 +4,7 @@ embedders alone; bits per byte are code lengths for both) and with the byte head
 released `ByteModelShell`: 'stlm' adds its reconstruction loss). A tiny body (d_model 128,
 4 layers), 12 byte slots and the released 4 encoder blocks, but byte width 32 instead of 128
 and 2 decoder blocks instead of 7, so each arm trains in under 5 minutes on a loaded 2-core
-CPU. Same seed and steps per arm.
+CPU. Every arm at seeds 0 and 1, same steps.
 Run: tinylm sweep run --spec=sweeps/stlm_byte_variants.py
 """
 
@@ -44,13 +44,13 @@ def get_config() -> ml_collections.ConfigDict:
                     "num_steps": 100,
                     "batch_size": 8,
                     "seq_len": 128,
-                    "seed": 0,
                     "log_every": 10,
                     "eval_every": 0,
                     "eval_steps": 12,
                 },
                 "OptimizerConfig": {"learning_rate": 3e-3, "warmup_steps": 15},
             },
+            "grid": {"TrainConfig": {"seed": [0, 1]}},
             "arms": [
                 {"name": name, "params": {"ModelConfig": changes}} for name, changes in arms.items()
             ],

@@ -12,7 +12,9 @@ summed nats are a code length. 'stlm', the released STLM code (`ByteLevelEmbedde
 is attended to and averaged; each block's GELU (exact) FFN is 4x its input width with no residual
 around it; no final norms (the core model's output reaches the byte decoder unnormalized); the
 decoder adds its projected input twice (`x + pos_encoder(x)`, where the encoder already returns
-`x + positions`); the loss ignores every pad, so it does not code where a token ends.
+`x + positions`); the loss ignores every pad, so it does not code where a token ends; the byte
+modules start from PyTorch's default initialization, as the released byte shell passes no init
+function (embeddings N(0, 1), linear kernels U(±1/sqrt(fan_in))).
 
 Shape suffixes: B batch, L length (tokens), T byte slots per token, E byte width, D d_model,
 S byte symbols (`BYTE_VOCAB`), V vocabulary, N rows of a flattened [B*L] batch, G byte
@@ -74,6 +76,24 @@ def _fingerprint(table_VT: np.ndarray, canonical_V: np.ndarray) -> str:
     digest.update(np.ascontiguousarray(table_VT, np.int32).tobytes())
     digest.update(np.ascontiguousarray(canonical_V, np.bool_).tobytes())
     return digest.hexdigest()
+
+
+def byte_init(cfg: ModelConfig, axes: tuple[str, ...], n_in: int = 1):
+    """A byte-path parameter's initializer: 'tinylm' normal(`init_std`); 'stlm' PyTorch's
+    defaults, N(0, 1) for a table (`n_in` 0) and U(±1/sqrt(fan_in)) for a kernel whose first
+    `n_in` dims are its inputs (kaiming-uniform with a = sqrt(5), what `torch.nn.Linear` does)."""
+    if cfg.byte_variant != "stlm":
+        return _normal(cfg.init_std, axes)
+    if n_in == 0:
+        return nn.with_logical_partitioning(nn.initializers.normal(1.0), axes)
+    fan_in = nn.initializers.variance_scaling(
+        1 / 3,
+        "fan_in",
+        "uniform",
+        in_axis=tuple(range(n_in)),
+        out_axis=tuple(range(n_in, len(axes))),
+    )
+    return nn.with_logical_partitioning(fan_in, axes)
 
 
 def blank_token_bytes(config: ModelConfig) -> TokenBytes:
@@ -144,10 +164,11 @@ class ByteBlock(nn.Module):
         F = (STLM_FFN_RATIO if published else BYTE_FFN_RATIO) * E
         dtype = cfg.compute_dtype
 
-        def kernel(name: str, shape: tuple[int, ...], axes: tuple[str, ...]) -> Array:
-            return self.param(name, _normal(cfg.init_std, axes), shape, cfg.weight_dtype).astype(
-                dtype
-            )
+        def kernel(
+            name: str, shape: tuple[int, ...], axes: tuple[str, ...], n_in: int = 1
+        ) -> Array:
+            init = byte_init(cfg, axes, n_in)
+            return self.param(name, init, shape, cfg.weight_dtype).astype(dtype)
 
         eps = STLM_NORM_EPS if published else cfg.norm_eps
         norm = lambda name: RMSNorm(eps, dtype, cfg.weight_dtype, name=name)
@@ -160,7 +181,7 @@ class ByteBlock(nn.Module):
         mask_N11T = None if keys_valid_NT is None else keys_valid_NT[:, None, None, :]
         out_NTGH = jax.nn.dot_product_attention(q_NTGH, k_NTGH, v_NTGH, mask=mask_N11T)
         o_axes = ("byte_heads", "kv", "byte_embed")
-        o_kernel = kernel("o_proj", (BYTE_HEADS, E // BYTE_HEADS, E), o_axes)
+        o_kernel = kernel("o_proj", (BYTE_HEADS, E // BYTE_HEADS, E), o_axes, n_in=2)
         x_NTE = x_NTE + project(out_NTGH, o_kernel, n_contract=2)
 
         up = kernel("up_proj", (E, F), ("byte_embed", "byte_mlp"))
@@ -185,7 +206,7 @@ def _slot_positions(module: nn.Module, cfg: ModelConfig) -> Array:
     """Learned positions of the T byte slots [T, E], in compute dtype."""
     positions_TE = module.param(
         "byte_pos",
-        _normal(cfg.init_std, ("byte_length", "byte_embed")),
+        byte_init(cfg, ("byte_length", "byte_embed"), n_in=0),
         (cfg.max_token_bytes, cfg.byte_embed_dim),
         cfg.weight_dtype,
     )
@@ -208,7 +229,7 @@ class ByteEmbedder(nn.Module):
         B, L, T = bytes_BLT.shape
         symbols_SE = self.param(
             "byte_embed",
-            _normal(cfg.init_std, ("byte_vocab", "byte_embed")),
+            byte_init(cfg, ("byte_vocab", "byte_embed"), n_in=0),
             (BYTE_VOCAB, cfg.byte_embed_dim),
             cfg.weight_dtype,
         ).astype(cfg.compute_dtype)
@@ -242,7 +263,7 @@ class ByteDecoder(nn.Module):
     """Final hidden states -> logits over the next token's byte symbols [B, L, T, S]: a linear
     map to T x E, slot positions, `byte_decoder_layers` bidirectional blocks at E, a final norm
     ('tinylm' only), symbol logits. 'stlm' doubles the projection, as the released decoder's
-    `x + pos_encoder(x)` does (equal to a projection initialized twice as large)."""
+    `x + pos_encoder(x)` does."""
 
     config: ModelConfig
 
@@ -253,7 +274,7 @@ class ByteDecoder(nn.Module):
         E, T = cfg.byte_embed_dim, cfg.max_token_bytes
         expand = self.param(
             "expand_proj",
-            _normal(cfg.init_std, ("embed", "byte_length", "byte_embed")),
+            byte_init(cfg, ("embed", "byte_length", "byte_embed")),
             (cfg.d_model, T, E),
             cfg.weight_dtype,
         )
@@ -269,7 +290,7 @@ class ByteDecoder(nn.Module):
             x_NTE = RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.weight_dtype, name="norm")(x_NTE)
         head_ES = self.param(
             "byte_head",
-            _normal(cfg.init_std, ("byte_embed", "byte_vocab")),
+            byte_init(cfg, ("byte_embed", "byte_vocab")),
             (E, BYTE_VOCAB),
             cfg.weight_dtype,
         )
