@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.support.byte_models import BASE, BYTES, T, V, random_token_bytes
+from tests.support.byte_models import BASE, BYTES, T, V
 from tinylm_jax.cli import main as cli
 from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.errors import ConfigError
@@ -22,7 +22,6 @@ from tinylm_jax.model.byte_level import (
     token_log_probs,
 )
 from tinylm_jax.model.counting import abstract_params, model_stats
-from tinylm_jax.model.transformer import Transformer
 
 STLM = dict(BYTES, input_embedding="byte_pooled", output_head="bytes", byte_variant="stlm")
 
@@ -99,14 +98,13 @@ def test_stlm_token_scores_are_minus_the_stlm_byte_losses():
 
 
 @pytest.mark.parametrize("variant", ["tinylm", "stlm"])
-def test_byte_modules_initialization(variant):
+def test_byte_embedder_initialization(variant):
     """'stlm': PyTorch's defaults (tables N(0, 1), kernels U(±1/sqrt(fan_in))); 'tinylm':
     normal(init_std)."""
-    cfg = BASE.replace(**STLM).replace(byte_variant=variant)
-    model = Transformer(cfg, random_token_bytes())
-    params = nn.unbox(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32)))
-    embedder, decoder = params["params"]["byte_embedder"], params["params"]["byte_decoder"]
-    E = cfg.byte_embed_dim
+    cfg = BASE.replace(**STLM).replace(byte_variant=variant, byte_encoder_layers=1)
+    bytes_BLT = jnp.full((1, 1, T), BYTE_PAD)
+    params = nn.unbox(ByteEmbedder(cfg).init(jax.random.key(0), bytes_BLT, bytes_BLT != BYTE_PAD))
+    embedder, E = params["params"], cfg.byte_embed_dim
     if variant == "tinylm":
         assert np.std(embedder["byte_embed"]) == pytest.approx(cfg.init_std, rel=0.1)
         return
@@ -115,7 +113,6 @@ def test_byte_modules_initialization(variant):
         "q_proj": (embedder["blocks_0"]["q_proj"], E),
         "o_proj": (embedder["blocks_0"]["o_proj"], E),
         "down_proj": (embedder["blocks_0"]["down_proj"], 4 * E),
-        "expand_proj": (decoder["expand_proj"], cfg.d_model),
     }
     for name, (kernel, fan_in) in kernels.items():
         bound = 1 / math.sqrt(fan_in)
