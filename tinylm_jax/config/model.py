@@ -25,6 +25,9 @@ FLOAT16_REFUSAL = (
 INPUT_EMBEDDINGS = ("tokens", "byte_pooled")
 OUTPUT_HEADS = ("tokens", "bytes")
 FFN_SHARING = ("none", "all")
+# 'tinylm': our byte path (pads masked, an end-of-token mark, skip projections); 'stlm': the
+# byte path of the released Super Tiny Language Models code (model/byte_level.py says how).
+BYTE_VARIANTS = ("tinylm", "stlm")
 # 'auto': blockwise on CPU, cuDNN on GPU for half precision, XLA otherwise (model/attention.py).
 ATTENTION_IMPLS = ("auto", "blockwise", "xla", "cudnn")
 BYTE_HEADS = 8  # attention heads of the byte encoder/decoder blocks (STLM, arXiv 2405.14159)
@@ -44,6 +47,10 @@ class ModelConfig:
     over real bytes); `output_head='bytes'` predicts the next token's bytes with
     `byte_decoder_layers` blocks instead of logits over the vocabulary; `ffn_sharing='all'`
     makes every layer use one FFN (STLM cites MobiLlama, arXiv 2402.16840, for it).
+    `byte_variant` picks the byte path: 'tinylm' (ours: pads masked out of the encoder, the
+    byte loss codes each token's end, skip projections) or 'stlm' (the released STLM code:
+    pads pooled, 4x GELU FFNs without residual, pads ignored by the loss, and a reconstruction
+    loss of the input bytes added to the training loss when both byte options are on).
 
     `loss_chunk_tokens` > 0 computes the training cross entropy in chunks of about that many
     tokens of the (micro)batch, never holding the float32 `[tokens, vocab]` logits at once
@@ -80,6 +87,7 @@ class ModelConfig:
     byte_encoder_layers: int = 4
     output_head: str = "tokens"
     byte_decoder_layers: int = 7
+    byte_variant: str = "tinylm"
     ffn_sharing: str = "none"
     loss_chunk_tokens: int = 0
 
@@ -138,10 +146,18 @@ class ModelConfig:
             ("input_embedding", INPUT_EMBEDDINGS),
             ("output_head", OUTPUT_HEADS),
             ("ffn_sharing", FFN_SHARING),
+            ("byte_variant", BYTE_VARIANTS),
         ):
             if getattr(self, name) not in allowed:
                 fail(name, f"{getattr(self, name)!r} is not one of {allowed}")
         if not self.uses_bytes:
+            if self.byte_variant != "tinylm":
+                fail(
+                    "byte_variant",
+                    f"{self.byte_variant!r} changes the byte embedder and byte head, but this "
+                    "model has neither; set ModelConfig.input_embedding = 'byte_pooled' and/or "
+                    "output_head = 'bytes', or leave byte_variant at 'tinylm'",
+                )
             return
         if self.max_token_bytes <= 0:
             fail("max_token_bytes", f"must be positive, got {self.max_token_bytes}")
@@ -173,6 +189,16 @@ class ModelConfig:
     def uses_bytes(self) -> bool:
         """Whether the model reads or predicts token bytes (and so needs the token byte table)."""
         return self.input_embedding == "byte_pooled" or self.output_head == "bytes"
+
+    @property
+    def reconstructs_bytes(self) -> bool:
+        """Whether training adds STLM's reconstruction loss: the byte head decoding each
+        token's own bytes from its pooled embedding (needs both byte options)."""
+        return (
+            self.byte_variant == "stlm"
+            and self.input_embedding == "byte_pooled"
+            and self.output_head == "bytes"
+        )
 
     @property
     def resolved_head_dim(self) -> int:

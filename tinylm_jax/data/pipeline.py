@@ -235,6 +235,14 @@ def _open_mixture(config: DataConfig, seq_len: int) -> PreparedData:
     names = [name for name, _, _ in config.mixture]
     weights = [float(weight) for _, weight, _ in config.mixture]
     mixture_lib.check_weights(names, weights)
+    unset = [name for name, _, path in config.mixture if not str(path).strip()]
+    if unset:
+        raise DataError(
+            f"DataConfig.mixture source(s) {unset} name no prepared dir. Prepare each once "
+            "with `tinylm data prepare --out=DIR` (one tokenizer for all sources) and put DIR in "
+            "its mixture entry; a named config that leaves the dirs to you says in its comment "
+            "which gin macros to bind."
+        )
     opened = [
         prepared_lib.open_prepared(path, seq_len, config.tokenizer, resolve_data_dir(config))
         for _, _, path in config.mixture

@@ -45,7 +45,7 @@ def next_token_logits(model: Transformer, outputs: jax.Array) -> jax.Array:
     """[B, V] logits of the token after the last position, from the model's outputs."""
     if model.config.output_head == "bytes":
         assert model.token_bytes is not None  # a byte head is built with its byte table
-        return token_log_probs(outputs[:, -1], model.token_bytes)
+        return token_log_probs(outputs[:, -1], model.token_bytes, model.config.byte_variant)
     return outputs[:, -1]
 
 

@@ -38,7 +38,11 @@ def _greedy_score_step(params: dict, batch: Batch, *, model: nn.Module):
     )
     if model.config.output_head == "bytes":  # score every token by its byte string
         B, L = batch["inputs"].shape
-        flat = token_log_probs(outputs.reshape((B * L,) + outputs.shape[2:]), model.token_bytes)
+        flat = token_log_probs(
+            outputs.reshape((B * L,) + outputs.shape[2:]),
+            model.token_bytes,
+            model.config.byte_variant,
+        )
         outputs = flat.reshape(B, L, -1)
     hit_BL = jnp.argmax(outputs, axis=-1) == batch["targets"]
     greedy_B = jnp.all(hit_BL | (batch["weights"] == 0), axis=1)

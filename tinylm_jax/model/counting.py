@@ -13,6 +13,7 @@ from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.model.byte_level import (
     BYTE_FFN_RATIO,
     BYTE_VOCAB,
+    STLM_FFN_RATIO,
     blank_token_bytes,
     encoder_widths,
 )
@@ -50,26 +51,29 @@ class ModelStats:
         return {**dataclasses.asdict(self), "train_state_bytes": self.train_state_bytes}
 
 
-def _byte_block_flops(d_in: int, d_out: int, slots: int) -> float:
+def _byte_block_flops(d_in: int, d_out: int, slots: int, variant: str) -> float:
     """Training FLOPs per byte slot of one `ByteBlock`: matmuls plus bidirectional attention."""
-    ffn = BYTE_FFN_RATIO * d_in
-    matmul = 4 * d_in * d_in + d_in * ffn + ffn * d_out + (d_in * d_out if d_in != d_out else 0)
+    ffn = (STLM_FFN_RATIO if variant == "stlm" else BYTE_FFN_RATIO) * d_in
+    skip = d_in * d_out if d_in != d_out and variant == "tinylm" else 0
+    matmul = 4 * d_in * d_in + d_in * ffn + ffn * d_out + skip
     attention = 2 * 2 * slots * d_in  # QK^T and AV over all `slots` keys, no causal halving
     return 6.0 * matmul + 3.0 * attention
 
 
 def _byte_flops(config: ModelConfig) -> float:
-    """Training FLOPs per token of the byte embedder and byte head (0 for token models)."""
+    """Training FLOPs per token of the byte embedder and byte head (0 for token models); STLM's
+    reconstruction loss runs the byte head a second time."""
     E, T, D = config.byte_embed_dim, config.max_token_bytes, config.d_model
-    flops = 0.0
+    variant, flops = config.byte_variant, 0.0
     if config.input_embedding == "byte_pooled":
         widths = encoder_widths(config)
         flops += T * sum(
-            _byte_block_flops(a, b, T) for a, b in zip(widths, widths[1:], strict=False)
+            _byte_block_flops(a, b, T, variant) for a, b in zip(widths, widths[1:], strict=False)
         )
     if config.output_head == "bytes":
-        blocks = config.byte_decoder_layers * _byte_block_flops(E, E, T)
-        flops += 6.0 * D * T * E + T * (blocks + 6.0 * E * BYTE_VOCAB)
+        blocks = config.byte_decoder_layers * _byte_block_flops(E, E, T, variant)
+        head = 6.0 * D * T * E + T * (blocks + 6.0 * E * BYTE_VOCAB)
+        flops += 2 * head if config.reconstructs_bytes else head
     return flops
 
 

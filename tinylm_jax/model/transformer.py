@@ -9,6 +9,7 @@ layer axis instead of `layers_{i}`):
 Super Tiny Language Models options (arXiv 2405.14159): `input_embedding='byte_pooled'` puts
 `byte_embedder/...` in place of token_embed; `output_head='bytes'` puts `byte_decoder/...` in
 place of lm_head; `ffn_sharing='all'` drops every block's `mlp` for one `shared_mlp/...`.
+`byte_variant='stlm'` with a byte head has no final_norm (the released core model has none).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Transformer(nn.Module):
         cache_index: Array | None = None,
         kv_valid_BS: Array | None = None,
         return_hidden: bool = False,
+        reconstruct: bool = False,
     ) -> tuple[Array | tuple[Array, Array], KVCache | None]:
         """Returns float32 logits [B, L, V] (with `output_head='bytes'`, logits over the next
         token's byte symbols [B, L, T, S]) and, when decoding, the updated stacked KV cache.
@@ -67,10 +69,16 @@ class Transformer(nn.Module):
         `return_hidden`: return (x_BLD, head_DV) — the final-normed hidden states and the token
         head kernel (the embedding transposed when tied, in param dtype) — in place of the
         logits, so a loss can apply the head in chunks (`head_logits` gives the logits).
+
+        `reconstruct` (needs `config.reconstructs_bytes`): return (logits, reconstruction
+        logits [B, L, T, S]), the latter the byte head applied to each token's own pooled
+        embedding, as STLM's `ByteModelShell` does for its auxiliary loss.
         """
         cfg = self.config
         if return_hidden and cfg.output_head == "bytes":
             raise ValueError("return_hidden needs a token head; output_head='bytes' has none")
+        if reconstruct and not cfg.reconstructs_bytes:
+            raise ValueError("reconstruct needs byte_variant='stlm' with both byte options")
         if positions_BL is None:
             start = 0 if cache_index is None else cache_index
             positions_BL = start + jnp.broadcast_to(jnp.arange(tokens_BL.shape[1]), tokens_BL.shape)
@@ -81,6 +89,7 @@ class Transformer(nn.Module):
         mask_B1LS = None if kv_cache is None else decode_mask(segment_ids_BL, kv_valid_BS)
 
         x_BLD, embedding_VD = self._embed(tokens_BL)
+        embedded_BLD = x_BLD
         # One FFN for all layers: its kernels are declared here and broadcast into every block,
         # so the shared weights get the sum of all layers' gradients.
         shared_mlp = MlpKernels(cfg, name="shared_mlp")() if cfg.ffn_sharing == "all" else None
@@ -90,9 +99,9 @@ class Transformer(nn.Module):
         if kv_cache is not None:
             kv_cache = tuple(nn.with_logical_constraint(c, KV_CACHE_AXES) for c in kv_cache)
 
-        x_BLD = RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.weight_dtype, name="final_norm")(x_BLD)
         if cfg.output_head == "bytes":
-            return ByteDecoder(cfg, name="byte_decoder")(x_BLD), kv_cache
+            return self._byte_head(x_BLD, embedded_BLD if reconstruct else None), kv_cache
+        x_BLD = self._final_norm(x_BLD)
         if cfg.tie_embeddings:
             head_DV = embedding_VD.T
         else:
@@ -105,6 +114,21 @@ class Transformer(nn.Module):
         if return_hidden:
             return (x_BLD, head_DV), kv_cache
         return head_logits(x_BLD, head_DV), kv_cache
+
+    def _final_norm(self, x_BLD: Array) -> Array:
+        cfg = self.config
+        return RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.weight_dtype, name="final_norm")(x_BLD)
+
+    def _byte_head(self, x_BLD: Array, embedded_BLD: Array | None) -> Array | tuple[Array, Array]:
+        """The byte decoder's logits of the blocks' output, and with `embedded_BLD` also of
+        the embedder's output (one decoder, so both share its parameters)."""
+        decoder = ByteDecoder(self.config, name="byte_decoder")
+        if self.config.byte_variant == "tinylm":
+            x_BLD = self._final_norm(x_BLD)
+        logits_BLTS = decoder(x_BLD)
+        if embedded_BLD is None:
+            return logits_BLTS
+        return logits_BLTS, decoder(embedded_BLD)
 
     def _embed(self, tokens_BL: Array) -> tuple[Array, Array | None]:
         """(x_BLD in compute dtype, the token embedding [V, D], or None for byte-pooled

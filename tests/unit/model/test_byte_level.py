@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.support.byte_models import BASE, BYTES, D, T, V
+from tests.support.byte_models import BASE, BYTES, D, T, V, random_token_bytes
 from tinylm_jax.config import gin as config_lib
 from tinylm_jax.config.mesh import MeshConfig
 from tinylm_jax.config.model import ModelConfig
@@ -34,17 +34,6 @@ from tinylm_jax.model.byte_level import (
 from tinylm_jax.model.counting import flops_per_token, model_stats
 from tinylm_jax.model.transformer import Transformer
 from tinylm_jax.train.bench import synthetic_batch
-
-
-def random_token_bytes(seed: int = 0) -> TokenBytes:
-    """Each id: 1..T random byte values, then pads; all rows distinct (ids in the first byte)."""
-    rng = np.random.default_rng(seed)
-    table = np.full((V, T), BYTE_PAD, np.int32)
-    for i in range(V):
-        n = int(rng.integers(1, T + 1))
-        table[i, :n] = rng.integers(0, 256, n)
-        table[i, 0] = i
-    return TokenBytes(table, np.ones(V, np.bool_))
 
 
 def init(cfg: ModelConfig, token_bytes: TokenBytes | None = None):
