@@ -68,8 +68,9 @@ def open_prepared(
 ) -> tuple[dict[str, Any], Tokenizer, dict[str, packing.PackedSource]]:
     """The manifest, tokenizer and splits of a prepared dataset, checked against the run.
 
-    A seq_len or tokenizer that differs from the run's, or a missing shard, is a DataError
-    (raised before any training work).
+    A seq_len or tokenizer that differs from the run's, or a missing, truncated or short
+    shard, is a DataError (raised before any training work); a shard corrupted inside raises
+    one at the record that fails to read.
     """
     root = epath.Path(directory)
     manifest = read_manifest(root)
@@ -88,17 +89,14 @@ def open_prepared(
                 f"DataConfig.tokenizer={tokenizer_path}; drop DataConfig.tokenizer (the prepared "
                 "dataset carries its own) or prepare the data again with this tokenizer."
             )
-    sources = {}
-    for split, stats in manifest["splits"].items():
-        paths = [root / name for name in stats["shards"]]
-        missing = [str(p) for p in paths if not p.exists()]
-        if missing:
-            raise DataError(
-                f"DataConfig.prepared={directory} is missing {len(missing)} shard(s) of its "
-                f"{split} split listed in its manifest (first: {missing[0]}); copy them back "
-                "or prepare the dataset again."
-            )
-        sources[split] = packing.PackedSource(
-            [os.fspath(p) for p in paths], seq_len, stats["records"]
+    rebuild = (
+        f"copy it back, or prepare DataConfig.prepared={directory} again (`tinylm data prepare "
+        "--out=DIR` with the gin files it was made with)"
+    )
+    sources = {
+        split: packing.PackedSource(
+            [os.fspath(root / name) for name in stats["shards"]], seq_len, stats["records"], rebuild
         )
+        for split, stats in manifest["splits"].items()
+    }
     return manifest, tokenizer, sources

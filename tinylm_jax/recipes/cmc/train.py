@@ -4,7 +4,8 @@ Sec. 3), resumable like `tinylm train`.
 The delta workdir is an ordinary workdir (`config.gin`, the template's tokenizer,
 `checkpoints/`, `metrics.jsonl`) plus `cmc.json`, so `sample`, `eval` and `export-hf` read it
 as a small model in its own right. The template's params are restored onto the delta run's
-mesh with the template's own sharding rules and enter the jitted step read-only.
+mesh with the template's own sharding rules and enter the jitted step read-only. SIGTERM
+saves the step it arrives after and stops (exit 143), as in `tinylm train`.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from tinylm_jax.errors import ConfigError, DataError
 from tinylm_jax.files import write_atomically
 from tinylm_jax.parallel import rules as rules_lib
 from tinylm_jax.parallel.batch import global_batch_to_devices
+from tinylm_jax.parallel.preemption import PreemptionWatcher
 from tinylm_jax.recipes.cmc.data import Rows, batch_at, encode_rows, load_records
 from tinylm_jax.recipes.cmc.step import cmc_train_step
+from tinylm_jax.train.faults import Preempted
 from tinylm_jax.train.loop import TrainHooks
 from tinylm_jax.train.metrics import MetricsWriter
 from tinylm_jax.workdir.load import load_workdir, tokenizer_of
@@ -175,7 +178,7 @@ def _loop(run, template_run, template_params, rows: Rows, state, start, manager,
     if primary:
         print(f"cmc: training the delta {tc.num_steps} steps from step {start}", flush=True)
     clock = [time.perf_counter(), start]  # (time, step) of the last log line
-    with contextlib.closing(writer), run_context(run):
+    with contextlib.closing(writer), run_context(run), PreemptionWatcher() as preemption:
         for step in range(start, tc.num_steps):
             host = batch_at(rows, step, tc.batch_size, tc.resolved_data_seed)
             state, metrics = step_fn(
@@ -186,12 +189,16 @@ def _loop(run, template_run, template_params, rows: Rows, state, start, manager,
                 faults.after_step(done)
             if done % tc.log_every == 0 or done == tc.num_steps:
                 last = _log(writer, done, metrics, run, clock)
-            if done % run.config.checkpoint.every_steps == 0 or done == tc.num_steps:
+            preempted = preemption.should_stop(done)  # SIGTERM: save this step, then stop
+            if preempted or done % run.config.checkpoint.every_steps == 0 or done == tc.num_steps:
                 _check_finite(jax.device_get(metrics), done)  # never save a non-finite state
                 metadata = {"step": done, "gin_config": run.config.gin_config}
                 ckpt.save(manager, state, None, metadata, force=True)
                 if faults.after_save:
                     faults.after_save(done)
+            if preempted:
+                manager.wait_until_finished()
+                raise Preempted(done, manager.directory)
     return last
 
 

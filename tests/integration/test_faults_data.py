@@ -1,0 +1,109 @@
+"""Fault battery, data shards: a packed-record shard that is missing, truncated or corrupted
+inside, in the packed data cache or in a prepared dataset (`DataConfig.prepared`), stops
+`tinylm train` with exit 2 and one message naming the file and how to rebuild it: missing and
+truncated shards at start-up, a corrupted one at the record that fails to read. Never a silent
+skip, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import tiny_run
+from tinylm_jax.cli import main as cli
+from tinylm_jax.config.data import DataConfig
+from tinylm_jax.data import pipeline, prepared
+
+CORPUS = ["DataConfig.max_documents = 12"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, Path, str]:
+    """(a private data cache, a prepared dataset of its records, the packed dir's name)."""
+    root = tmp_path_factory.mktemp("data_faults")
+    config = DataConfig(
+        dataset="python_stdlib",
+        max_documents=12,
+        vocab_size=512,
+        validation_fraction=0.05,
+        data_dir=str(root / "cache"),
+    )
+    data = pipeline.prepare_data(config, seq_len=32)
+    out = root / "prepared"
+    data.tokenizer.save(out / prepared.TOKENIZER_DIR)
+    splits = {}
+    for split in ("train", "validation"):
+        name = prepared.shard_name(split, 0, 1)
+        shutil.copyfile(f"{data.stats['packed_path']}/{split}.array_record", out / name)
+        splits[split] = {"records": data.stats[split]["records"], "shards": [name]}
+        splits[split]["documents"] = data.stats[split]["documents"]
+    manifest = {"format": prepared.FORMAT, "format_version": prepared.FORMAT_VERSION}
+    manifest.update(dataset="python_stdlib", seq_len=32, fingerprint="f", splits=splits)
+    (out / prepared.MANIFEST).write_text(json.dumps(manifest))
+    return root / "cache", out, Path(data.stats["packed_path"]).name
+
+
+def damage(shard: Path, how: str) -> None:
+    if how == "missing":
+        shard.unlink()
+        return
+    data = bytearray(shard.read_bytes())
+    if how == "truncated":  # a copy cut short: the footer and index are gone
+        shard.write_bytes(bytes(data[: len(data) // 2]))
+        return
+    # Corrupted inside: the records' bytes flipped, the index at the end intact.
+    for k in range(64, len(data) * 3 // 5):
+        data[k] ^= 0xFF
+    shard.write_bytes(bytes(data))
+
+
+def train(tmp_path: Path, data_flags: list[str]) -> int:
+    flags = tiny_run(4) + CORPUS + data_flags + ["TrainConfig.eval_steps = 0"]
+    args = ["train", f"--workdir={tmp_path / 'run'}", "--gin_file=models/tiny_test.gin"]
+    return cli.main(args + [f"--gin_param={p}" for p in flags])
+
+
+# (damage, what the message says of the file)
+DAMAGE = [
+    ("missing", "missing 1 shard"),
+    ("truncated", "cannot be opened: it is corrupted"),
+    ("corrupted", "does not read: it is corrupted"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how, says", DAMAGE, ids=[d[0] for d in DAMAGE])
+def test_a_damaged_shard_of_the_data_cache_exits_2_naming_it(
+    built, tmp_path, capsys, gin_clean, how, says
+):
+    cache, _, packed = built
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    shard = copy / "packed" / packed / "train.array_record"
+    damage(shard, how)
+    assert train(tmp_path, [f"DataConfig.data_dir = '{copy}'"]) == 2
+    err = capsys.readouterr().err
+    assert says in err and str(shard) in err, err[-2000:]
+    assert f"delete {shard.parent} and rerun" in err, err[-2000:]
+    if how == "corrupted":  # the rebuild the message asks for works
+        shutil.rmtree(shard.parent)
+        assert train(tmp_path, [f"DataConfig.data_dir = '{copy}'"]) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how, says", DAMAGE, ids=[d[0] for d in DAMAGE])
+def test_a_damaged_shard_of_a_prepared_dataset_exits_2_naming_it(
+    built, tmp_path, capsys, gin_clean, how, says
+):
+    _, ready, _ = built
+    copy = tmp_path / "prepared"
+    shutil.copytree(ready, copy)
+    shard = copy / prepared.shard_name("train", 0, 1)
+    damage(shard, how)
+    assert train(tmp_path, [f"DataConfig.prepared = '{copy}'"]) == 2
+    err = capsys.readouterr().err
+    assert says in err and str(shard) in err, err[-2000:]
+    assert "tinylm data prepare" in err, err[-2000:]
