@@ -14,24 +14,24 @@ import pytest
 
 from tests.helpers import tiny_run
 from tinylm_jax.cli import main as cli
-from tinylm_jax.config.data import DataConfig
+from tinylm_jax.config import gin as config_lib
 from tinylm_jax.data import pipeline, prepared
 
-CORPUS = ["DataConfig.max_documents = 12"]
+
+def flags(data: str) -> list[str]:
+    """A 4-step run on 12 documents; `data`: where its data comes from (a gin binding)."""
+    return tiny_run(4) + ["DataConfig.max_documents = 12", "TrainConfig.eval_steps = 0", data]
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> tuple[Path, Path, str]:
-    """(a private data cache, a prepared dataset of its records, the packed dir's name)."""
+def built(tmp_path_factory) -> tuple[str, Path, Path]:
+    """(the binding of a private data cache, the cache's packed dir, a prepared dataset of the
+    same records). The cache's own paths are part of its keys: tests damage it in place and
+    put it back."""
     root = tmp_path_factory.mktemp("data_faults")
-    config = DataConfig(
-        dataset="python_stdlib",
-        max_documents=12,
-        vocab_size=512,
-        validation_fraction=0.05,
-        data_dir=str(root / "cache"),
-    )
-    data = pipeline.prepare_data(config, seq_len=32)
+    cache = f"DataConfig.data_dir = '{root / 'cache'}'"
+    config = config_lib.parse(["models/tiny_test.gin"], flags(cache))
+    data = pipeline.prepare_data(config.data, config.train.seq_len)
     out = root / "prepared"
     data.tokenizer.save(out / prepared.TOKENIZER_DIR)
     splits = {}
@@ -43,7 +43,7 @@ def built(tmp_path_factory) -> tuple[Path, Path, str]:
     manifest = {"format": prepared.FORMAT, "format_version": prepared.FORMAT_VERSION}
     manifest.update(dataset="python_stdlib", seq_len=32, fingerprint="f", splits=splits)
     (out / prepared.MANIFEST).write_text(json.dumps(manifest))
-    return root / "cache", out, Path(data.stats["packed_path"]).name
+    return cache, Path(data.stats["packed_path"]), out
 
 
 def damage(shard: Path, how: str) -> None:
@@ -60,10 +60,9 @@ def damage(shard: Path, how: str) -> None:
     shard.write_bytes(bytes(data))
 
 
-def train(tmp_path: Path, data_flags: list[str]) -> int:
-    flags = tiny_run(4) + CORPUS + data_flags + ["TrainConfig.eval_steps = 0"]
+def train(tmp_path: Path, data: str) -> int:
     args = ["train", f"--workdir={tmp_path / 'run'}", "--gin_file=models/tiny_test.gin"]
-    return cli.main(args + [f"--gin_param={p}" for p in flags])
+    return cli.main(args + [f"--gin_param={p}" for p in flags(data)])
 
 
 # (damage, what the message says of the file)
@@ -79,18 +78,21 @@ DAMAGE = [
 def test_a_damaged_shard_of_the_data_cache_exits_2_naming_it(
     built, tmp_path, capsys, gin_clean, how, says
 ):
-    cache, _, packed = built
-    copy = tmp_path / "cache"
-    shutil.copytree(cache, copy)
-    shard = copy / "packed" / packed / "train.array_record"
+    cache, packed, _ = built
+    shard = packed / "train.array_record"
+    intact = shard.read_bytes()
     damage(shard, how)
-    assert train(tmp_path, [f"DataConfig.data_dir = '{copy}'"]) == 2
-    err = capsys.readouterr().err
-    assert says in err and str(shard) in err, err[-2000:]
-    assert f"delete {shard.parent} and rerun" in err, err[-2000:]
-    if how == "corrupted":  # the rebuild the message asks for works
-        shutil.rmtree(shard.parent)
-        assert train(tmp_path, [f"DataConfig.data_dir = '{copy}'"]) == 0
+    try:
+        assert train(tmp_path, cache) == 2
+        err = capsys.readouterr().err
+        assert says in err and str(shard) in err, err[-2000:]
+        assert f"delete {packed} and rerun" in err, err[-2000:]
+        if how == "corrupted":  # the rebuild the message asks for works
+            shutil.rmtree(packed)
+            assert train(tmp_path, cache) == 0
+    finally:
+        if packed.exists():
+            shard.write_bytes(intact)
 
 
 @pytest.mark.slow
@@ -98,12 +100,12 @@ def test_a_damaged_shard_of_the_data_cache_exits_2_naming_it(
 def test_a_damaged_shard_of_a_prepared_dataset_exits_2_naming_it(
     built, tmp_path, capsys, gin_clean, how, says
 ):
-    _, ready, _ = built
+    _, _, ready = built
     copy = tmp_path / "prepared"
     shutil.copytree(ready, copy)
     shard = copy / prepared.shard_name("train", 0, 1)
     damage(shard, how)
-    assert train(tmp_path, [f"DataConfig.prepared = '{copy}'"]) == 2
+    assert train(tmp_path, f"DataConfig.prepared = '{copy}'") == 2
     err = capsys.readouterr().err
     assert says in err and str(shard) in err, err[-2000:]
     assert "tinylm data prepare" in err, err[-2000:]

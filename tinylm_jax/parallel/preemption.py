@@ -32,8 +32,11 @@ from typing import Any
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a job SIGTERM ended
 
 
-class Terminated(Exception):
-    """SIGTERM stopped a command; the message says what is intact and how to go on."""
+class Terminated(BaseException):
+    """SIGTERM stopped a command; the message says what is intact and how to go on.
+
+    Like KeyboardInterrupt it is no `Exception`: raised asynchronously, anywhere, it must not be
+    swallowed by an `except Exception` it happens to land in (logging's, a library's)."""
 
     def __init__(
         self, message: str = "stopped on SIGTERM; nothing was left half-written: rerun to redo it"

@@ -115,7 +115,7 @@ def train(
         result = _train_loop(
             workdir, run, data, schedule, hooks, manager, faults or TrainHooks(), rollbacks
         )
-    except Exception as error:
+    except BaseException as error:  # SIGTERM's `Terminated` too: the last save completes
         if faults_lib.is_peer_loss(error):  # a save in flight can never complete: no wait
             raise faults_lib.PeerLost(progress.step, manager.directory, error) from error
         if not isinstance(error, StorageError):  # else the failed save would raise again
