@@ -1,8 +1,11 @@
 """A gs:// workdir end to end against a local GCS emulator on 127.0.0.1: train, SIGKILL,
 resume, sample, eval and plot, with every run file (config.gin, tokenizer, Orbax checkpoints,
-metrics.jsonl, TensorBoard events) in the bucket. epath reaches the emulator through gcsfs
-(STORAGE_EMULATOR_HOST), Orbax's arrays through TensorStore (TENSORSTORE_GCS_HTTP_URL)."""
+metrics.jsonl, TensorBoard events) in the bucket; and a run whose writes fail with 503 now and
+then (the fault battery's storage hiccup), which the storage clients retry. epath reaches the
+emulator through gcsfs (STORAGE_EMULATOR_HOST), Orbax's arrays through TensorStore
+(TENSORSTORE_GCS_HTTP_URL)."""
 
+import contextlib
 import json
 import os
 import signal
@@ -34,11 +37,53 @@ FLAGS = ["--gin_file=models/tiny_test.gin"] + [
 ]
 
 
+def _replace_handler(original, replacement) -> None:
+    from gcp_storage_emulator import server
+
+    for _, methods in server.HANDLERS:
+        for method, handler in methods.items():
+            if handler is original:
+                methods[method] = replacement
+
+
+@contextlib.contextmanager
+def failing_writes(every: int):
+    """Every `every`-th object write the emulator receives (uploads, resumable chunks,
+    composes) answers 503 Service Unavailable and stores nothing; yields the list of the
+    failed calls' numbers."""
+    from http import HTTPStatus
+
+    from gcp_storage_emulator.handlers import objects
+
+    failed: list[int] = []
+    calls = [0]
+    originals = (objects.insert, objects.upload_partial, objects.compose)
+
+    def flaky(original):
+        def handler(request, response, storage, *args, **kwargs):
+            calls[0] += 1
+            if calls[0] % every:
+                return original(request, response, storage, *args, **kwargs)
+            failed.append(calls[0])
+            response.status = HTTPStatus.SERVICE_UNAVAILABLE
+            response.json({"error": {"code": 503, "message": "injected: try again"}})
+
+        return handler
+
+    replacements = [flaky(original) for original in originals]
+    for original, replacement in zip(originals, replacements, strict=True):
+        _replace_handler(original, replacement)
+    try:
+        yield failed
+    finally:
+        for original, replacement in zip(originals, replacements, strict=True):
+            _replace_handler(replacement, original)
+
+
 def _send_generation_headers() -> None:
     """Real GCS names an object's generation in the headers of every media download, and
     TensorStore (Orbax's array store) needs it to update its manifests; this emulator omits
     it, so the test adds it to the emulator's download handler."""
-    from gcp_storage_emulator import server
     from gcp_storage_emulator.handlers import objects
 
     original = objects.download
@@ -56,10 +101,7 @@ def _send_generation_headers() -> None:
 
     download.sends_generation = True
     objects.download = download
-    for _, methods in server.HANDLERS:
-        for method, handler in methods.items():
-            if handler is original:
-                methods[method] = download
+    _replace_handler(original, download)
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +157,18 @@ def losses(workdir) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, lines) if "loss" in r}
 
 
-@pytest.mark.slow
-def test_a_gs_workdir_trains_is_killed_resumes_and_serves(gcs, data_dir, tmp_path):
-    local = tmp_path / "uninterrupted"
+@pytest.fixture(scope="module")
+def uninterrupted(gcs, data_dir, tmp_path_factory):
+    """The same run in a local workdir."""
+    local = tmp_path_factory.mktemp("uninterrupted")
     done = tinylm(gcs, "train", f"--workdir={local}", *FLAGS)
     assert done.returncode == 0, done.stderr[-3000:]
+    return local
 
+
+@pytest.mark.slow
+def test_a_gs_workdir_trains_is_killed_resumes_and_serves(gcs, uninterrupted):
+    local = uninterrupted
     remote = f"gs://{BUCKET}/runs/tiny"
     killed = tinylm(gcs, "train", f"--workdir={remote}", *FLAGS, fault="KILL@3")
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-3000:]
@@ -147,3 +195,16 @@ def test_a_gs_workdir_trains_is_killed_resumes_and_serves(gcs, data_dir, tmp_pat
     plotted = tinylm(gcs, "plot", f"--workdir={remote}", f"--out={remote}/curves.png")
     assert plotted.returncode == 0, plotted.stderr[-3000:]
     assert bucket_path(remote, "curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_writes_that_fail_with_503_are_retried_and_the_run_is_unchanged(gcs, uninterrupted):
+    remote = f"gs://{BUCKET}/runs/flaky"
+    with failing_writes(every=5) as failed:
+        run = tinylm(gcs, "train", f"--workdir={remote}", *FLAGS)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(failed) >= 5, failed  # checkpoints, metrics and config writes all met some
+    assert losses(remote) == losses(uninterrupted)  # metrics.jsonl whole, every step as local
+    saved = [p.name for p in bucket_path(remote, "checkpoints").iterdir() if p.name.isdigit()]
+    assert str(STEPS) in saved
+    assert "".join(f"{p}" for p in bucket_path(remote).iterdir()).count(".tmp") == 0
