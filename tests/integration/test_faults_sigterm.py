@@ -53,7 +53,7 @@ class Phase:
     """A command (`argv(parent, tmp)`), the log line that shows it is under way, and what its
     rerun must have written (`done(tmp)`)."""
 
-    name: str
+    name: str  # the test id
     argv: Callable[[Path, Path], list[str]]
     started: str
     done: Callable[[Path], bool]
@@ -76,7 +76,7 @@ PHASES = [
         _scores_complete,
     ),
     Phase(
-        "train: the scoring pass of multi-round training",
+        "train-scoring-pass",
         lambda p, t: (
             ["train", f"--workdir={t / 'run'}"]
             + gin(
@@ -90,7 +90,7 @@ PHASES = [
         _rounds_done,
     ),
     Phase(
-        "inherit: learnable mask steps",
+        "inherit-learnable-masks",
         lambda p, t: (
             ["inherit", f"--parent={p}", f"--workdir={t / 'child'}"]
             + gin(
@@ -104,7 +104,7 @@ PHASES = [
         lambda t: (t / "child" / "config.gin").exists() and (t / "child/inheritance.json").exists(),
     ),
     Phase(
-        "tokenizer compress",
+        "tokenizer-compress",
         lambda p, t: (
             [
                 "tokenizer",
@@ -125,7 +125,7 @@ PHASES = [
         lambda t: True,  # the rerun's exit 0 and its JSON line are checked below
     ),
     Phase(
-        "cmc train",
+        "cmc-train",
         lambda p, t: (
             [
                 "cmc",
@@ -182,7 +182,7 @@ def half_written(root: Path) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("phase", PHASES, ids=[p.name.split(":")[0] for p in PHASES])
+@pytest.mark.parametrize("phase", PHASES, ids=[p.name for p in PHASES])
 def test_sigterm_stops_the_phase_with_143_and_a_rerun_completes(phase, parent, tmp_path):
     argv = phase.argv(parent, tmp_path)
     code, output, seconds = terminate_when(tinylm(argv), phase.started)
