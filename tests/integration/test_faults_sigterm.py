@@ -190,6 +190,7 @@ def test_sigterm_stops_the_phase_with_143_and_a_rerun_completes(phase, parent, t
     assert f"tinylm {argv[0]}:" in output, output[-3000:]
     assert half_written(tmp_path) == []
     assert seconds < STOP_SECONDS, f"{seconds:.1f}s from SIGTERM to exit"
+    print(f"{phase.name}: exit 143 {seconds:.1f} s after SIGTERM")  # shown with -s
 
     rerun = tinylm(argv)
     rest, _ = rerun.communicate(timeout=900)
