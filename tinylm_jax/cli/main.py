@@ -9,7 +9,6 @@ import sys
 from collections.abc import Callable, Sequence
 
 from tinylm_jax.errors import ConfigError, DataError, StorageError
-from tinylm_jax.parallel import preemption
 
 # Each command, in `tinylm --help` order: the "module:function" that registers its flags and
 # handler on the subparsers (`function(commands)`, which calls `commands.add_parser(name, ...)`).
@@ -97,6 +96,8 @@ def main(argv: Sequence[str] | None = None, train_hooks=None) -> int:
     for noisy in ("absl", "jax", "orbax", "grain", "etils"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    from tinylm_jax.parallel import preemption  # light: JAX only inside its training watcher
+
     try:
         # SIGTERM stops any command at once (exit 143); training loops save first.
         with preemption.stop_at_once():
