@@ -2,7 +2,6 @@
 weighted mixtures of them (errors; a run killed and resumed bit-exactly)."""
 
 import dataclasses
-import json
 import shutil
 import signal
 import subprocess
@@ -11,6 +10,7 @@ import sys
 import pytest
 
 from tests.helpers import tiny_run, train_losses, write_byte_level_bpe
+from tests.support.prepared import write_prepared
 from tinylm_jax.config.data import DataConfig
 from tinylm_jax.data import pipeline, prepared
 from tinylm_jax.errors import DataError
@@ -25,18 +25,7 @@ CONFIG = DataConfig(
 def prepared_dir(tmp_path_factory, data_dir):
     """Today's packed records laid out as a one-shard-per-split prepared dataset."""
     data = pipeline.prepare_data(CONFIG, seq_len=32)
-    out = tmp_path_factory.mktemp("prepared")
-    data.tokenizer.save(out / prepared.TOKENIZER_DIR)
-    splits = {}
-    for split in ("train", "validation"):
-        stats = data.stats[split]
-        name = prepared.shard_name(split, 0, 1)
-        shutil.copyfile(f"{data.stats['packed_path']}/{split}.array_record", out / name)
-        splits[split] = {"records": stats["records"], "documents": stats["documents"]}
-        splits[split]["shards"] = [name]
-    manifest = {"format": prepared.FORMAT, "format_version": prepared.FORMAT_VERSION}
-    manifest.update(dataset="python_stdlib", seq_len=32, fingerprint="f", splits=splits)
-    (out / prepared.MANIFEST).write_text(json.dumps(manifest))
+    out = write_prepared(data, tmp_path_factory.mktemp("prepared"))
     return out, data
 
 

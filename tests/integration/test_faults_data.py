@@ -6,13 +6,13 @@ skip, never a traceback."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import tiny_run
+from tests.support.prepared import write_prepared
 from tinylm_jax.cli import main as cli
 from tinylm_jax.config import gin as config_lib
 from tinylm_jax.data import pipeline, prepared
@@ -32,17 +32,7 @@ def built(tmp_path_factory) -> tuple[str, Path, Path]:
     cache = f"DataConfig.data_dir = '{root / 'cache'}'"
     config = config_lib.parse(["models/tiny_test.gin"], flags(cache))
     data = pipeline.prepare_data(config.data, config.train.seq_len)
-    out = root / "prepared"
-    data.tokenizer.save(out / prepared.TOKENIZER_DIR)
-    splits = {}
-    for split in ("train", "validation"):
-        name = prepared.shard_name(split, 0, 1)
-        shutil.copyfile(f"{data.stats['packed_path']}/{split}.array_record", out / name)
-        splits[split] = {"records": data.stats[split]["records"], "shards": [name]}
-        splits[split]["documents"] = data.stats[split]["documents"]
-    manifest = {"format": prepared.FORMAT, "format_version": prepared.FORMAT_VERSION}
-    manifest.update(dataset="python_stdlib", seq_len=32, fingerprint="f", splits=splits)
-    (out / prepared.MANIFEST).write_text(json.dumps(manifest))
+    out = write_prepared(data, root / "prepared")
     return cache, Path(data.stats["packed_path"]), out
 
 
