@@ -6,10 +6,11 @@ to run them all:
 
 Each case is a fault, the phase it hits, the test that injects it, and the outcome the test
 checks: `resumed` (the rerun or relaunch ends where an uninterrupted run does: bit-exactly
-on one process, to 1e-6 across two), `completed` (the run absorbs the fault and its results
-equal a clean run's) or `refused` (a clear message and a documented exit code, nothing
-half-written, and the same command completes once the cause is gone). `tests/integration/
-test_faults.py` checks that every listed test exists and every fault test is listed.
+on one process, to 1e-6 across two), `completed` (the run absorbs the fault and finishes: as
+a clean run after 503s, a backlog or a cold cache; past the skipped batches after a rollback)
+or `refused` (a clear message and a documented exit code, nothing half-written, and the same
+command completes once the cause is gone). `tests/integration/test_faults.py` checks that
+every listed test exists and every fault test is listed.
 """
 
 from __future__ import annotations
