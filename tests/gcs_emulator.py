@@ -15,7 +15,6 @@ def _send_generation_headers() -> None:
     """Real GCS names an object's generation in the headers of every media download, and
     TensorStore (Orbax's array store) needs it to update its manifests; this emulator omits
     it, so the test adds it to the emulator's download handler."""
-    from gcp_storage_emulator import server
     from gcp_storage_emulator.handlers import objects
 
     original = objects.download
@@ -33,10 +32,50 @@ def _send_generation_headers() -> None:
 
     download.sends_generation = True
     objects.download = download
+    _replace_handler(original, download)
+
+
+def _replace_handler(original, replacement) -> None:
+    from gcp_storage_emulator import server
+
     for _, methods in server.HANDLERS:
         for method, handler in methods.items():
             if handler is original:
-                methods[method] = download
+                methods[method] = replacement
+
+
+@contextlib.contextmanager
+def failing_writes(every: int) -> Iterator[list[int]]:
+    """Every `every`-th object write the emulator receives (uploads, resumable chunks,
+    composes) answers 503 Service Unavailable and stores nothing; yields the list of the
+    failed calls' numbers."""
+    from http import HTTPStatus
+
+    from gcp_storage_emulator.handlers import objects
+
+    failed: list[int] = []
+    calls = [0]
+    originals = (objects.insert, objects.upload_partial, objects.compose)
+
+    def flaky(original):
+        def handler(request, response, storage, *args, **kwargs):
+            calls[0] += 1
+            if calls[0] % every:
+                return original(request, response, storage, *args, **kwargs)
+            failed.append(calls[0])
+            response.status = HTTPStatus.SERVICE_UNAVAILABLE
+            response.json({"error": {"code": 503, "message": "injected: try again"}})
+
+        return handler
+
+    replacements = [flaky(original) for original in originals]
+    for original, replacement in zip(originals, replacements, strict=True):
+        _replace_handler(original, replacement)
+    try:
+        yield failed
+    finally:
+        for original, replacement in zip(originals, replacements, strict=True):
+            _replace_handler(replacement, original)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,8 @@ PathLike = str | os.PathLike
 def write_atomically(path: PathLike, data: str | bytes) -> None:
     """Writes `data` so that readers see the old file or the whole new one, never a part.
 
-    Locally through a temporary file and a rename; object stores (gs://) replace an object
+    Locally through a temporary file and a rename (the temporary file is removed when the
+    write fails or is interrupted, by SIGTERM too); object stores (gs://) replace an object
     atomically on their own.
     """
     target = epath.Path(path)
@@ -21,8 +22,12 @@ def write_atomically(path: PathLike, data: str | bytes) -> None:
         _write(target, data)
         return
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    _write(tmp, data)
-    os.replace(tmp, target)
+    try:
+        _write(tmp, data)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _write(path: epath.Path, data: str | bytes) -> None:

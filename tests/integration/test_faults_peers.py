@@ -53,7 +53,7 @@ def test_the_launcher_relaunches_after_a_lost_peer_and_resumes(reference, cache,
     assert stopped and int(stopped[1]) <= 30 and stopped[2] in ("75", "134"), err[-4000:]
     # Step 4's async save may have been cut short by the kill after step 5: then 2 is the last.
     last = re.search(r"last good checkpoint: step (\d+)", err)
-    assert last and last[1] in ("2", "4") and "relaunching all 2 processes (1/3)" in err, err
+    assert last and last[1] in ("2", "4") and "relaunching all processes (1/3)" in err, err
     assert proc.stdout.count(f"training {STEPS} steps from step {last[1]}") == 1, proc.stdout
 
     losses, expected = train_losses(workdir), train_losses(reference)

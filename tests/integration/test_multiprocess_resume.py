@@ -19,7 +19,7 @@ import pytest
 
 from tests.helpers import tiny_run, train_losses
 from tinylm_jax.engine import checkpoint as ckpt
-from tinylm_jax.train.loop import PREEMPTED_EXIT_CODE
+from tinylm_jax.parallel.preemption import PREEMPTED_EXIT_CODE
 
 # Long enough that a preemption noticed at step 5 is agreed on by both processes before the end.
 STEPS = 16

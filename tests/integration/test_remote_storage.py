@@ -1,6 +1,8 @@
 """gs:// against a local GCS emulator on 127.0.0.1 (the `gcs` fixture): a workdir end to end
-(train, SIGKILL, resume, sample, eval and plot, with every run file in the bucket), and a
-prepared dataset in the bucket that a two-round run trains on, is killed and resumes."""
+(train, SIGKILL, resume, sample, eval and plot, with every run file in the bucket); a run whose
+writes fail with 503 now and then (the fault battery's storage hiccup), which the storage
+clients retry; and a prepared dataset in the bucket that a two-round run trains on, is killed
+and resumes."""
 
 import json
 import signal
@@ -10,7 +12,7 @@ import sys
 import pytest
 from etils import epath
 
-from tests.gcs_emulator import BUCKET
+from tests.gcs_emulator import BUCKET, failing_writes
 from tests.helpers import tiny_run, train_losses
 
 STEPS = 6
@@ -52,12 +54,18 @@ def losses(workdir) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, lines) if "loss" in r}
 
 
-@pytest.mark.slow
-def test_a_gs_workdir_trains_is_killed_resumes_and_serves(gcs, data_dir, tmp_path):
-    local = tmp_path / "uninterrupted"
+@pytest.fixture(scope="module")
+def uninterrupted(gcs, data_dir, tmp_path_factory):
+    """The same run in a local workdir."""
+    local = tmp_path_factory.mktemp("uninterrupted")
     done = tinylm(gcs, "train", f"--workdir={local}", *FLAGS)
     assert done.returncode == 0, done.stderr[-3000:]
+    return local
 
+
+@pytest.mark.slow
+def test_a_gs_workdir_trains_is_killed_resumes_and_serves(gcs, uninterrupted):
+    local = uninterrupted
     remote = f"gs://{BUCKET}/runs/tiny"
     killed = tinylm(gcs, "train", f"--workdir={remote}", *FLAGS, fault="KILL@3")
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-3000:]
@@ -84,6 +92,19 @@ def test_a_gs_workdir_trains_is_killed_resumes_and_serves(gcs, data_dir, tmp_pat
     plotted = tinylm(gcs, "plot", f"--workdir={remote}", f"--out={remote}/curves.png")
     assert plotted.returncode == 0, plotted.stderr[-3000:]
     assert bucket_path(remote, "curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_writes_that_fail_with_503_are_retried_and_the_run_is_unchanged(gcs, uninterrupted):
+    remote = f"gs://{BUCKET}/runs/flaky"
+    with failing_writes(every=5) as failed:
+        run = tinylm(gcs, "train", f"--workdir={remote}", *FLAGS)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(failed) >= 5, failed  # checkpoints, metrics and config writes all met some
+    assert losses(remote) == losses(uninterrupted)  # metrics.jsonl whole, every step as local
+    saved = [p.name for p in bucket_path(remote, "checkpoints").iterdir() if p.name.isdigit()]
+    assert str(STEPS) in saved
+    assert "".join(f"{p}" for p in bucket_path(remote).iterdir()).count(".tmp") == 0
 
 
 @pytest.mark.slow

@@ -96,10 +96,17 @@ def main(argv: Sequence[str] | None = None, train_hooks=None) -> int:
     for noisy in ("absl", "jax", "orbax", "grain", "etils"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    from tinylm_jax.parallel import preemption  # light: JAX only inside its training watcher
+
     try:
-        if args.command == "train" or getattr(args, "accepts_train_hooks", False):
-            return args.fn(args, train_hooks)
-        return args.fn(args)
+        # SIGTERM stops any command at once (exit 143); training loops save first.
+        with preemption.stop_at_once():
+            if args.command == "train" or getattr(args, "accepts_train_hooks", False):
+                return args.fn(args, train_hooks)
+            return args.fn(args)
     except (ConfigError, DataError, StorageError, FloatingPointError) as error:
         print(f"tinylm {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except preemption.Terminated as stopped:
+        print(f"tinylm {args.command}: {stopped}", file=sys.stderr, flush=True)
+        return preemption.PREEMPTED_EXIT_CODE

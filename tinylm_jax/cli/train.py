@@ -48,12 +48,7 @@ def cmd_train(args: argparse.Namespace, hooks=None) -> int:
     common.initialize_distributed(args, heartbeat_timeout_seconds=args.heartbeat_timeout_seconds)
     config = _config(args)
     common.use_compilation_cache(config)
-    from tinylm_jax.train.faults import (
-        PEER_LOST_EXIT_CODE,
-        PREEMPTED_EXIT_CODE,
-        PeerLost,
-        Preempted,
-    )
+    from tinylm_jax.train.faults import PEER_LOST_EXIT_CODE, PeerLost
     from tinylm_jax.train.loop import train
     from tinylm_jax.train.profile import parse_steps
 
@@ -65,9 +60,6 @@ def cmd_train(args: argparse.Namespace, hooks=None) -> int:
         load_tokenizer(config.data.tokenizer)  # a bad tokenizer fails before data preparation
     try:
         train(config, args.workdir, hooks, profile_steps)
-    except Preempted as preempted:
-        print(f"tinylm train: {preempted}", file=sys.stderr)
-        return PREEMPTED_EXIT_CODE
     except PeerLost as lost:
         import os
 

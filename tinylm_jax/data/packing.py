@@ -32,6 +32,7 @@ from typing import Any
 import grain
 import numpy as np
 from array_record.python import array_record_module
+from etils import epath
 
 from tinylm_jax.data import cache_lock
 from tinylm_jax.data.progress import Progress
@@ -177,31 +178,82 @@ class PackedSource:
         path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         seq_len: int,
         num_records: int,
+        rebuild: str = "rebuild it",
     ):
-        """`path`: one ArrayRecord file, or the shards of a split in record-id order."""
+        """`path`: one ArrayRecord file, or the shards of a split in record-id order;
+        `num_records`: how many its manifest lists; `rebuild`: how a user rebuilds these files,
+        for the message when one is missing, truncated or corrupted (a DataError, at once or
+        at the record that fails to read: never a silent skip)."""
         paths = [os.fspath(path)] if isinstance(path, str | os.PathLike) else list(path)
         self.path = ",".join(str(p) for p in paths)
         self.seq_len = seq_len
         self._len = num_records
+        self._paths, self._rebuild = [str(p) for p in paths], rebuild
         # ArrayRecord cannot open a file without records; an empty split needs none.
-        self._records = grain.sources.ArrayRecordDataSource(paths) if num_records else None
+        self._records = self._open() if num_records else None
+
+    def _open(self) -> grain.sources.ArrayRecordDataSource:
+        missing = [p for p in self._paths if not epath.Path(p).exists()]
+        if missing:
+            raise DataError(
+                f"missing {len(missing)} shard(s) of packed records listed in their manifest "
+                f"(first: {missing[0]}); {self._rebuild}"
+            )
+        try:
+            records = grain.sources.ArrayRecordDataSource(self._paths)
+        except RuntimeError as error:  # a truncated file: its footer does not read
+            raise self._damaged("cannot be opened", error) from error
+        if len(records) != self._len:
+            raise DataError(
+                f"{self.path} holds {len(records)} records, its manifest lists {self._len}; "
+                f"{self._rebuild}"
+            )
+        return records
+
+    def _damaged(self, what: str, error: BaseException, index: int | None = None) -> DataError:
+        """The DataError naming the file that fails (found by opening each alone)."""
+        culprit, first = self.path, 0
+        for shard in self._paths:
+            try:
+                count = len(grain.sources.ArrayRecordDataSource([shard]))
+            except RuntimeError:
+                culprit = shard
+                break
+            if index is not None and first <= index < first + count:
+                culprit = shard
+                break
+            first += count
+        record = "" if index is None else f"record {index} of "
+        cause = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        return DataError(f"{record}{culprit} {what}: it is corrupted ({cause}); {self._rebuild}")
 
     def __len__(self) -> int:
         return self._len
 
     def _decode(self, raw: bytes, i: int) -> dict[str, np.ndarray]:
-        arr = np.frombuffer(raw, np.int32).reshape(3, self.seq_len + 1)
+        try:
+            arr = np.frombuffer(raw, np.int32).reshape(3, self.seq_len + 1)
+        except ValueError as error:  # a record of another size: not this format
+            raise self._damaged("has a record of the wrong size", error, i) from error
         return {"tokens": arr[0], "segment_ids": arr[1], "positions": arr[2], "id": np.int64(i)}
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         i = int(i)
         if not 0 <= i < self._len:
             raise IndexError(f"record {i} out of range [0, {self._len})")
-        return self._decode(self._records[i], i)
+        try:
+            raw = self._records[i]
+        except RuntimeError as error:  # Riegeli's checksums caught damaged bytes
+            raise self._damaged("does not read", error, i) from error
+        return self._decode(raw, i)
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, np.ndarray]]:
         indices = [int(i) for i in indices]
-        return [self._decode(r, i) for r, i in zip(self.raw_records(indices), indices, strict=True)]
+        try:
+            raws = self.raw_records(indices)
+        except RuntimeError:  # read them one by one to name the record that fails
+            return [self[i] for i in indices]
+        return [self._decode(r, i) for r, i in zip(raws, indices, strict=True)]
 
     def raw_records(self, indices: Sequence[int]) -> list[bytes]:
         """The stored bytes of records `indices` (an int32 [3, seq_len + 1] array each)."""
@@ -279,9 +331,10 @@ def check_format(manifest: dict[str, Any], path: pathlib.Path) -> dict[str, Any]
 
 
 def open_packed(directory: pathlib.Path, manifest: dict[str, Any]) -> dict[str, PackedSource]:
+    rebuild = f"delete {directory} and rerun: the run packs it again from the raw corpus"
     return {
         split: PackedSource(
-            directory / f"{split}.array_record", manifest["seq_len"], stats["records"]
+            directory / f"{split}.array_record", manifest["seq_len"], stats["records"], rebuild
         )
         for split, stats in manifest["splits"].items()
     }

@@ -101,8 +101,9 @@ def open_prepared(
 ) -> tuple[dict[str, Any], Tokenizer, dict[str, packing.PackedSource]]:
     """The manifest, tokenizer and splits of a prepared dataset, checked against the run.
 
-    A seq_len or tokenizer that differs from the run's, or a missing shard, is a DataError
-    (raised before any training work). The shards of a remote dataset are read from a local
+    A seq_len or tokenizer that differs from the run's, or a missing, truncated or short
+    shard, is a DataError (raised before any training work); a shard corrupted inside raises
+    one at the record that fails to read. The shards of a remote dataset are read from a local
     copy under `cache_dir` (see `stage_locally`).
     """
     root = epath.Path(directory)
@@ -122,21 +123,24 @@ def open_prepared(
                 f"DataConfig.tokenizer={tokenizer_path}; drop DataConfig.tokenizer (the prepared "
                 "dataset carries its own) or prepare the data again with this tokenizer."
             )
-    for split, stats in manifest["splits"].items():
-        missing = [str(root / n) for n in stats["shards"] if not (root / n).exists()]
-        if missing:
-            raise DataError(
-                f"DataConfig.prepared={directory} is missing {len(missing)} shard(s) of its "
-                f"{split} split listed in its manifest (first: {missing[0]}); copy them back "
-                "or prepare the dataset again."
-            )
+    rebuild = (
+        f"copy it back, or prepare DataConfig.prepared={directory} again (`tinylm data prepare "
+        "--out=DIR` with the gin files it was made with)"
+    )
     if not is_local(root):
         if cache_dir is None:
             raise ValueError(f"reading {directory} needs a local cache dir for its shards")
+        # Checked here too: the local copy below would fail on a missing shard less clearly.
+        missing = [str(root / name) for name in _shards(manifest) if not (root / name).exists()]
+        if missing:
+            raise DataError(
+                f"missing {len(missing)} shard(s) of packed records listed in their manifest "
+                f"(first: {missing[0]}); {rebuild}"
+            )
         root = epath.Path(stage_locally(root, manifest, cache_dir))
     sources = {
         split: packing.PackedSource(
-            [os.fspath(root / n) for n in stats["shards"]], seq_len, stats["records"]
+            [os.fspath(root / name) for name in stats["shards"]], seq_len, stats["records"], rebuild
         )
         for split, stats in manifest["splits"].items()
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,6 +24,8 @@ from tinylm_jax.engine.run import Run, run_context
 from tinylm_jax.files import write_atomically
 from tinylm_jax.parallel import rules as rules_lib
 from tinylm_jax.parallel.dispatch import DispatchWindow
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +70,7 @@ def score_records(
         shard_index=jax.process_index(),
         shard_count=jax.process_count(),
     )
+    log.info("scoring %d records, %d per batch", len(source), batch_size)
     start = time.perf_counter()
     outputs = []
     # A few batches in flight, never the whole split: see `tinylm_jax.parallel.dispatch`.

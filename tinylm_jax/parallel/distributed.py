@@ -1,4 +1,4 @@
-"""Multi-process start-up (`jax.distributed.initialize`) and preemption notices.
+"""Multi-process start-up (`jax.distributed.initialize`); SIGTERM is `preemption`'s.
 
 Failure handling: every process sends heartbeats to the coordinator; when one dies, the
 others are terminated by JAX's runtime (non-zero exit, "another task died" in the log) within
@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 from typing import Any
 
 import jax
-from jax.experimental import multihost_utils
 
 _CLUSTER_ENV = (
     "SLURM_NTASKS",
@@ -75,43 +72,3 @@ def _cluster_size() -> int:
             return int(os.environ[name])
     hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
     return len(hosts.split(",")) if hosts else 2
-
-
-class PreemptionWatcher:
-    """Notices SIGTERM (what TPU/GPU schedulers send before evicting a job).
-
-    `should_stop(step)` is called after every step by every process and is True at the same
-    step on all of them: multi-process runs use JAX's preemption sync manager (its SIGTERM
-    notifier and the coordination service agree on a step); a single process uses a Python
-    signal handler. Neither costs a host-device sync. Use as a context manager.
-    """
-
-    def __init__(self) -> None:
-        self._received = False
-        self._previous: Any = None
-        self._synced = jax.process_count() > 1
-
-    def __enter__(self) -> PreemptionWatcher:
-        # Python handlers can only be installed from the main thread; elsewhere (a run driven
-        # from a worker thread) SIGTERM keeps its default action.
-        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
-
-    def _on_sigterm(self, signum, frame) -> None:
-        logging.warning("SIGTERM received: stopping after the current step")
-        self._received = True
-
-    def should_stop(self, step: int) -> bool:
-        if self._synced:
-            try:
-                return multihost_utils.reached_preemption_sync_point(step)
-            except RuntimeError:  # the coordination service runs without preemption sync
-                logging.warning("JAX's preemption service is off; SIGTERM is not handled")
-                self._synced = False
-        return self._received

@@ -2,7 +2,8 @@
 hooks that stop the loop on SIGTERM (a preemption notice) after saving.
 
 Exit codes (`tinylm train`): 0 done; 2 a user error (bad config or data, see
-`tinylm_jax.errors`); 143 (128 + SIGTERM) preempted, a checkpoint was saved: rerun to resume;
+`tinylm_jax.errors`); 143 (128 + SIGTERM, `tinylm_jax.parallel.preemption`) preempted, a
+checkpoint was saved (or, during a scoring pass, the last one is intact): rerun to resume;
 75 (EX_TEMPFAIL) another process of a multi-process run died: relaunch every process to resume
 from the last good checkpoint (`launch/` scripts relaunch on it, a bounded number of times).
 """
@@ -11,23 +12,53 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 
 import jax
 from etils import epath
 
 from tinylm_jax.engine import checkpoint as ckpt
-from tinylm_jax.parallel.distributed import PreemptionWatcher
+from tinylm_jax.parallel.preemption import PreemptionWatcher, Terminated
 from tinylm_jax.train.hooks import Hook, StepInfo
 
-PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: `tinylm train` saved a checkpoint and stopped early
 
-
-class Preempted(Exception):
+class Preempted(Terminated):
     """Training stopped on SIGTERM after saving a checkpoint at `step`."""
 
     def __init__(self, step: int, directory):
         super().__init__(f"preempted: saved step {step} in {directory}; rerun to resume")
         self.step = step
+
+
+def scoring_stop(
+    watcher: PreemptionWatcher, directory: epath.Path, inject: Callable[[int], None] | None
+) -> Callable[[int], None]:
+    """The `after_batch` of a training run's scoring pass: runs `inject` (a test's fault), then
+    stops the pass on a SIGTERM noticed meanwhile (a single process; the processes of a
+    multi-process run agree on a step only between steps). Nothing is saved: a checkpoint of
+    the round's last step without its round switch would resume into the wrong round, so the
+    rerun resumes from the last checkpoint and redoes the steps and the scoring, which are
+    deterministic."""
+
+    def after_batch(index: int) -> None:
+        if inject is not None:
+            inject(index)
+        if watcher.noticed:
+            raise Terminated(
+                f"SIGTERM during a scoring pass (batch {index}): stopped without saving; "
+                f"{_last_checkpoint(directory)}; rerun to resume from it"
+            )
+
+    return after_batch
+
+
+def _last_checkpoint(directory: epath.Path) -> str:
+    saved = ckpt.complete_steps(directory)
+    return (
+        f"last good checkpoint: step {saved[0]} in {directory}"
+        if saved
+        else (f"no checkpoint in {directory} yet")
+    )
 
 
 def preemption_hooks(watcher: PreemptionWatcher, manager, workdir: epath.Path) -> tuple[Hook, Hook]:
@@ -75,13 +106,11 @@ class PeerLost(Exception):
     def __init__(self, step: int, directory: epath.Path, cause: BaseException):
         found = _TASK.search(str(cause))
         lost = f"process {found.group(1)}" if found else "another process"
-        saved = ckpt.complete_steps(directory)
-        last = f"step {saved[0]} in {directory}" if saved else f"none in {directory}"
         first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]
         super().__init__(
             f"lost a peer: {lost} of the {jax.process_count()} stopped answering, so process "
             f"{jax.process_index()} stopped at step {step} ({type(cause).__name__}: "
-            f"{first_line}). Last good checkpoint: {last}. Relaunch the same command on every "
+            f"{first_line}); {_last_checkpoint(directory)}. Relaunch the same command on every "
             "process to resume from it (launch/ scripts do this themselves, exit code "
             f"{PEER_LOST_EXIT_CODE})."
         )

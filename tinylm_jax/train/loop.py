@@ -30,16 +30,12 @@ from tinylm_jax.eval.heldout import evaluate
 from tinylm_jax.model.counting import flops_per_token
 from tinylm_jax.parallel.batch import global_batch_to_devices, to_global
 from tinylm_jax.parallel.dispatch import DispatchWindow
-from tinylm_jax.parallel.distributed import PreemptionWatcher
+from tinylm_jax.parallel.preemption import PreemptionWatcher
 from tinylm_jax.train import faults as faults_lib
 from tinylm_jax.train import rollback as rollback_lib
 from tinylm_jax.train import rounds as rounds_part
 from tinylm_jax.train import trackers
-from tinylm_jax.train.faults import (  # noqa: F401 - Preempted, the exit code: re-exported
-    PREEMPTED_EXIT_CODE,
-    Preempted,
-    preemption_hooks,
-)
+from tinylm_jax.train.faults import preemption_hooks
 from tinylm_jax.train.hooks import Hook, Hooks, StepInfo, SwitchableIterator, on_step
 from tinylm_jax.train.metrics import (
     FiniteGuard,
@@ -90,9 +86,10 @@ def train(
     Resumes from the newest good checkpoint in `workdir`, bit-exactly (same params and losses
     as an uninterrupted run on the same mesh). Without one, starts from
     `CheckpointConfig.init_from`'s params if set, else from a fresh init. Raises `Preempted`
-    after saving when SIGTERM arrives, FloatingPointError on a non-finite loss or gradient
-    (its step is never saved). `profile_steps` (A, B) traces steps A+1..B with jax.profiler
-    into the workdir's TensorBoard dir.
+    after saving when SIGTERM arrives (`Terminated`, without a save, during a scoring pass),
+    FloatingPointError on a non-finite loss or gradient (its step is never saved).
+    `profile_steps` (A, B) traces steps A+1..B with jax.profiler into the workdir's
+    TensorBoard dir.
     """
     workdir = epath.Path(workdir)
     trackers.check_available(config.train.trackers)  # before the data and the compile
@@ -123,7 +120,7 @@ def train(
         result = _train_loop(
             workdir, run, data, schedule, hooks, manager, faults or TrainHooks(), rollbacks
         )
-    except Exception as error:
+    except BaseException as error:  # SIGTERM's `Terminated` too: the last save completes
         if faults_lib.is_peer_loss(error):  # a save in flight can never complete: no wait
             raise faults_lib.PeerLost(progress.step, manager.directory, error) from error
         if not isinstance(error, StorageError):  # else the failed save would raise again
@@ -349,9 +346,10 @@ def _train_loop(
         hooks.add(log_hook(run, saver, writer, throughput, hooks.tags, last))
         if tc.eval_every and tc.eval_steps:
             hooks.add(eval_hook(run, evaluate_at), every=tc.eval_every)
+        scoring = faults_lib.scoring_stop(preemption, manager.directory, faults.after_score_batch)
         switch = rounds_part.switch_hook(
             schedule, source, batches, writer, check=saver.check, last=last,
-            after_score_batch=faults.after_score_batch,
+            after_score_batch=scoring,
         )  # fmt: skip
         for hook in (switch, ask, saver, stop):
             hooks.add(hook)

@@ -9,6 +9,7 @@ A workdir holds `config.gin` (the operative config), its tokenizer (`tokenizer.m
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 
 import jax
@@ -33,6 +34,7 @@ from tinylm_jax.eval.generate_delta import generate_with_delta
 from tinylm_jax.eval.heldout import evaluate
 from tinylm_jax.eval.score import Scores, score_records, write_scores
 from tinylm_jax.files import write_atomically
+from tinylm_jax.parallel import preemption
 from tinylm_jax.parallel.mesh import make_mesh
 from tinylm_jax.parallel.rules import batch_shards
 from tinylm_jax.workdir.delta import AppliedDelta, DeltaFlags, apply_delta, check_delta
@@ -131,6 +133,7 @@ def evaluate_workdir(
     run, params, tokenizer, _ = load_with_delta(config, workdir, delta)
     result: dict = {}
     if eval_steps != 0:
+        logging.info("held-out eval of %s", workdir)
         result.update(_heldout(workdir, run, params, tokenizer, eval_steps))
     if tasks:
         result["tasks"] = {
@@ -261,9 +264,9 @@ def continuation_text(tokenizer: Tokenizer, ids: list[int]) -> str:
 
 
 def check_new_workdir(workdir: epath.PathLike) -> None:
-    """Fails if `workdir` already holds checkpoints (call it before expensive work)."""
-    checkpoints = ckpt.checkpoint_dir(workdir)
-    if checkpoints.exists() and any(checkpoints.iterdir()):
+    """Fails if `workdir` already holds a checkpoint (call it before expensive work); an
+    unfinished save of an interrupted run is no checkpoint, and the next save clears it."""
+    if ckpt.complete_steps(ckpt.checkpoint_dir(workdir)):
         raise ConfigError(f"{workdir} already holds checkpoints; choose a new --workdir")
 
 
@@ -272,7 +275,9 @@ def write_initial_workdir(
 ) -> None:
     """A workdir that `train` continues from step 0 (fresh optimizer state) and that `eval`,
     `sample` and `export-hf` read: `config.gin` (the run's), the tokenizer's files (when given)
-    and a step-0 checkpoint of `params` (a nested dict of arrays in the run's param layout)."""
+    and a step-0 checkpoint of `params` (a nested dict of arrays in the run's param layout).
+    The checkpoint and `config.gin` are written with SIGTERM held back: a workdir has both
+    or, interrupted before, neither (and a rerun writes it afresh)."""
     workdir = epath.Path(workdir)
     check_new_workdir(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -280,10 +285,11 @@ def write_initial_workdir(
         tokenizer.save(workdir)
     with run_context(run):
         state = state_from_params(params, run.tx, run.shardings)
-    manager = ckpt.make_manager(workdir, run.config.checkpoint)
-    try:
-        ckpt.save(manager, state, None, metadata, force=True)
-        manager.wait_until_finished()
-    finally:
-        manager.close()
-    write_atomically(layout.config_file(workdir), run.config.gin_config)
+    with preemption.deferred():
+        manager = ckpt.make_manager(workdir, run.config.checkpoint)
+        try:
+            ckpt.save(manager, state, None, metadata, force=True)
+            manager.wait_until_finished()
+        finally:
+            manager.close()
+        write_atomically(layout.config_file(workdir), run.config.gin_config)

@@ -4,7 +4,8 @@ Sec. 3), resumable like `tinylm train`.
 The delta workdir is an ordinary workdir (`config.gin`, the template's tokenizer,
 `checkpoints/`, `metrics.jsonl`) plus `cmc.json`, so `sample`, `eval` and `export-hf` read it
 as a small model in its own right. The template's params are restored onto the delta run's
-mesh with the template's own sharding rules and enter the jitted step read-only.
+mesh with the template's own sharding rules and enter the jitted step read-only. SIGTERM
+saves the step it arrives after and stops (exit 143), as in `tinylm train`.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from tinylm_jax.errors import ConfigError, DataError
 from tinylm_jax.files import write_atomically
 from tinylm_jax.parallel import rules as rules_lib
 from tinylm_jax.parallel.batch import global_batch_to_devices
+from tinylm_jax.parallel.preemption import PreemptionWatcher
 from tinylm_jax.recipes.cmc.data import Rows, batch_at, encode_rows, load_records
 from tinylm_jax.recipes.cmc.step import cmc_train_step
+from tinylm_jax.train.faults import Preempted
 from tinylm_jax.train.loop import TrainHooks
 from tinylm_jax.train.metrics import MetricsWriter
 from tinylm_jax.workdir.load import load_workdir, tokenizer_of
@@ -169,30 +172,45 @@ def compiled_step(run: Run, template_run: Run):
 
 def _loop(run, template_run, template_params, rows: Rows, state, start, manager, faults):
     tc, primary = run.config.train, jax.process_index() == 0
-    step_fn = compiled_step(run, template_run)
+    if start >= tc.num_steps:
+        return {}
     writer = MetricsWriter(epath.Path(manager.directory).parent, primary)
     last: dict[str, float] = {}
-    if primary:
-        print(f"cmc: training the delta {tc.num_steps} steps from step {start}", flush=True)
-    clock = [time.perf_counter(), start]  # (time, step) of the last log line
+
+    def batch(step: int):
+        host = batch_at(rows, step, tc.batch_size, tc.resolved_data_seed)
+        return global_batch_to_devices(host, run.mesh, run.rules)
+
     with contextlib.closing(writer), run_context(run):
-        for step in range(start, tc.num_steps):
-            host = batch_at(rows, step, tc.batch_size, tc.resolved_data_seed)
-            state, metrics = step_fn(
-                state, template_params, global_batch_to_devices(host, run.mesh, run.rules)
-            )
-            done = step + 1
-            if faults.after_step:
-                faults.after_step(done)
-            if done % tc.log_every == 0 or done == tc.num_steps:
-                last = _log(writer, done, metrics, run, clock)
-            if done % run.config.checkpoint.every_steps == 0 or done == tc.num_steps:
-                _check_finite(jax.device_get(metrics), done)  # never save a non-finite state
-                metadata = {"step": done, "gin_config": run.config.gin_config}
-                ckpt.save(manager, state, None, metadata, force=True)
-                if faults.after_save:
-                    faults.after_save(done)
+        # Compiled ahead: a SIGTERM meanwhile stops at once (there is no new step to save).
+        lowered = compiled_step(run, template_run).lower(state, template_params, batch(start))
+        step_fn = lowered.compile()
+        if primary:
+            print(f"cmc: training the delta {tc.num_steps} steps from step {start}", flush=True)
+        clock = [time.perf_counter(), start]  # (time, step) of the last log line
+        with PreemptionWatcher() as preemption:
+            for step in range(start, tc.num_steps):
+                state, metrics = step_fn(state, template_params, batch(step))
+                done = step + 1
+                if faults.after_step:
+                    faults.after_step(done)
+                if done % tc.log_every == 0 or done == tc.num_steps:
+                    last = _log(writer, done, metrics, run, clock)
+                preempted = preemption.should_stop(done)  # SIGTERM: save this step, then stop
+                due = done % run.config.checkpoint.every_steps == 0 or done == tc.num_steps
+                if preempted or due:
+                    _save(manager, state, metrics, done, run.config, faults.after_save)
+                if preempted:
+                    manager.wait_until_finished()
+                    raise Preempted(done, manager.directory)
     return last
+
+
+def _save(manager, state, metrics, step: int, config: RunConfig, after_save) -> None:
+    _check_finite(jax.device_get(metrics), step)  # never save a non-finite state
+    ckpt.save(manager, state, None, {"step": step, "gin_config": config.gin_config}, force=True)
+    if after_save:
+        after_save(step)
 
 
 def _check_finite(values: dict, step: int) -> None:

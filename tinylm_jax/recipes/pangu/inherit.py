@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import pathlib
 from collections.abc import Iterator
 
@@ -37,6 +38,7 @@ from tinylm_jax.errors import ConfigError, DataError
 from tinylm_jax.eval.bits_per_byte import token_byte_lengths
 from tinylm_jax.eval.heldout import evaluate
 from tinylm_jax.files import write_atomically
+from tinylm_jax.parallel import preemption
 from tinylm_jax.parallel.batch import to_global
 from tinylm_jax.recipes.pangu import importance as importance_lib
 from tinylm_jax.recipes.pangu import masks, pruning, vocab_mapping
@@ -225,6 +227,7 @@ def inherit(
     cut_run = build_run(config.replace(model=cut)) if cut != parent_flat else parent_run
     cut_host = pruning.take_layers(host_params, layers)
     cut_params = jax.device_put(cut_host, cut_run.shardings.params)
+    logging.info("width importance (%s) of the depth-pruned parent", ic.width_metric)
     importance, extra, trained = width_importance(cut_run, cut_params, batches, config)
     del cut_params  # frees the depth-pruned parent's device copy before the child's run
     if trained is not None:  # masks trained jointly with the weights: prune those weights
@@ -319,5 +322,6 @@ def _write_child(
     )
     written = dataclasses.replace(child_run, config=config.replace(gin_config=gin_config))
     metadata = {"tokenizer_fingerprint": tokenizer.fingerprint, **inherited_from}
-    write_initial_workdir(written, child_params, workdir, tokenizer, metadata)
-    write_atomically(layout.inheritance_file(workdir), json.dumps(report, indent=1) + "\n")
+    with preemption.deferred():  # a child has its report, or is not written (a rerun redoes it)
+        write_initial_workdir(written, child_params, workdir, tokenizer, metadata)
+        write_atomically(layout.inheritance_file(workdir), json.dumps(report, indent=1) + "\n")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import io
 import logging
-import os
 import pathlib
 import time
 from collections.abc import Iterable, Iterator
@@ -17,6 +17,7 @@ from tinylm_jax.data import cache_lock
 from tinylm_jax.data import corpus as corpus_lib
 from tinylm_jax.data.packing import tokenize_documents
 from tinylm_jax.data.tokenizer import Tokenizer
+from tinylm_jax.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,6 @@ def _count_into(
     log.info("Counting %s tokens over the train split of %s ...", tokenizer.path, raw.name)
     texts = corpus_lib.iter_texts(raw.splits["train"], raw.text_key)
     counts = count_tokens(tokenizer, texts, threads)
-    tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, counts=counts.counts, documents=counts.documents, bytes=counts.bytes)
-    os.replace(tmp, path)
+    arrays = io.BytesIO()
+    np.savez(arrays, counts=counts.counts, documents=counts.documents, bytes=counts.bytes)
+    write_atomically(path, arrays.getvalue())

@@ -51,6 +51,7 @@ from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.data import corpus as corpus_lib
 from tinylm_jax.data.tokenizer import PieceKind, SentencePieceTokenizer, Tokenizer, load_tokenizer
 from tinylm_jax.errors import DataError
+from tinylm_jax.files import write_atomically
 from tinylm_jax.model.counting import model_stats
 from tinylm_jax.recipes.pangu import vocab_mapping
 from tinylm_jax.recipes.pangu.bpe_json_compression import compress_bpe_json
@@ -157,7 +158,7 @@ def compress_corpus(
     }
     if model_config is not None:
         report["model"] = _model_report(model_config, big.vocab_size, small.vocab_size)
-    (out / REPORT_FILE).write_text(json.dumps(report, indent=1) + "\n")
+    write_atomically(out / REPORT_FILE, json.dumps(report, indent=1) + "\n")  # the last file
     return report
 
 

@@ -16,6 +16,7 @@ tokens). Logits of the kept ids are exactly those of the old model.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pathlib
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tinylm_jax.errors import DataError
+from tinylm_jax.files import write_atomically
 
 ID_MAP_NPY = "id_map.npy"
 ID_MAP_JSON = "id_map.json"
@@ -51,9 +53,11 @@ def save_id_map(directory: str | os.PathLike[str], id_map: np.ndarray) -> None:
     directory = pathlib.Path(directory)
     id_map = np.asarray(id_map, np.int32)
     new_size = check_id_map(id_map)
-    np.save(directory / ID_MAP_NPY, id_map)
+    array = io.BytesIO()
+    np.save(array, id_map)
+    write_atomically(directory / ID_MAP_NPY, array.getvalue())
     payload = {"old_vocab_size": len(id_map), "new_vocab_size": new_size, "id_map": id_map.tolist()}
-    (directory / ID_MAP_JSON).write_text(json.dumps(payload) + "\n")
+    write_atomically(directory / ID_MAP_JSON, json.dumps(payload) + "\n")
 
 
 def load_id_map(path: str | os.PathLike[str]) -> np.ndarray:
