@@ -4,9 +4,10 @@ TensorStore (TENSORSTORE_GCS_HTTP_URL). The `gcs` fixture (tests/conftest.py) st
 
 import contextlib
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.helpers import free_port
 
 BUCKET = "tinylm-test"
 
@@ -84,9 +85,7 @@ def running(xla_cache: Path) -> Iterator[dict[str, str]]:
     storage variables are also set in this process while it runs)."""
     from gcp_storage_emulator import server as emulator
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     _send_generation_headers()
     server = emulator.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
     server.start()

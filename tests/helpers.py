@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 # A small real corpus (the first stdlib modules) and a matching small tokenizer.
@@ -41,3 +42,10 @@ def write_byte_level_bpe(directory: str | Path, texts: list[str], vocab_size: in
 
     train_byte_level_bpe(texts, vocab_size, directory)
     return Path(directory)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a coordinator or a server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -3,7 +3,6 @@ matches 1 process x 4 devices: the same delta params and losses within float tol
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests.helpers import free_port
 from tests.support.cmc import DELTA, bpe_tokenizer, write_model, write_records
 from tinylm_jax.engine import checkpoint as ckpt
 
@@ -57,9 +57,7 @@ def test_two_processes_match_one(tmp_path):
     one = cmc_train(template, data, tmp_path / "one", 4)
     out, _ = one.communicate(timeout=DEADLINE_S)
     assert one.returncode == 0, out[-3000:]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     procs = [
         cmc_train(
             template,

@@ -7,7 +7,6 @@ share a persistent XLA compilation cache, so only the first one compiles.
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.helpers import tiny_run, train_losses
+from tests.helpers import free_port, tiny_run, train_losses
 from tinylm_jax.engine import checkpoint as ckpt
 from tinylm_jax.parallel.preemption import PREEMPTED_EXIT_CODE
 
@@ -71,9 +70,7 @@ def train_once(workdir: Path, cache: Path, fault=None, extra=()) -> tuple[int, s
 def train_two_processes(workdir: Path, cache: Path, faults=(None, None), extra=()):
     """Runs 2 processes x 4 devices; returns [(returncode, output, exit time)] per process;
     the exit time is None for a process still running at the deadline (killed here)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     procs = [
         start(
             workdir,
