@@ -59,7 +59,11 @@ def test_one_and_two_workers_give_the_single_host_records(tmp_path, gin_clean, c
     manifests = [prepared.read_manifest(tmp_path / w) for w in ("w1", "w2", "none")]
     assert manifests[0] == manifests[1] == manifests[2]
     assert len(manifests[0]["splits"]["train"]["shards"]) > 1
-    assert manifests[0]["splits"]["train"]["skipped"] == {"empty": 1}
+    # The empty document's split hashes its key (which holds tmp_path), so count both splits.
+    skipped = [
+        manifests[0]["splits"][s]["skipped"].get("empty", 0) for s in ("train", "validation")
+    ]
+    assert sum(skipped) == 1
     for w in ("w1", "w2", "none"):
         _, _, sources = prepared.open_prepared(tmp_path / w, 32, None)
         for split in ("train", "validation"):
