@@ -9,7 +9,7 @@ import io
 import logging
 import pathlib
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import tensorflow_datasets as tfds
 
@@ -187,8 +187,17 @@ def load_raw_corpus(config: DataConfig, data_dir: pathlib.Path) -> RawCorpus:
     return corpus
 
 
+class Documents(Protocol):
+    """Random-access documents (a split's source, or part of one), as `iter_texts` reads them:
+    by index, or through `__getitems__` where the source has it."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> Any: ...
+
+
 def iter_texts(
-    source: Sequence[Any], text_key: str, chunk: int = 256
+    source: Documents, text_key: str, chunk: int = 256
 ) -> Iterator[tuple[str | None, str | None]]:
     """Yields (text, None) or (None, skip_reason) for every item, in order."""
     n = len(source)

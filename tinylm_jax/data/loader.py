@@ -202,5 +202,5 @@ def _padding_row(seq_len: int) -> Batch:
         "segment_ids": zeros,
         "positions": zeros,
         "weights": np.zeros(seq_len, np.float32),
-        "ids": np.int64(-1),
+        "ids": np.array(-1, np.int64),
     }

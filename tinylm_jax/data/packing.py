@@ -26,7 +26,7 @@ import os
 import pathlib
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import grain
@@ -141,7 +141,7 @@ def write_packed_split(
     """Tokenizes, packs and writes one split to `path`; returns its stats."""
     packer = Packer(seq_len + 1, tokenizer.pad_id)
     skipped: collections.Counter = collections.Counter()
-    stats = {"documents": 0, "tokens": 0, "padding_tokens": 0, "records": 0}
+    stats: dict[str, Any] = {"documents": 0, "tokens": 0, "padding_tokens": 0, "records": 0}
     writer = array_record_module.ArrayRecordWriter(str(path), "group_size:1")
     documents = tokenize_documents(texts, tokenizer, num_threads, skipped, name=name)
     try:
@@ -241,6 +241,7 @@ class PackedSource:
         i = int(i)
         if not 0 <= i < self._len:
             raise IndexError(f"record {i} out of range [0, {self._len})")
+        assert self._records is not None  # `i` is in range, so `__init__` opened the records
         try:
             raw = self._records[i]
         except RuntimeError as error:  # Riegeli's checksums caught damaged bytes
@@ -257,7 +258,11 @@ class PackedSource:
 
     def raw_records(self, indices: Sequence[int]) -> list[bytes]:
         """The stored bytes of records `indices` (an int32 [3, seq_len + 1] array each)."""
-        return self._records.__getitems__([int(i) for i in indices]) if len(indices) else []
+        if not len(indices):
+            return []
+        if self._records is None:  # an empty split: no index is in range
+            raise IndexError(f"record {int(indices[0])} out of range [0, 0)")
+        return self._records.__getitems__([int(i) for i in indices])
 
     def __repr__(self) -> str:
         return f"PackedSource({self.path!r}, seq_len={self.seq_len}, records={self._len})"
@@ -265,7 +270,7 @@ class PackedSource:
 
 def build_packed(
     directory: pathlib.Path,
-    splits: dict[str, Iterable[tuple[str | None, str | None]]],
+    splits: Mapping[str, Iterable[tuple[str | None, str | None]]],
     tokenizer: Tokenizer,
     seq_len: int,
     num_threads: int | None,
@@ -286,7 +291,7 @@ def build_packed(
 
 def _build_packed(
     directory: pathlib.Path,
-    splits: dict[str, Iterable[tuple[str | None, str | None]]],
+    splits: Mapping[str, Iterable[tuple[str | None, str | None]]],
     tokenizer: Tokenizer,
     seq_len: int,
     num_threads: int | None,

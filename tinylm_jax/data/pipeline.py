@@ -116,6 +116,7 @@ def train_tokenizer_for(config: DataConfig, out: str | os.PathLike[str] | None =
     data_dir = resolve_data_dir(config)
     raw = corpus_lib.load_raw_corpus(config, data_dir)
     tokenizer = _tokenizer(config, raw, data_dir)
+    assert tokenizer.path is not None  # `_tokenizer` reads it from a file (`load_tokenizer`)
     if out is None:
         return tokenizer.path
     out = pathlib.Path(out).expanduser()

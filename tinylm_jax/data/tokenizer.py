@@ -68,27 +68,29 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
     """The tokenizer in `path`: a file (SentencePiece model, or JSON: a tokenizer.json) or a
     directory holding `tokenizer.model` or `tokenizer.json`; local, gs://, or a Hugging Face
     Hub id (`org/name[@revision]`, fetched into or read from huggingface_hub's cache)."""
-    path = hub.resolve(os.fspath(path), hub.TOKENIZER_FILES, "DataConfig.tokenizer")
-    path = epath.Path(os.path.expanduser(path))
-    if path.is_dir():
-        found = [path / name for name in (SP_FILE, HF_FILE) if (path / name).exists()]
+    resolved = hub.resolve(os.fspath(path), hub.TOKENIZER_FILES, "DataConfig.tokenizer")
+    target = epath.Path(os.path.expanduser(resolved))
+    if target.is_dir():
+        found = [target / name for name in (SP_FILE, HF_FILE) if (target / name).exists()]
         if not found:
             raise DataError(
-                f"{path} holds neither {SP_FILE} (SentencePiece) nor {HF_FILE} (Hugging Face "
+                f"{target} holds neither {SP_FILE} (SentencePiece) nor {HF_FILE} (Hugging Face "
                 "tokenizers); point DataConfig.tokenizer at a directory or file holding one."
             )
-        path = found[0]
-    elif not path.is_file():
+        target = found[0]
+    elif not target.is_file():
         raise DataError(
-            f"Tokenizer {path} does not exist; fix DataConfig.tokenizer or set it to None to "
+            f"Tokenizer {target} does not exist; fix DataConfig.tokenizer or set it to None to "
             "train one on the corpus."
         )
-    data = path.read_bytes()
+    data = target.read_bytes()
     if data[:1] == b"{":  # A serialized ModelProto starts with a field tag (0x0A), never '{'.
         names = (*HF_TOKEN_FILES, HF_GENERATION_FILE)
-        configs = {n: (path.parent / n).read_bytes() for n in names if (path.parent / n).exists()}
-        return HFTokenizer(data, configs, str(path))
-    return SentencePieceTokenizer(data, str(path))
+        configs = {
+            n: (target.parent / n).read_bytes() for n in names if (target.parent / n).exists()
+        }
+        return HFTokenizer(data, configs, str(target))
+    return SentencePieceTokenizer(data, str(target))
 
 
 def check_vocab(tokenizer: Tokenizer, model_vocab_size: int) -> None:

@@ -87,8 +87,9 @@ class Tokenizer(abc.ABC):
         """Text of `ids`; special ids decode to nothing."""
 
     @abc.abstractmethod
-    def id_to_piece(self, i: int) -> str:
-        """The vocabulary entry of id `i`, as the backend spells it."""
+    def id_to_piece(self, i: int) -> str | None:
+        """The vocabulary entry of id `i`, as the backend spells it (None for an id a Hugging
+        Face vocabulary skips)."""
 
     @abc.abstractmethod
     def save(self, directory: epath.PathLike) -> list[str]:

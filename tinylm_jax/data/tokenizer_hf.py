@@ -48,7 +48,7 @@ def _byte_level_chars() -> dict[str, int]:
 BYTE_LEVEL_CHARS = _byte_level_chars()
 
 
-def _decoder_types(decoder: Mapping | None) -> set[str]:
+def _decoder_types(decoder: Mapping | None) -> set[str | None]:
     if not decoder:
         return set()
     if decoder.get("type") == "Sequence":
@@ -152,7 +152,7 @@ class HFTokenizer(Tokenizer):
     def decode(self, ids: Iterable[int] | np.ndarray) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
 
-    def id_to_piece(self, i: int) -> str:
+    def id_to_piece(self, i: int) -> str | None:
         return self._tok.id_to_token(int(i))
 
     @property

@@ -32,6 +32,7 @@ class SentencePieceTokenizer(Tokenizer):
     """A loaded SentencePiece model."""
 
     file_name = SP_FILE
+    unk_id: int  # SentencePiece reports a missing unknown piece as -1, never None.
 
     def __init__(self, model_proto: bytes, path: str | None = None):
         self._proto = bytes(model_proto)
@@ -91,6 +92,8 @@ class SentencePieceTokenizer(Tokenizer):
             piece = sp.id_to_piece(i)
             match = BYTE_PIECE.match(piece)
             if sp.is_byte(i) or match:
+                # SentencePiece refuses to load a model with a byte piece not spelled <0xXX>.
+                assert match is not None
                 yield PieceKind.BYTE, bytes([int(match.group(1), 16)])
             else:
                 yield PieceKind.NORMAL, piece.replace("\u2581", " ").encode("utf-8")
