@@ -35,10 +35,12 @@ def describe(path: Path) -> str:
 
 
 def cmd_configs(args: argparse.Namespace) -> int:
+    from typing import Any
+
     from tinylm_jax.config import gin as config_lib
     from tinylm_jax.model.counting import model_stats
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for group in GROUPS:
         for path in sorted((config_lib.CONFIGS_DIR / group).glob("*.gin")):
             name = f"{group}/{path.name}"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 
@@ -39,8 +40,8 @@ _UNIGRAM, _BPE = 1, 2
 _UNMATCHABLE_SCORE = -1e6
 
 
-def _proto(tokenizer: SentencePieceTokenizer) -> sp_pb2.ModelProto:
-    proto = sp_pb2.ModelProto()
+def _proto(tokenizer: SentencePieceTokenizer) -> Any:  # an sp_pb2.ModelProto (no stubs)
+    proto = sp_pb2.ModelProto()  # type: ignore[attr-defined]
     proto.ParseFromString(tokenizer.proto)
     return proto
 
@@ -102,8 +103,9 @@ def tokenizer_json(tokenizer: SentencePieceTokenizer) -> dict:
     }
 
 
-def _model(tokenizer: SentencePieceTokenizer, spec: sp_pb2.TrainerSpec, pieces: list) -> dict:
-    """tokenizer.json's `model`: the SentencePiece model's Unigram or BPE pieces."""
+def _model(tokenizer: SentencePieceTokenizer, spec: Any, pieces: list) -> dict:
+    """tokenizer.json's `model`: the SentencePiece model's Unigram or BPE pieces (`spec`: its
+    sp_pb2.TrainerSpec)."""
     matchable = (_NORMAL, _USER_DEFINED)
     if spec.model_type == _UNIGRAM:
         return {

@@ -12,7 +12,7 @@ Our rotary embedding uses HF's half-split `rotate_half` layout, so q/k rows need
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -277,7 +277,7 @@ def from_hf(
     return params
 
 
-def _stack(trees: list[Mapping]) -> dict:
+def _stack(trees: Sequence[Mapping]) -> dict:
     first = trees[0]
     return {
         k: _stack([t[k] for t in trees])
