@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import grain
 import jax
@@ -128,7 +129,7 @@ def restore_latest(
     target = jax.tree_util.tree_map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
     )
-    damaged = []
+    damaged: list[epath.Path] = []
     for step in complete_steps(directory):
         path = directory / str(step)
         error = None
@@ -289,8 +290,9 @@ def _join(*parts: str) -> str:
     return "/".join(p for p in parts if p)
 
 
-def _flatten(tree) -> dict[str, object]:
-    """'/'-joined param path -> leaf."""
+def _flatten(tree) -> dict[str, Any]:
+    """'/'-joined param path -> leaf (an array, or a saved array's metadata: both have a
+    shape and a dtype)."""
     return traverse_util.flatten_dict(tree, sep="/")
 
 

@@ -19,6 +19,7 @@ key/value head, H head dim, Q a query block, S visible keys.
 from __future__ import annotations
 
 import functools
+from typing import Literal, cast
 
 import jax
 import jax.numpy as jnp
@@ -65,8 +66,10 @@ def causal_attention(
             segment_ids_BL = jnp.zeros(q_BLNH.shape[:2], jnp.int32)
         return blockwise_attention(q_BLNH, k_BLKH, v_BLKH, segment_ids_BL, block_size)
     mask = None if segment_ids_BL is None else document_mask(segment_ids_BL)
+    # ModelConfig.attention_impl is validated, so the names left here are 'xla' and 'cudnn'.
+    fused = cast(Literal["xla", "cudnn"], implementation)
     return jax.nn.dot_product_attention(
-        q_BLNH, k_BLKH, v_BLKH, mask=mask, is_causal=True, implementation=implementation
+        q_BLNH, k_BLKH, v_BLKH, mask=mask, is_causal=True, implementation=fused
     )
 
 

@@ -51,7 +51,8 @@ class RMSNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x_BLD: Array) -> Array:
-        scale_D = self.param(
+        # self.param returns the unboxed array; flax types it as the LogicallyPartitioned box.
+        scale_D: Array = self.param(  # type: ignore[assignment]
             "scale",
             nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
             (x_BLD.shape[-1],),

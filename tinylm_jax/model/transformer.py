@@ -103,6 +103,8 @@ class Transformer(nn.Module):
             return self._byte_head(x_BLD, embedded_BLD if reconstruct else None), kv_cache
         x_BLD = self._final_norm(x_BLD)
         if cfg.tie_embeddings:
+            # ModelConfig rejects tying without a token embedding (byte-pooled inputs).
+            assert embedding_VD is not None
             head_DV = embedding_VD.T
         else:
             head_DV = self.param(
@@ -142,6 +144,7 @@ class Transformer(nn.Module):
             )
         embedding_VD = None
         if cfg.input_embedding == "byte_pooled":
+            assert self.token_bytes is not None  # checked above: byte-pooled inputs use bytes
             bytes_BLT = jnp.asarray(self.token_bytes.table_VT)[tokens_BL]
             x_BLD = ByteEmbedder(cfg, name="byte_embedder")(bytes_BLT, bytes_BLT != BYTE_PAD)
         else:
@@ -175,7 +178,7 @@ class Transformer(nn.Module):
             )
         if cfg.scan_layers and kv_cache is not None:
             assert cache_index is not None  # decoding writes at a position
-            stack = nn.scan(
+            cache_stack = nn.scan(
                 CarriedCacheBlock,
                 variable_axes={"params": 0},
                 split_rngs={"params": True},
@@ -183,7 +186,7 @@ class Transformer(nn.Module):
                 length=cfg.n_layers,
                 metadata_params={nn.PARTITION_NAME: "layers"},
             )(cfg, name="layers")
-            (x_BLD, kv_cache), _ = stack(
+            (x_BLD, kv_cache), _ = cache_stack(
                 (x_BLD, kv_cache),
                 jnp.arange(cfg.n_layers),
                 positions_BL,

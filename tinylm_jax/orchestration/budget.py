@@ -141,7 +141,7 @@ def plan_wave(
     new: list[Trial] = []
     while len(new) < width and state.committed + plan.rung_steps <= state.budget:
         rewards = [
-            [-t.bits_per_byte for t in state.trials if t.arm == arm and t.status == "done"]
+            [-t.result() for t in state.trials if t.arm == arm and t.status == "done"]
             for arm in state.arms
         ]
         # A failed trial rewards like the worst result seen, so a diverging arm loses ground.
@@ -155,12 +155,12 @@ def plan_wave(
         choice = sweep_bandit.choose(rewards, pulls, allowed, plan.er_ucb)
         if choice is None:
             break
-        arm = by_name[state.arms[choice]]
-        point = searchers[arm.name].ask()
+        chosen = by_name[state.arms[choice]]
+        point = searchers[chosen.name].ask()
         if point is None:
-            state = dataclasses.replace(state, events=state.events + (("exhausted", arm.name),))
+            state = dataclasses.replace(state, events=state.events + (("exhausted", chosen.name),))
             continue
-        trial = _make_trial(state, arm, point, plan)
+        trial = _make_trial(state, chosen, point, plan)
         state = dataclasses.replace(
             state, trials=state.trials + (trial,), events=state.events + (("ask", trial.id),)
         )
@@ -299,7 +299,7 @@ def _arm_rows(state: SweepState) -> list[dict]:
     for arm in state.arms:
         trials = [t for t in state.trials if t.arm == arm]
         done = [t for t in trials if t.status == "done"]
-        best = min(done, key=lambda t: t.bits_per_byte) if done else None
+        best = min(done, key=Trial.result) if done else None
         rows.append(
             {
                 "arm": arm,

@@ -24,8 +24,9 @@ import importlib.util
 import itertools
 import logging
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import cast
 
 import ml_collections
 from etils import epath
@@ -69,6 +70,8 @@ def resolve_spec(path: str | Path) -> Path:
 def load_spec(path: str | Path) -> ml_collections.ConfigDict:
     path = resolve_spec(path)
     module_spec = importlib.util.spec_from_file_location(f"tinylm_sweep_{path.stem}", path)
+    if module_spec is None or module_spec.loader is None:
+        raise ConfigError(f"sweep spec {path} cannot be imported; give a Python (.py) file")
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
@@ -81,7 +84,7 @@ def _bindings(tree) -> list[tuple[str, object]]:
     if tree is None:
         return []
     tree = tree.to_dict() if isinstance(tree, ml_collections.ConfigDict) else dict(tree)
-    out = []
+    out: list[tuple[str, object]] = []
     for configurable, fields in sorted(tree.items()):
         if not isinstance(fields, dict):
             raise ConfigError(
@@ -105,10 +108,11 @@ def _short(binding: str, value: object) -> str:
 def expand(spec: ml_collections.ConfigDict) -> list[Arm]:
     """All arms of the sweep: hand-made arms (or one base arm) crossed with the grid."""
     fixed = [f"{b} = {gin_value(v)}" for b, v in _bindings(spec.get("params"))]
-    grid = _bindings(spec.get("grid"))
-    for binding, values in grid:
+    grid: list[tuple[str, Sequence[object]]] = []
+    for binding, values in _bindings(spec.get("grid")):
         if not isinstance(values, (list, tuple)) or not values:
             raise ConfigError(f"sweep spec: grid entry {binding} needs a non-empty list of values")
+        grid.append((binding, values))
     base_arms = list(spec.get("arms") or []) or [{"name": "", "params": {}}]
     arms, names = [], set()
     for base in base_arms:
@@ -166,13 +170,19 @@ def report(arms: Iterable[Arm], root: epath.PathLike) -> list[dict]:
     rows = [summarize(root / arm.name) for arm in arms]
     columns = ["arm", "status", *REPORT_FIELDS]
     lines = report_lib.table(columns, [[row.get(c) for c in columns] for row in rows])
-    started = {row["arm"]: root / row["arm"] for row in rows if row["status"] == "ok"}
+    # summarize() puts the arm's name (a str) under "arm" and its logged metrics (floats).
+    named_rows = [(cast(str, row["arm"]), row) for row in rows]
+    started = {arm: root / arm for arm, row in named_rows if row["status"] == "ok"}
     if started:
         figure = plot.curves_figure(started)
         lines += report_lib.figure(
             root, "curves.png", figure, "training curves of every started arm"
         )
-    best = {r["arm"]: r["eval_bits_per_byte"] for r in rows if "eval_bits_per_byte" in r}
+    best = {
+        arm: cast(float, row["eval_bits_per_byte"])
+        for arm, row in named_rows
+        if "eval_bits_per_byte" in row
+    }
     if best:
         figure = plot.best_figure(best, "final held-out bits per byte")
         lines += report_lib.figure(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
+import ml_collections
 from etils import epath
 
 from tinylm_jax.errors import ConfigError, require_extra
@@ -16,7 +17,9 @@ from tinylm_jax.orchestration import report as report_lib
 from tinylm_jax.orchestration.arm import Arm
 
 
-def _load(spec_path: str, root: str, only: Sequence[str]):
+def _load(
+    spec_path: str, root: str, only: Sequence[str]
+) -> tuple[ml_collections.ConfigDict, list[Arm], epath.Path]:
     """The spec, its arms (only the `only` ones when given) and its root ROOT/NAME."""
     spec = grid.load_spec(spec_path)
     arms = grid.expand(spec)
@@ -40,17 +43,17 @@ def run(
 ) -> int:
     """Trains the sweep (`parallel` runs at once), prints its commands (`dry_run`), or prints
     them as a SLURM array script or command list (`emit`); the exit status."""
-    spec, arms, root = _load(spec_path, root, only)
+    spec, arms, sweep_root = _load(spec_path, root, only)
     if budget.strategy(spec) == "er_ucb":
         # Checked before any trial trains: ZOOpt proposes the trials, the report draws them.
         require_extra("zoopt", "sweep", "strategy 'er_ucb' (ZOOpt search)")
         if not (dry_run or emit):
             require_extra("matplotlib", "sweep", "the sweep report")
-        return _run_budgeted(spec, arms, root, dry_run, parallel, emit)
+        return _run_budgeted(spec, arms, sweep_root, dry_run, parallel, emit)
     if emit:
-        print(runner.emit(grid.jobs(arms, root), emit, spec.name, root), end="")
+        print(runner.emit(grid.jobs(arms, sweep_root), emit, spec.name, sweep_root), end="")
         return 0
-    codes = grid.run(arms, root, dry_run=dry_run, parallel=parallel)
+    codes = grid.run(arms, sweep_root, dry_run=dry_run, parallel=parallel)
     return 1 if any(codes.values()) else 0
 
 
@@ -74,13 +77,13 @@ def _run_budgeted(spec, arms: list[Arm], root, dry_run: bool, parallel: int, emi
 
 def report(spec_path: str, root: str = "runs/sweeps", only: Sequence[str] = ()) -> int:
     """Writes and prints ROOT/NAME/report.md; 1 if nothing has run yet."""
-    spec, arms, root = _load(spec_path, root, only)
+    spec, arms, sweep_root = _load(spec_path, root, only)
     require_extra("matplotlib", "sweep", "the sweep report")
     if budget.strategy(spec) == "er_ucb":
-        state = budget.load_state(root, spec.name, arms, budget.parse_budgeted(spec))
-        budget.report(root, state)
+        state = budget.load_state(sweep_root, spec.name, arms, budget.parse_budgeted(spec))
+        budget.report(sweep_root, state)
         ran = bool(state.trials)
     else:
-        ran = bool(grid.report(arms, root))
-    print((root / report_lib.MARKDOWN_FILE).read_text(), end="")
+        ran = bool(grid.report(arms, sweep_root))
+    print((sweep_root / report_lib.MARKDOWN_FILE).read_text(), end="")
     return 0 if ran else 1

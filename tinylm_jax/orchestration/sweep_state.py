@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from typing import Any
 
 from etils import epath
 
@@ -47,6 +48,15 @@ class Trial:
         arm = Arm(self.workdir, self.gin_files, self.gin_params, group=epath.Path(root).name)
         return arm.command(epath.Path(root) / self.workdir)
 
+    def result(self) -> float:
+        """The bits per byte of a done trial (`finish` records one for every done trial)."""
+        if self.bits_per_byte is None:
+            raise ConfigError(
+                f"{STATE_FILE}: trial {self.id} of arm {self.arm} is {self.status!r} but has no "
+                "bits_per_byte"
+            )
+        return self.bits_per_byte
+
 
 @dataclasses.dataclass(frozen=True)
 class SweepState:
@@ -79,11 +89,11 @@ class SweepState:
 
     @property
     def exhausted(self) -> frozenset[str]:
-        return frozenset(arm for kind, arm in self.events if kind == "exhausted")
+        return frozenset(_arm_ref(ref) for kind, ref in self.events if kind == "exhausted")
 
     def best(self) -> Trial | None:
         done = [t for t in self.trials if t.status == "done"]
-        return min(done, key=lambda t: t.bits_per_byte) if done else None
+        return min(done, key=Trial.result) if done else None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1)
@@ -96,7 +106,7 @@ class SweepState:
             tuples = {k: tuple(t[k]) for k in ("point", "gin_files", "gin_params")}
             trials.append(Trial(**{**t, **tuples}))
         events = tuple((kind, ref) for kind, ref in raw.pop("events"))
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
         return cls(**fields, trials=tuple(trials), events=events)
 
 
@@ -106,7 +116,21 @@ def save_state(root: epath.PathLike, state: SweepState) -> None:
 
 
 def told_value(trial: Trial) -> float:
-    return trial.bits_per_byte if trial.status == "done" else FAILED_VALUE
+    return trial.result() if trial.status == "done" else FAILED_VALUE
+
+
+def _arm_ref(ref: int | str) -> str:
+    """The arm an 'exhausted' event names."""
+    if not isinstance(ref, str):
+        raise ConfigError(f"{STATE_FILE}: an 'exhausted' event names arm {ref!r}, not an arm name")
+    return ref
+
+
+def _trial_ref(kind: str, ref: int | str) -> int:
+    """The trial id an 'ask' or 'tell' event names."""
+    if not isinstance(ref, int):
+        raise ConfigError(f"{STATE_FILE}: an {kind!r} event names trial {ref!r}, not a trial id")
+    return ref
 
 
 def rebuild_searchers(state: SweepState, dims: int) -> dict[str, sweep_search.Searcher]:
@@ -118,10 +142,11 @@ def rebuild_searchers(state: SweepState, dims: int) -> dict[str, sweep_search.Se
     trials = {t.id: t for t in state.trials}
     for kind, ref in state.events:
         if kind == "exhausted":
-            if searchers[ref].ask() is not None:
-                raise ConfigError(f"{STATE_FILE}: arm {ref}'s search no longer replays")
+            arm = _arm_ref(ref)
+            if searchers[arm].ask() is not None:
+                raise ConfigError(f"{STATE_FILE}: arm {arm}'s search no longer replays")
             continue
-        trial = trials[ref]
+        trial = trials[_trial_ref(kind, ref)]
         if kind == "ask":
             point = searchers[trial.arm].ask()
             if point is None or not all(
