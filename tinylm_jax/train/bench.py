@@ -11,6 +11,7 @@ import dataclasses
 import resource
 import sys
 import time
+from typing import cast
 
 import jax
 import numpy as np
@@ -128,8 +129,8 @@ def peak_memory(compiled_sizes: dict[str, int]) -> tuple[int, str]:
     the local device count; the process's peak RSS is reported beside it.
     """
     stats = [d.memory_stats() or {} for d in jax.local_devices()]
-    peaks = [s.get("peak_bytes_in_use") for s in stats]
-    if all(p is not None for p in peaks) and peaks:
+    peaks = [s["peak_bytes_in_use"] for s in stats if s.get("peak_bytes_in_use") is not None]
+    if peaks and len(peaks) == len(stats):
         return int(max(peaks)), "device_memory_stats.peak_bytes_in_use (max over devices)"
     if compiled_sizes:
         total = compiled_sizes["total_bytes"] * jax.local_device_count()
@@ -151,6 +152,8 @@ def _time_steps(step_fn, state, batch, steps: int):
             jax.block_until_ready(pending)
             times.append(time.perf_counter())
         pending = metrics
+    if pending is None:
+        raise ValueError(f"_time_steps runs at least one step, got steps={steps}")
     loss = float(jax.device_get(pending["loss"]))
     times.append(time.perf_counter())
     return state, np.asarray(times), loss
@@ -206,7 +209,8 @@ def bench(
         init_s = time.perf_counter() - start
 
         start = time.perf_counter()
-        compiled = run.train_step.lower(state, batch).compile()
+        jitted = cast(jax.stages.Wrapped, run.train_step)  # `build_run` jits it
+        compiled = jitted.lower(state, batch).compile()
         compile_s = time.perf_counter() - start
 
         if warmup_steps:
@@ -280,7 +284,8 @@ def memory_plan(config: RunConfig) -> MemoryPlan:
     with run_context(run):
         state, batch = abstract_step_inputs(run)
         start = time.perf_counter()
-        compiled = run.train_step.lower(state, batch).compile()
+        jitted = cast(jax.stages.Wrapped, run.train_step)  # `build_run` jits it
+        compiled = jitted.lower(state, batch).compile()
         compile_s = time.perf_counter() - start
     sizes = compiled_memory(compiled)
     if not sizes:

@@ -16,13 +16,14 @@ to the loop or to `tinylm_jax.engine.checkpoint`. It changes the data through
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
 import jax
 import numpy as np
 
 from tinylm_jax.engine.state import TrainState
+from tinylm_jax.train.prefetch import CheckpointableIterator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,9 +157,9 @@ class SwitchableIterator:
     iterator it belongs to, because Grain checks that a state matches its source and sampler.
     """
 
-    def __init__(self, make: Callable[[], Iterator]):
+    def __init__(self, make: Callable[[], CheckpointableIterator]):
         self._make = make
-        self._inner: Iterator | None = None
+        self._inner: CheckpointableIterator | None = None
         self._pending: bytes | None = None
 
     def start(self) -> None:
@@ -168,13 +169,18 @@ class SwitchableIterator:
             self._inner.set_state(self._pending)
             self._pending = None
 
+    def _started(self) -> CheckpointableIterator:
+        if self._inner is None:
+            raise RuntimeError("SwitchableIterator.start() was not called")
+        return self._inner
+
     def switch(self) -> None:
         """Restarts on what `make()` builds now, from its first batch."""
         self._pending = None
         self.start()
 
     def get_state(self) -> bytes:
-        return self._inner.get_state()
+        return self._started().get_state()
 
     def set_state(self, state: bytes) -> None:
         self._pending = state
@@ -186,5 +192,5 @@ class SwitchableIterator:
     def __iter__(self) -> SwitchableIterator:
         return self
 
-    def __next__(self):
-        return next(self._inner)
+    def __next__(self) -> dict:
+        return next(self._started())

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable
+from typing import cast
 
 import jax
 from etils import epath
@@ -195,7 +196,7 @@ def _init_from(state: TrainState, config) -> tuple[TrainState, dict]:
             flush=True,
         )
     info = {"workdir": str(config.init_from), "step": step, "params": replaced}
-    return state.replace(params=params), info
+    return dataclasses.replace(state, params=params), info
 
 
 def is_save_step(step: int, config: RunConfig) -> bool:
@@ -446,7 +447,8 @@ def _running(batches: DevicePrefetcher):
 
 def _compile(run: Run, state: TrainState, batch, primary: bool):
     start = time.perf_counter()
-    compiled = run.train_step.lower(state, batch).compile()
+    jitted = cast(jax.stages.Wrapped, run.train_step)  # `build_run` jits it
+    compiled = jitted.lower(state, batch).compile()
     if primary:
         print(f"compiled the train step in {time.perf_counter() - start:.1f}s", flush=True)
     return compiled

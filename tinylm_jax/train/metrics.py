@@ -8,6 +8,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
+from typing import IO
 
 import jax
 import jax.numpy as jnp
@@ -152,7 +153,7 @@ class MetricsWriter:
     ):
         """`trackers` get every record too (None: TensorBoard events, without hparams)."""
         self.primary = primary
-        self._jsonl = None
+        self._jsonl: IO[str] | None = None
         self._trackers: list[Tracker] = []
         self._remote_lines: list[str] | None = None
         if primary:
@@ -176,27 +177,27 @@ class MetricsWriter:
         # Counts (`round`, `units_selected`) stay integers; everything else is a float.
         record = {"step": step, **{k: _json_number(v) for k, v in record.items()}}
         text = json.dumps(record) + "\n"
-        if self._remote_lines is None:
+        if self._jsonl is not None:
             self._jsonl.write(text)
             self._jsonl.flush()
-        else:
+        elif self._remote_lines is not None:
             self._remote_lines.append(text)
             if time.monotonic() - self._flushed_at >= self._flush_every:
-                self._flush_remote()
+                self._flush_remote(self._remote_lines)
         for tracker in self._trackers:
             tracker.log(step, {k: v for k, v in record.items() if k != "step"})
         if line:
             print(line, flush=True)
 
-    def _flush_remote(self) -> None:
-        write_atomically(self._path, "".join(self._remote_lines))
+    def _flush_remote(self, lines: list[str]) -> None:
+        write_atomically(self._path, "".join(lines))
         self._flushed_at = time.monotonic()
 
     def close(self) -> None:
         if self._jsonl:
             self._jsonl.close()
         if self._remote_lines is not None:
-            self._flush_remote()
+            self._flush_remote(self._remote_lines)
         for tracker in self._trackers:
             tracker.close()
 

@@ -11,9 +11,21 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from typing import Protocol
 
 _POLL_S = 0.1  # how often a blocked producer checks whether it was stopped
+
+
+class CheckpointableIterator(Protocol):
+    """Batches whose position a checkpoint holds: Grain's `DataLoaderIterator`, or
+    `SwitchableIterator` over one."""
+
+    def __next__(self) -> dict: ...
+
+    def get_state(self) -> bytes: ...
+
+    def set_state(self, state: bytes) -> None: ...
 
 
 class _Failure:
@@ -33,7 +45,7 @@ class DevicePrefetcher:
 
     def __init__(
         self,
-        source: Iterator,
+        source: CheckpointableIterator,
         to_device: Callable[[dict], dict],
         depth: int,
         describe: Callable[[dict], dict] | None = None,
@@ -104,4 +116,6 @@ class DevicePrefetcher:
 
     def get_state(self) -> bytes:
         """The source's state after the last batch returned (what a checkpoint must hold)."""
+        if self._state is None:
+            raise RuntimeError("DevicePrefetcher.start() was not called")
         return self._state

@@ -13,7 +13,7 @@ deterministic scoring. A single-round run is round 1 throughout, on the whole sp
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 import jax
 import numpy as np
@@ -27,7 +27,7 @@ from tinylm_jax.parallel import rules as rules_lib
 from tinylm_jax.train import curriculum
 from tinylm_jax.train.hooks import Hook, StepInfo, SwitchableIterator
 from tinylm_jax.train.metrics import MetricsWriter
-from tinylm_jax.train.prefetch import DevicePrefetcher
+from tinylm_jax.train.prefetch import CheckpointableIterator, DevicePrefetcher
 from tinylm_jax.train.round_state import RoundState
 
 
@@ -169,7 +169,12 @@ class Rounds:
     the whole split).
     """
 
-    def __init__(self, run: Run, train_source, make: Callable[[np.ndarray | None, int], Iterator]):
+    def __init__(
+        self,
+        run: Run,
+        train_source,
+        make: Callable[[np.ndarray | None, int], CheckpointableIterator],
+    ):
         self.run = run
         self._train = train_source
         self._make = make
@@ -190,7 +195,7 @@ class Rounds:
         self._fresh = False
         return curriculum.stage_record(self.state.history[0])
 
-    def iterator(self) -> Iterator:
+    def iterator(self) -> CheckpointableIterator:
         """The current round's batch iterator, from its first batch."""
         return self._make(self.state.selected_ids, self.state.round)
 

@@ -15,6 +15,7 @@ from tinylm_jax.data import pipeline
 from tinylm_jax.data.tokenizer import Tokenizer
 from tinylm_jax.errors import ConfigError, DataError
 from tinylm_jax.files import write_atomically
+from tinylm_jax.train.prefetch import CheckpointableIterator
 
 
 def prepare_data_once(config: DataConfig, seq_len: int) -> pipeline.PreparedData:
@@ -60,7 +61,7 @@ def make_train_iterator(
     tc: TrainConfig,
     sequence_ids: np.ndarray | None = None,
     round_index: int = 1,
-):
+) -> CheckpointableIterator:
     """This process's batch iterator over `sequence_ids` (None: the whole split) for round
     `round_index`, whose shuffle is seeded apart from the other rounds'; see
     `TrainConfig.data_sharding`."""

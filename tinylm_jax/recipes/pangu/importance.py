@@ -125,6 +125,8 @@ def summed_gradient(run: Run, params: dict, batches: Sequence[Batch]) -> dict:
         for batch in batches:
             grads = step(params, batch)
             total = grads if total is None else add(total, grads)
+    if total is None:
+        raise ValueError("summed_gradient needs at least one batch")
     return total
 
 
@@ -183,6 +185,8 @@ def activation_importance(run: Run, params: dict, batches: Sequence[Batch]) -> I
         for batch in batches:
             out = jax.device_get(step(params, batch))
             totals = out if totals is None else jax.tree_util.tree_map(np.add, totals, out)
+    if totals is None:
+        raise ValueError("activation_importance needs at least one batch")
     tokens = max(float(totals.pop("tokens")), 1.0)
     l2 = weight_importance(run, params, "l2")
     return Importance(

@@ -134,6 +134,8 @@ def width_importance(
         return importance_lib.random_importance(run.config.model, ic.seed), {}, None
     if metric in ("l1", "l2"):
         return importance_lib.weight_importance(run, params, metric), {}, None
+    if batches is None:
+        raise ValueError(f"InheritConfig.width_metric={metric!r} needs calibration batches")
     if metric in ("learnable_mask", "learnable_mask_joint"):
         joint = ic.mask_weight_learning_rate if metric == "learnable_mask_joint" else None
         return masks.learn_masks(
@@ -167,17 +169,25 @@ def _shape(cfg: ModelConfig) -> dict:
     return shape
 
 
-def _heldout(run: Run, params, data: pipeline.PreparedData, steps: int) -> dict:
+def _heldout(run: Run, params: dict, data: pipeline.PreparedData, steps: int) -> dict:
     byte_lengths = token_byte_lengths(data.tokenizer, run.config.model.vocab_size)
     result = evaluate(run, params, data, byte_lengths, steps)
     return {"loss": result["eval_loss"], "bits_per_byte": result["eval_bits_per_byte"]}
 
 
-def _heldout_report(config: RunConfig, child_tokenizer: Tokenizer, parent, child) -> dict:
+def _heldout_report(
+    config: RunConfig,
+    child_tokenizer: Tokenizer,
+    parent: tuple[Run, dict, pipeline.PreparedData | None],
+    child: tuple[Run, dict],
+) -> dict:
     """Held-out loss and bits per byte of the parent, the inherited child and a random-init
     child (the init `tinylm train` would start from); `parent` is (run, params, data) and
     `child` (run, params)."""
     tc = config.train
+    parent_run, parent_params, parent_data = parent
+    if parent_data is None:
+        raise ValueError("the held-out report needs the parent's data")
     child_run, child_params = child
     child_data = pipeline.prepare_data(
         dataclasses.replace(config.data, tokenizer=child_tokenizer.path), tc.seq_len
@@ -190,7 +200,7 @@ def _heldout_report(config: RunConfig, child_tokenizer: Tokenizer, parent, child
     with run_context(child_run):
         random_params = init_state(child_run.init_fn, tc.seed, child_run.shardings).params
     return {
-        "parent": _heldout(*parent, tc.eval_steps),
+        "parent": _heldout(parent_run, parent_params, parent_data, tc.eval_steps),
         "child_inherited": _heldout(child_run, child_params, child_data, tc.eval_steps),
         "child_random_init": _heldout(child_run, random_params, child_data, tc.eval_steps),
         "eval_steps": tc.eval_steps,

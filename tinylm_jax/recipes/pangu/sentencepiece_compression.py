@@ -4,9 +4,10 @@ from its ModelProto (unigram, or BPE with merge replay; see `tokenizer_compressi
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
-from sentencepiece import sentencepiece_model_pb2 as sp_pb2
+from sentencepiece import sentencepiece_model_pb2
 
 from tinylm_jax.recipes.pangu.piece_selection import (
     Compression,
@@ -17,6 +18,9 @@ from tinylm_jax.recipes.pangu.piece_selection import (
 
 log = logging.getLogger(__name__)
 
+# Generated protobuf code without stubs: its message classes (ModelProto, TrainerSpec) are built
+# at import time, so mypy sees none of them and a ModelProto is typed `Any`.
+sp_pb2: Any = sentencepiece_model_pb2
 Piece = sp_pb2.ModelProto.SentencePiece
 # Pieces that are kept whatever their frequency: the ids the pipeline relies on, pieces a
 # user declared, and byte fallback (what makes the pruned model lossless).
@@ -24,7 +28,8 @@ MANDATORY_TYPES = (Piece.CONTROL, Piece.UNKNOWN, Piece.USER_DEFINED, Piece.BYTE)
 SPACE = "\u2581"  # SentencePiece's whitespace symbol.
 
 
-def load_model_proto(model: bytes) -> sp_pb2.ModelProto:
+def load_model_proto(model: bytes) -> Any:
+    """The ModelProto serialized in `model`."""
     proto = sp_pb2.ModelProto()
     proto.ParseFromString(model)
     return proto
@@ -45,7 +50,7 @@ def _bpe_merge_chain(text: str, scores: dict[str, float]) -> list[str] | None:
 
 
 def select_pieces(
-    proto: sp_pb2.ModelProto,
+    proto: Any,
     counts: np.ndarray,
     vocab_size: int | None = None,
     coverage: float | None = None,
@@ -55,7 +60,7 @@ def select_pieces(
     Exactly one of `vocab_size` (the exact size of the result) and `coverage` (the smallest
     frequency-ordered prefix whose kept pieces cover that fraction of corpus tokens) is given.
     Normal pieces are taken by descending count, ties by ascending id (unigram ids follow
-    score, BPE ids follow merge order).
+    score, BPE ids follow merge order). `proto` is the model's ModelProto.
     """
     types = np.array([p.type for p in proto.pieces])
     # The whitespace symbol too: without it a space byte-falls back to the UTF-8 of '▁'

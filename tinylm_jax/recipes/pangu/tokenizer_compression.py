@@ -44,19 +44,24 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 
 from tinylm_jax.config.data import DataConfig, resolve_data_dir
 from tinylm_jax.config.model import ModelConfig
 from tinylm_jax.data import corpus as corpus_lib
-from tinylm_jax.data.tokenizer import PieceKind, SentencePieceTokenizer, Tokenizer, load_tokenizer
+from tinylm_jax.data.tokenizer import (
+    HFTokenizer,
+    PieceKind,
+    SentencePieceTokenizer,
+    Tokenizer,
+    load_tokenizer,
+)
 from tinylm_jax.errors import DataError
 from tinylm_jax.files import write_atomically
 from tinylm_jax.model.counting import model_stats
 from tinylm_jax.recipes.pangu import vocab_mapping
 from tinylm_jax.recipes.pangu.bpe_json_compression import compress_bpe_json
 from tinylm_jax.recipes.pangu.piece_selection import Compression
-from tinylm_jax.recipes.pangu.sentencepiece_compression import compress, load_model_proto
+from tinylm_jax.recipes.pangu.sentencepiece_compression import compress, load_model_proto, sp_pb2
 from tinylm_jax.recipes.pangu.token_counts import cached_counts
 
 REPORT_FILE = "report.json"
@@ -172,6 +177,11 @@ def _compress_tokenizer(
         spec = load_model_proto(big.proto).trainer_spec
         model_type = sp_pb2.TrainerSpec.ModelType.Name(spec.model_type).lower()
         return result, SentencePieceTokenizer(result.model), model_type
+    if not isinstance(big, HFTokenizer):
+        raise DataError(
+            "tokenizer compression takes a SentencePiece model or a byte-level BPE "
+            f"tokenizer.json, not a {type(big).__name__}"
+        )
     result, small = compress_bpe_json(big, counts, vocab_size, coverage)
     return result, small, "byte-level bpe"
 
