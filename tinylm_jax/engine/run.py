@@ -47,7 +47,7 @@ class Run:
     shardings: TrainState
     tx: optax.GradientTransformation
     schedule: optax.Schedule
-    train_step: Callable
+    train_step: jax.stages.Wrapped  # jitted: `.lower()` compiles it ahead of time
     eval_step: Callable
     score_step: Callable
     prepare_batch: Callable[[HostBatch], HostBatch] | None = None

@@ -11,8 +11,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -55,7 +54,7 @@ def _ids_and_tokens(ids_B: jax.Array, weights_BL: jax.Array) -> tuple[jax.Array,
 def score_records(
     run: Run,
     params,
-    source: Sequence[Any],
+    source: loader_lib.RecordSource,
     batch_size: int,
     after_batch: Callable[[int], None] | None = None,
 ) -> Scores:

@@ -11,7 +11,6 @@ import dataclasses
 import resource
 import sys
 import time
-from typing import cast
 
 import jax
 import numpy as np
@@ -209,8 +208,7 @@ def bench(
         init_s = time.perf_counter() - start
 
         start = time.perf_counter()
-        jitted = cast(jax.stages.Wrapped, run.train_step)  # `build_run` jits it
-        compiled = jitted.lower(state, batch).compile()
+        compiled = run.train_step.lower(state, batch).compile()
         compile_s = time.perf_counter() - start
 
         if warmup_steps:
@@ -284,8 +282,7 @@ def memory_plan(config: RunConfig) -> MemoryPlan:
     with run_context(run):
         state, batch = abstract_step_inputs(run)
         start = time.perf_counter()
-        jitted = cast(jax.stages.Wrapped, run.train_step)  # `build_run` jits it
-        compiled = jitted.lower(state, batch).compile()
+        compiled = run.train_step.lower(state, batch).compile()
         compile_s = time.perf_counter() - start
     sizes = compiled_memory(compiled)
     if not sizes:

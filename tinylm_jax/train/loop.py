@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable
-from typing import cast
 
 import jax
 from etils import epath
@@ -447,8 +446,7 @@ def _running(batches: DevicePrefetcher):
 
 def _compile(run: Run, state: TrainState, batch, primary: bool):
     start = time.perf_counter()
-    jitted = cast(jax.stages.Wrapped, run.train_step)  # `build_run` jits it
-    compiled = jitted.lower(state, batch).compile()
+    compiled = run.train_step.lower(state, batch).compile()
     if primary:
         print(f"compiled the train step in {time.perf_counter() - start:.1f}s", flush=True)
     return compiled

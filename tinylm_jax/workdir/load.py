@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
-from typing import Any, cast
 
 import jax
 from etils import epath
@@ -177,9 +176,7 @@ def score_workdir(
     run, params, tokenizer, _ = load_with_delta(config, workdir, delta)
     data = _data_of(workdir, run, tokenizer)
     source = {"train": data.train, "validation": data.validation}[split]
-    # score_records reads only len() and [i] of its source (a RecordSource, not a Sequence).
-    records = cast(Sequence[Any], source)
-    return score_records(run, params, records, batch_size or config.train.resolved_eval_batch_size)
+    return score_records(run, params, source, batch_size or config.train.resolved_eval_batch_size)
 
 
 def write_workdir_scores(
