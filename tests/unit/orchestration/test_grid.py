@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from tinylm_jax.config import gin as gin_lib
 from tinylm_jax.config.gin import CONFIGS_DIR
 from tinylm_jax.errors import ConfigError
+from tinylm_jax.orchestration import budget
 from tinylm_jax.orchestration import grid as sweep
 
 SPEC = """
@@ -87,3 +89,17 @@ def test_an_inheriting_arm_is_one_job_of_inherit_then_train(tmp_path):
     deep, _ = sweep.jobs(sweep.expand(spec), tmp_path)
     assert [c[3] for c in deep.commands] == ["inherit", "train"]
     assert " inherit --parent=runs/parent " in deep.line() and " && " in deep.line()
+
+
+def test_every_shipped_grid_arm_is_a_valid_run(gin_clean):
+    """Each arm of each shipped grid spec parses into a RunConfig that passes its checks
+    (round lengths add up to the steps, known selections, ...), before anyone trains it."""
+    specs = sorted((CONFIGS_DIR / "sweeps").glob("*.py"))
+    assert any(p.name == "pangu_rounds_rate.py" for p in specs)
+    for path in specs:
+        spec = sweep.load_spec(path)
+        if budget.strategy(spec) != "grid":  # ER-UCB specs draw trials while they run
+            continue
+        for arm in sweep.expand(spec):
+            config = gin_lib.parse(arm.gin_files, arm.gin_params)
+            assert config.train.num_steps > 0, (path.name, arm.name)
