@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.helpers import free_port
+from tests.helpers import free_port, xla_flags
 
 BUCKET = "tinylm-test"
 
@@ -95,7 +95,7 @@ def running(xla_cache: Path) -> Iterator[dict[str, str]]:
         "TENSORSTORE_GCS_HTTP_URL": url,
         "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",  # TensorStore: skip credential lookup
         "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+        "XLA_FLAGS": xla_flags(1),
         "JAX_COMPILATION_CACHE_DIR": str(xla_cache),
     }
     saved = {k: os.environ.get(k) for k in variables}

@@ -49,3 +49,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def xla_flags(devices: int) -> str:
+    """XLA_FLAGS for a test process with `devices` virtual CPU devices.
+
+    XLA:CPU aborts the process when a device thread waits too long at a collective's
+    rendezvous (tens of seconds by default). Eight virtual devices on two busy cores can starve
+    a thread that long (a test worker died that way in CI), so tests give collectives 5 minutes.
+    """
+    return (
+        f"--xla_force_host_platform_device_count={devices}"
+        " --xla_cpu_collective_call_terminate_timeout_seconds=300"
+        " --xla_cpu_collective_timeout_seconds=300"
+    )

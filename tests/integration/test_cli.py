@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.helpers import TINY_DATA, train_losses
+from tests.helpers import TINY_DATA, train_losses, xla_flags
 from tinylm_jax.cli import main as cli
 
 DEMO = ["--gin_file=experiments/demo.gin"]
@@ -31,7 +31,7 @@ def run_cli(args: list[str], devices: int, data_dir: str) -> subprocess.Complete
         os.environ,
         TINYLM_DATA_DIR=data_dir,
         JAX_PLATFORMS="cpu",
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        XLA_FLAGS=xla_flags(devices),
     )
     return subprocess.run(
         [sys.executable, "-m", "tinylm_jax.cli", *args],

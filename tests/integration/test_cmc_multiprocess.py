@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import free_port, xla_flags
 from tests.support.cmc import DELTA, bpe_tokenizer, write_model, write_records
 from tinylm_jax.engine import checkpoint as ckpt
 
@@ -33,7 +33,7 @@ def cmc_train(
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "XLA_FLAGS": xla_flags(devices),
     }
     args = ["cmc", "train", f"--template={template}", f"--workdir={workdir}", f"--data={data}"]
     return subprocess.Popen(

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from tests.helpers import TINY_DATA
+from tests.helpers import TINY_DATA, xla_flags
 
 # Two collective programs per iteration whose device time exceeds the host's dispatch time.
 PATTERN = """
@@ -41,7 +41,7 @@ print("scored", len(jax.device_get(outputs)))
 @pytest.mark.slow
 def test_many_collective_batches_in_a_row_finish_on_8_devices():
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    env["XLA_FLAGS"] = xla_flags(8)
     proc = subprocess.run(
         [sys.executable, "-c", PATTERN], env=env, capture_output=True, text=True, timeout=600
     )
@@ -71,7 +71,7 @@ FLAGS = [
 @pytest.mark.slow
 def test_a_two_round_run_on_8_devices_scores_tens_of_thousands_of_sequences(tmp_path, data_dir):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    env["XLA_FLAGS"] = xla_flags(8)
     workdir = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "tinylm_jax.cli", "train", f"--workdir={workdir}", *FLAGS],

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TINY_DATA
+from tests.helpers import TINY_DATA, xla_flags
 from tests.support.cmc import DELTA, write_records
 from tinylm_jax.cli import main as cli
 from tinylm_jax.engine import checkpoint as ckpt
@@ -143,7 +143,7 @@ PHASES = [
 
 
 def tinylm(argv: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    env = {**os.environ, "XLA_FLAGS": xla_flags(1)}
     return subprocess.Popen(
         [sys.executable, "-m", "tinylm_jax.cli", *argv],
         stdout=subprocess.PIPE,

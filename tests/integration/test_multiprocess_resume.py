@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.helpers import free_port, tiny_run, train_losses
+from tests.helpers import free_port, tiny_run, train_losses, xla_flags
 from tinylm_jax.engine import checkpoint as ckpt
 from tinylm_jax.parallel.preemption import PREEMPTED_EXIT_CODE
 
@@ -42,7 +42,7 @@ def env(devices: int, cache: Path) -> dict[str, str]:
     out = dict(os.environ)
     out.update(
         JAX_PLATFORMS="cpu",
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        XLA_FLAGS=xla_flags(devices),
         JAX_COMPILATION_CACHE_DIR=str(cache),
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
         JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests.helpers import xla_flags
 from tests.support.cmc import (
     DELTA,
     bpe_tokenizer,
@@ -31,7 +32,7 @@ STEPS = ["TrainConfig.num_steps = 6", "CheckpointConfig.every_steps = 2"]
 
 def tinylm(*args: str, fault: str | None = None) -> subprocess.CompletedProcess:
     program = ["tests.fault_runner", fault] if fault else ["tinylm_jax.cli"]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    env = {**os.environ, "XLA_FLAGS": xla_flags(1)}
     return subprocess.run(
         [sys.executable, "-m", *program, *args], capture_output=True, text=True, env=env
     )
