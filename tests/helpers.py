@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 # A small real corpus (the first stdlib modules) and a matching small tokenizer.
@@ -63,3 +65,26 @@ def xla_flags(devices: int) -> str:
         " --xla_cpu_collective_call_terminate_timeout_seconds=300"
         " --xla_cpu_collective_timeout_seconds=300"
     )
+
+
+def concurrent_digests(script: str, args: list[str], copies: int, env: dict, timeout: int) -> set:
+    """Starts `copies` processes of `python -c script *args` together, asserts each exits 0,
+    and returns the set of the `DIGEST ...` lines they printed (one set member: they agree)."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(copies)
+    ]
+    results = [p.communicate(timeout=timeout) for p in procs]
+    digests = set()
+    for p, (out, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err[-3000:]
+        lines = [line for line in out.splitlines() if line.startswith("DIGEST")]
+        assert lines, f"no DIGEST line in:\n{out[-3000:]}"
+        digests.update(lines)
+    return digests

@@ -4,12 +4,11 @@ that start together on a cold cache all get the one map."""
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import concurrent_digests
 from tests.support.cmc import cross_tokenizers, write_model
 from tinylm_jax import layout
 from tinylm_jax.cli import main as cli
@@ -62,19 +61,7 @@ def test_runs_starting_together_on_a_cold_map_cache_share_one_map(tmp_path):
     sentencepiece, bpe = cross_tokenizers(tmp_path / "tokenizers")
     entry = tmp_path / "delta" / "token_maps" / "user-delta.json"
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", BUILD, str(sentencepiece), str(bpe), str(entry)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-    results = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, results, strict=True):
-        assert p.returncode == 0, err[-3000:]
-    digests = {line for out, _ in results for line in out.splitlines() if line.startswith("DIGEST")}
+    args = [str(sentencepiece), str(bpe), str(entry)]
+    digests = concurrent_digests(BUILD, args, 3, env, timeout=300)
     assert len(digests) == 1
     assert sorted(p.name for p in entry.parent.iterdir()) == [entry.name, entry.name + ".lock"]

@@ -3,10 +3,10 @@
 import json
 import os
 import random
-import subprocess
-import sys
 
 import pytest
+
+from tests.helpers import concurrent_digests
 
 # Each process builds the whole chain: TFDS corpus, tokenizer, packed records, token counts.
 SCRIPT = """
@@ -44,22 +44,7 @@ def test_five_processes_on_a_cold_cache_all_succeed_and_share_one_cache(tmp_path
     _corpus(corpus_file)
     cache = tmp_path / "cache"
     env = {**os.environ, "TINYLM_DATA_DIR": str(cache), "JAX_PLATFORMS": "cpu"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", SCRIPT, str(corpus_file)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(5)
-    ]
-    results = [p.communicate(timeout=600) for p in procs]
-    for p, (_, err) in zip(procs, results, strict=True):
-        assert p.returncode == 0, err[-3000:]
-    digests = {
-        next(line for line in out.splitlines() if line.startswith("DIGEST")) for out, _ in results
-    }
+    digests = concurrent_digests(SCRIPT, [str(corpus_file)], 5, env, timeout=600)
     assert len(digests) == 1, digests  # every process read the same records and counts
     # One entry per stage, and no temp or incomplete leftovers anywhere in the cache.
     entries = sorted(str(p.relative_to(cache)) for p in cache.rglob("*"))
